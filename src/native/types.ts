@@ -1,0 +1,91 @@
+/**
+ * The typed face of native-bindings/ (C++, node-addon-api). The addon does syscalls and loops
+ * only; all L2TPv3 knowledge lives in TypeScript. It is context-aware: load it in the main
+ * thread (control plane: open/close fds) and in the data-plane worker (I/O and readiness).
+ *
+ * Conventions:
+ * - Set-up calls (open, bind, setsockopt) throw an Error with `code` (e.g. 'EADDRINUSE'),
+ *   `errno` (positive number) and `syscall` properties.
+ * - Hot-path calls never throw for I/O errors: they return a count >= 0, or -errno.
+ *   EAGAIN with nothing done returns 0.
+ * - Packet memory is the SharedArrayBuffer pool attached with attachPool(); every offset is
+ *   an absolute byte offset into that pool.
+ */
+
+export interface SocketOptions {
+  /** SO_RCVBUFFORCE / SO_SNDBUFFORCE (falls back to SO_RCVBUF/SO_SNDBUF). Bytes. */
+  rcvbuf?: number;
+  sndbuf?: number;
+  /** IPv4 UDP: send with a zero checksum (SO_NO_CHECK). */
+  noCheckTx?: boolean;
+  /** IPv6 UDP: send with a zero checksum (UDP_NO_CHECK6_TX). */
+  noCheck6Tx?: boolean;
+  /** IPv6 UDP: accept a zero checksum (UDP_NO_CHECK6_RX). */
+  noCheck6Rx?: boolean;
+}
+
+export interface TapHandle {
+  fd: number;
+  /** The name the kernel gave (resolves l2tpeth%d). */
+  name: string;
+}
+
+/** Events for pollStart and its callback. */
+export const POLL_READABLE = 1;
+export const POLL_WRITABLE = 2;
+
+/** Per-message stride (in Uint32 words) of the `sources` array filled by recvBatch. */
+export const SOURCE_STRIDE = 5;
+
+export interface NativeBindings {
+  /** Pin the pool for this thread; must be called before any batch call in that thread. */
+  attachPool(pool: SharedArrayBuffer): void;
+
+  /** Open (or attach to a persistent) tap: IFF_TAP|IFF_NO_PI, non-blocking, close-on-exec. */
+  tapOpen(name: string, persist: boolean): TapHandle;
+  /** TUNSETPERSIST on an open tap fd. */
+  tapSetPersist(fd: number, persist: boolean): void;
+
+  /**
+   * UDP socket bound to localAddress:localPort, non-blocking, IP_PMTUDISC_DONT (the kernel
+   * fragments oversized outer packets), large buffers. Not connected.
+   */
+  udpOpen(family: 4 | 6, localAddress: string, localPort: number, opts: SocketOptions): number;
+  /** Raw IP socket for `protocol` (115) bound to localAddress, non-blocking, PMTUDISC_DONT. */
+  rawOpen(family: 4 | 6, localAddress: string, protocol: number, opts: SocketOptions): number;
+  close(fd: number): void;
+  /** Path MTU towards remoteAddress (route MTU): connected UDP socket + IP_MTU / IPV6_MTU. */
+  pathMtu(family: 4 | 6, remoteAddress: string): number;
+  /** Bound local port of a socket (getsockname). */
+  localPort(fd: number): number;
+
+  /** Destination table for sendBatch, per thread: peerId -> sockaddr. port is ignored for raw. */
+  setPeer(peerId: number, family: 4 | 6, address: string, port: number): void;
+
+  /**
+   * recvmmsg(MSG_DONTWAIT|MSG_TRUNC) of up to `count` datagrams. Message i lands at
+   * offsets[i] with room for `capacity` bytes. lengths[i] = the datagram's real length
+   * (greater than capacity when it was truncated). sources[i*SOURCE_STRIDE ..]:
+   * [family<<16 | port, addr word 0, 1, 2, 3] with address words in network byte order read
+   * as big-endian numbers (IPv4 uses word 0 only, the rest 0).
+   */
+  recvBatch(fd: number, offsets: Uint32Array, capacity: number, count: number,
+            lengths: Int32Array, sources: Uint32Array): number;
+  /**
+   * sendmmsg of messages first..first+count-1: bytes at offsets[i], lengths[i], to the peer
+   * registered as peers[i]. Returns how many were sent (short on EAGAIN) or -errno if none.
+   */
+  sendBatch(fd: number, offsets: Uint32Array, lengths: Uint32Array, peers: Uint32Array,
+            first: number, count: number): number;
+  /** Tap drain: read() up to `count` frames (until EAGAIN) into offsets[i] (room `capacity`). */
+  readBatch(fd: number, offsets: Uint32Array, capacity: number, count: number, lengths: Int32Array): number;
+  /** Tap write: write() frames first..first+count-1; stops at EAGAIN. Returns written or -errno. */
+  writeBatch(fd: number, offsets: Uint32Array, lengths: Int32Array, first: number, count: number): number;
+
+  /**
+   * uv_poll on the calling thread's loop. `events` is a POLL_* mask; calling again for the same
+   * fd changes the mask (and callback). The callback gets (fd, events) once per readiness.
+   */
+  pollStart(fd: number, events: number, callback: (fd: number, events: number) => void): void;
+  pollStop(fd: number): void;
+}
