@@ -1,0 +1,70 @@
+/**
+ * Network-namespace fixtures for tests that need root. Every name is unique to this process,
+ * every namespace is removed by name in teardown (and on exit), and nothing outside the
+ * namespaces is touched. Addresses used inside are documentation ranges only.
+ */
+import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process';
+
+let counter = 0;
+const created = new Set<string>();
+
+export const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+
+/** A reason to skip, or false when namespaces can be created here. */
+export function netnsUnavailable(): string | false {
+  if (!isRoot) return 'needs root to create network namespaces';
+  const r = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+  if (r.error || r.status !== 0) return 'iproute2 `ip netns` is not available';
+  return false;
+}
+
+export function hasCommand(cmd: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
+}
+
+/** Short unique name (interface names are limited to 15 bytes). */
+export function uniqueName(prefix: string): string {
+  return `${prefix}${process.pid % 10000}x${counter++}`;
+}
+
+export function createNetns(prefix = 'l2t'): string {
+  const name = uniqueName(prefix);
+  execFileSync('ip', ['netns', 'add', name]);
+  created.add(name);
+  execFileSync('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
+  return name;
+}
+
+export function deleteNetns(name: string): void {
+  spawnSync('ip', ['netns', 'pids', name], { encoding: 'utf8' }).stdout
+    ?.split('\n').filter(Boolean).forEach((pid) => {
+      try { process.kill(Number(pid), 'SIGKILL'); } catch { /* already gone */ }
+    });
+  spawnSync('ip', ['netns', 'del', name]);
+  created.delete(name);
+}
+
+process.on('exit', () => { for (const ns of [...created]) deleteNetns(ns); });
+
+/** Run a command inside the namespace; throws with stderr on failure. */
+export function nsExec(ns: string, cmd: string, args: string[], opts: { input?: string; timeoutMs?: number } = {}): string {
+  return execFileSync('ip', ['netns', 'exec', ns, cmd, ...args], {
+    encoding: 'utf8', input: opts.input, timeout: opts.timeoutMs ?? 30000,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+}
+
+/** Like nsExec but never throws: returns status, stdout and stderr. */
+export function nsRun(ns: string, cmd: string, args: string[], timeoutMs = 30000): SpawnSyncReturns<string> {
+  return spawnSync('ip', ['netns', 'exec', ns, cmd, ...args], { encoding: 'utf8', timeout: timeoutMs });
+}
+
+/** Create a veth pair between two namespaces and address both ends. */
+export function vethBetween(nsA: string, ifA: string, addrA: string, nsB: string, ifB: string, addrB: string, mtu = 1500): void {
+  execFileSync('ip', ['link', 'add', ifA, 'netns', nsA, 'mtu', String(mtu), 'type', 'veth', 'peer', 'name', ifB, 'netns', nsB, 'mtu', String(mtu)]);
+  for (const [ns, ifn, addr] of [[nsA, ifA, addrA], [nsB, ifB, addrB]] as const) {
+    const v6 = addr.includes(':');
+    execFileSync('ip', ['-n', ns, ...(v6 ? ['-6'] : []), 'addr', 'add', addr, 'dev', ifn, ...(v6 ? ['nodad'] : [])]);
+    execFileSync('ip', ['-n', ns, 'link', 'set', ifn, 'up']);
+  }
+}
