@@ -49,6 +49,8 @@ export const enum SessionCounter {
   LastRxMs,
   /** Frames that could not be written to the tap (tap down or queue full). */
   RxTapDrops,
+  /** Decapsulated frames larger than the session interface accepts (MTU + 18). */
+  RxOversize,
 }
 export const SESSION_FIELDS = 16;
 
@@ -84,7 +86,7 @@ export const TUNNEL_COUNTER_BYTES = (MAX_TUNNELS + 1) * TUNNEL_FIELDS * 8;
 export const SESSION_COUNTER_NAMES = [
   'rx_packets', 'rx_bytes', 'tx_packets', 'tx_bytes', 'rx_errors', 'tx_errors',
   'rx_seq_discards', 'rx_oos_packets', 'rx_cookie_discards', 'rx_invalid',
-  'tx_oversize', 'rx_short_frames', 'last_rx_ms', 'rx_tap_drops',
+  'tx_oversize', 'rx_short_frames', 'last_rx_ms', 'rx_tap_drops', 'rx_oversize',
 ] as const;
 
 export const TUNNEL_COUNTER_NAMES = [
