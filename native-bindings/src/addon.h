@@ -1,0 +1,102 @@
+// l2tpd_native: syscalls and loops only (tap, UDP/raw sockets, batched I/O, readiness).
+// No L2TP knowledge lives here. One instance per Node environment (main thread, each worker):
+// all state is in this class, nothing is static.
+#pragma once
+
+#include <napi.h>
+#include <uv.h>
+
+#include <sys/socket.h>
+#include <netinet/in.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace l2tpd {
+
+constexpr int kPollReadable = 1;  // POLL_READABLE in src/native/types.ts
+constexpr int kPollWritable = 2;  // POLL_WRITABLE
+constexpr int kSourceStride = 5;  // SOURCE_STRIDE
+constexpr uint32_t kMaxPeerId = 1u << 20;
+
+class Native;
+
+// One uv_poll_t per fd. Freed in the uv_close callback.
+struct PollHandle {
+  uv_poll_t poll;
+  Native* owner;
+  int fd;
+  int events;
+  bool closing;
+  Napi::FunctionReference callback;
+};
+
+struct Peer {
+  sockaddr_storage addr;
+  socklen_t len;  // 0 = not set
+};
+
+class Native : public Napi::Addon<Native> {
+ public:
+  Native(Napi::Env env, Napi::Object exports);
+  ~Native();
+
+ private:
+  // setup.cc
+  Napi::Value AttachPool(const Napi::CallbackInfo& info);
+  Napi::Value TapOpen(const Napi::CallbackInfo& info);
+  Napi::Value TapSetPersist(const Napi::CallbackInfo& info);
+  Napi::Value UdpOpen(const Napi::CallbackInfo& info);
+  Napi::Value RawOpen(const Napi::CallbackInfo& info);
+  Napi::Value Close(const Napi::CallbackInfo& info);
+  Napi::Value PathMtu(const Napi::CallbackInfo& info);
+  Napi::Value LocalPort(const Napi::CallbackInfo& info);
+  Napi::Value SetPeer(const Napi::CallbackInfo& info);
+  // io.cc
+  Napi::Value RecvBatch(const Napi::CallbackInfo& info);
+  Napi::Value SendBatch(const Napi::CallbackInfo& info);
+  Napi::Value ReadBatch(const Napi::CallbackInfo& info);
+  Napi::Value WriteBatch(const Napi::CallbackInfo& info);
+  Napi::Value TakeWriteErrors(const Napi::CallbackInfo& info);
+  // poll.cc
+  Napi::Value PollStart(const Napi::CallbackInfo& info);
+  Napi::Value PollStop(const Napi::CallbackInfo& info);
+
+  Napi::Value OpenSocket(const Napi::CallbackInfo& info, int type);
+  bool RequirePool(Napi::Env env);
+  void EnsureMessages(size_t n);
+  void StopPoll(int fd);
+  void StopAllPolls();
+  static void OnPoll(uv_poll_t* handle, int status, int events);
+  static void OnClosed(uv_handle_t* handle);
+  static void Cleanup(void* arg);
+
+  napi_env env_;
+  uv_loop_t* loop_ = nullptr;
+  bool cleaned_up_ = false;
+  std::unique_ptr<Napi::AsyncContext> async_context_;
+
+  Napi::Reference<Napi::Value> pool_ref_;
+  uint8_t* pool_ = nullptr;
+  size_t pool_len_ = 0;
+
+  // Preallocated batch scratch (grown, never shrunk; no allocation per call once sized).
+  std::vector<mmsghdr> msgs_;
+  std::vector<iovec> iovs_;
+  std::vector<sockaddr_storage> addrs_;
+
+  std::vector<Peer> peers_;
+  std::unordered_map<int, PollHandle*> polls_;
+  uint32_t write_errors_ = 0;
+};
+
+// Throws (as a pending JS exception) an Error with code/errno/syscall. Returns undefined.
+Napi::Value ThrowErrno(Napi::Env env, int err, const char* syscall, const std::string& detail = "");
+// Parses an address for `family` (4 or 6; IPv6 may carry %scope). false + pending exception on error.
+bool ParseAddress(Napi::Env env, int family, const std::string& address, uint16_t port,
+                  sockaddr_storage* out, socklen_t* len);
+
+}  // namespace l2tpd

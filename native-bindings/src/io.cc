@@ -1,0 +1,248 @@
+// Hot-path batch calls. They never throw for I/O errors: count >= 0, or -errno.
+// Every offset/length is checked against the attached pool before any syscall.
+// No allocation per call: scratch arrays live in the instance (grown only for a larger batch).
+#include "addon.h"
+
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace l2tpd {
+
+namespace {
+
+template <typename T>
+struct Array {
+  T* data = nullptr;
+  size_t length = 0;
+};
+
+// Typed-array argument of the expected element type; TypeError (pending) otherwise.
+template <typename T>
+bool ArrayArg(const Napi::CallbackInfo& info, size_t i, napi_typedarray_type want, const char* what,
+              Array<T>* out) {
+  napi_env env = info.Env();
+  bool is_ta = false;
+  if (i < info.Length()) napi_is_typedarray(env, info[i], &is_ta);
+  napi_typedarray_type type;
+  void* data = nullptr;
+  if (!is_ta ||
+      napi_get_typedarray_info(env, info[i], &type, &out->length, &data, nullptr, nullptr) != napi_ok ||
+      type != want) {
+    Napi::TypeError::New(info.Env(), std::string(what) + " has the wrong type")
+        .ThrowAsJavaScriptException();
+    return false;
+  }
+  out->data = static_cast<T*>(data);
+  return true;
+}
+
+bool IntArg(const Napi::CallbackInfo& info, size_t i, int64_t* out) {
+  if (i >= info.Length() || !info[i].IsNumber()) {
+    Napi::TypeError::New(info.Env(), "expected a number argument").ThrowAsJavaScriptException();
+    return false;
+  }
+  *out = info[i].As<Napi::Number>().Int64Value();
+  return true;
+}
+
+inline bool InPool(uint64_t offset, uint64_t len, size_t pool_len) {
+  return offset <= pool_len && len <= pool_len - offset;
+}
+
+inline void FillSource(const sockaddr_storage& ss, uint32_t* w) {
+  if (ss.ss_family == AF_INET) {
+    auto& sin = reinterpret_cast<const sockaddr_in&>(ss);
+    w[0] = (4u << 16) | ntohs(sin.sin_port);
+    w[1] = ntohl(sin.sin_addr.s_addr);
+    w[2] = w[3] = w[4] = 0;
+  } else if (ss.ss_family == AF_INET6) {
+    auto& sin6 = reinterpret_cast<const sockaddr_in6&>(ss);
+    w[0] = (6u << 16) | ntohs(sin6.sin6_port);
+    for (int k = 0; k < 4; k++) {
+      uint32_t be;
+      std::memcpy(&be, &sin6.sin6_addr.s6_addr[k * 4], 4);
+      w[1 + k] = ntohl(be);
+    }
+  } else {
+    w[0] = w[1] = w[2] = w[3] = w[4] = 0;
+  }
+}
+
+inline Napi::Value Result(Napi::Env env, int64_t n) { return Napi::Number::New(env, static_cast<double>(n)); }
+
+}  // namespace
+
+// recvBatch(fd, offsets: Uint32Array, capacity, count, lengths: Int32Array, sources: Uint32Array)
+Napi::Value Native::RecvBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t fd, capacity, count;
+  Array<uint32_t> offsets, sources;
+  Array<int32_t> lengths;
+  if (!IntArg(info, 0, &fd) ||
+      !ArrayArg(info, 1, napi_uint32_array, "offsets", &offsets) || !IntArg(info, 2, &capacity) ||
+      !IntArg(info, 3, &count) || !ArrayArg(info, 4, napi_int32_array, "lengths", &lengths) ||
+      !ArrayArg(info, 5, napi_uint32_array, "sources", &sources) || !RequirePool(env))
+    return env.Undefined();
+  if (count <= 0) return Result(env, 0);
+  if (capacity < 0 || static_cast<uint64_t>(count) > offsets.length ||
+      static_cast<uint64_t>(count) > lengths.length ||
+      static_cast<uint64_t>(count) * kSourceStride > sources.length || count > 65536)
+    return Result(env, -EINVAL);
+  for (int64_t i = 0; i < count; i++)
+    if (!InPool(offsets.data[i], capacity, pool_len_)) return Result(env, -EINVAL);
+
+  EnsureMessages(count);
+  for (int64_t i = 0; i < count; i++) {
+    iovs_[i].iov_base = pool_ + offsets.data[i];
+    iovs_[i].iov_len = capacity;
+    msghdr& h = msgs_[i].msg_hdr;
+    h.msg_name = &addrs_[i];
+    h.msg_namelen = sizeof(sockaddr_storage);
+    h.msg_iov = &iovs_[i];
+    h.msg_iovlen = 1;
+    h.msg_control = nullptr;
+    h.msg_controllen = 0;
+    h.msg_flags = 0;
+    msgs_[i].msg_len = 0;
+  }
+  int n;
+  do {
+    // MSG_TRUNC: UDP and raw sockets report the datagram's real length in msg_len.
+    n = recvmmsg(static_cast<int>(fd), msgs_.data(), static_cast<unsigned>(count),
+                 MSG_DONTWAIT | MSG_TRUNC, nullptr);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return Result(env, (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -errno);
+  for (int i = 0; i < n; i++) {
+    lengths.data[i] = static_cast<int32_t>(msgs_[i].msg_len);
+    FillSource(addrs_[i], &sources.data[i * kSourceStride]);
+  }
+  return Result(env, n);
+}
+
+// sendBatch(fd, offsets: Uint32Array, lengths: Uint32Array, peers: Uint32Array, first, count)
+Napi::Value Native::SendBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t fd, first, count;
+  Array<uint32_t> offsets, lengths, peers;
+  if (!IntArg(info, 0, &fd) || !ArrayArg(info, 1, napi_uint32_array, "offsets", &offsets) ||
+      !ArrayArg(info, 2, napi_uint32_array, "lengths", &lengths) ||
+      !ArrayArg(info, 3, napi_uint32_array, "peers", &peers) || !IntArg(info, 4, &first) ||
+      !IntArg(info, 5, &count) || !RequirePool(env))
+    return env.Undefined();
+  if (count <= 0) return Result(env, 0);
+  const uint64_t end = static_cast<uint64_t>(first) + static_cast<uint64_t>(count);
+  if (first < 0 || count > 65536 || end > offsets.length || end > lengths.length || end > peers.length)
+    return Result(env, -EINVAL);
+  for (uint64_t j = first; j < end; j++) {
+    uint32_t peer = peers.data[j];
+    if (!InPool(offsets.data[j], lengths.data[j], pool_len_) || peer >= peers_.size() ||
+        peers_[peer].len == 0)
+      return Result(env, -EINVAL);
+  }
+
+  EnsureMessages(count);
+  for (int64_t i = 0; i < count; i++) {
+    const uint64_t j = first + i;
+    Peer& peer = peers_[peers.data[j]];
+    iovs_[i].iov_base = pool_ + offsets.data[j];
+    iovs_[i].iov_len = lengths.data[j];
+    msghdr& h = msgs_[i].msg_hdr;
+    h.msg_name = &peer.addr;
+    h.msg_namelen = peer.len;
+    h.msg_iov = &iovs_[i];
+    h.msg_iovlen = 1;
+    h.msg_control = nullptr;
+    h.msg_controllen = 0;
+    h.msg_flags = 0;
+  }
+  int64_t sent = 0;
+  while (sent < count) {
+    int n = sendmmsg(static_cast<int>(fd), msgs_.data() + sent, static_cast<unsigned>(count - sent),
+                     MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      if (sent == 0) return Result(env, -errno);
+      break;  // report what went out; the failing message errors again on the next call
+    }
+    if (n == 0) break;
+    sent += n;
+  }
+  return Result(env, sent);
+}
+
+// readBatch(fd, offsets: Uint32Array, capacity, count, lengths: Int32Array)
+Napi::Value Native::ReadBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t fd, capacity, count;
+  Array<uint32_t> offsets;
+  Array<int32_t> lengths;
+  if (!IntArg(info, 0, &fd) || !ArrayArg(info, 1, napi_uint32_array, "offsets", &offsets) ||
+      !IntArg(info, 2, &capacity) || !IntArg(info, 3, &count) ||
+      !ArrayArg(info, 4, napi_int32_array, "lengths", &lengths) || !RequirePool(env))
+    return env.Undefined();
+  if (count <= 0) return Result(env, 0);
+  if (capacity < 0 || static_cast<uint64_t>(count) > offsets.length ||
+      static_cast<uint64_t>(count) > lengths.length)
+    return Result(env, -EINVAL);
+  for (int64_t i = 0; i < count; i++)
+    if (!InPool(offsets.data[i], capacity, pool_len_)) return Result(env, -EINVAL);
+
+  int64_t i = 0;
+  while (i < count) {
+    ssize_t n = read(static_cast<int>(fd), pool_ + offsets.data[i], capacity);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      if (i == 0) return Result(env, -errno);
+      break;
+    }
+    lengths.data[i++] = static_cast<int32_t>(n);
+  }
+  return Result(env, i);
+}
+
+// writeBatch(fd, offsets: Uint32Array, lengths: Int32Array, first, count)
+// Returns frames processed (written or skipped after a hard error); stops at EAGAIN.
+// Skipped frames are counted in takeWriteErrors().
+Napi::Value Native::WriteBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t fd, first, count;
+  Array<uint32_t> offsets;
+  Array<int32_t> lengths;
+  if (!IntArg(info, 0, &fd) || !ArrayArg(info, 1, napi_uint32_array, "offsets", &offsets) ||
+      !ArrayArg(info, 2, napi_int32_array, "lengths", &lengths) || !IntArg(info, 3, &first) ||
+      !IntArg(info, 4, &count) || !RequirePool(env))
+    return env.Undefined();
+  if (count <= 0) return Result(env, 0);
+  const uint64_t end = static_cast<uint64_t>(first) + static_cast<uint64_t>(count);
+  if (first < 0 || end > offsets.length || end > lengths.length) return Result(env, -EINVAL);
+  for (uint64_t j = first; j < end; j++)
+    if (lengths.data[j] < 0 || !InPool(offsets.data[j], lengths.data[j], pool_len_))
+      return Result(env, -EINVAL);
+
+  uint64_t j = first;
+  while (j < end) {
+    ssize_t n = write(static_cast<int>(fd), pool_ + offsets.data[j], lengths.data[j]);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      if (errno == EBADF) return Result(env, j == static_cast<uint64_t>(first) ? -EBADF : j - first);
+      write_errors_++;  // e.g. EIO (tap down), EINVAL (bad frame): drop it and go on
+    }
+    j++;
+  }
+  return Result(env, static_cast<int64_t>(j - first));
+}
+
+// takeWriteErrors(): number of frames writeBatch dropped since the last call (then reset).
+Napi::Value Native::TakeWriteErrors(const Napi::CallbackInfo& info) {
+  uint32_t n = write_errors_;
+  write_errors_ = 0;
+  return Napi::Number::New(info.Env(), n);
+}
+
+}  // namespace l2tpd

@@ -1,0 +1,108 @@
+// Readiness: one uv_poll_t per fd on the calling thread's loop; JS callback (fd, events).
+#include "addon.h"
+
+namespace l2tpd {
+
+namespace {
+
+int ToUv(int events) {
+  return ((events & kPollReadable) ? UV_READABLE : 0) | ((events & kPollWritable) ? UV_WRITABLE : 0);
+}
+
+int FromUv(int events) {
+  return ((events & (UV_READABLE | UV_DISCONNECT)) ? kPollReadable : 0) |
+         ((events & UV_WRITABLE) ? kPollWritable : 0);
+}
+
+}  // namespace
+
+// pollStart(fd, events, callback)
+Napi::Value Native::PollStart(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsFunction()) {
+    Napi::TypeError::New(env, "pollStart(fd: number, events: number, callback: function)")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  int events = info[1].As<Napi::Number>().Int32Value() & (kPollReadable | kPollWritable);
+  if (fd < 0 || events == 0) {
+    Napi::RangeError::New(env, "pollStart: bad fd or empty events mask").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+
+  PollHandle* h;
+  auto it = polls_.find(fd);
+  if (it != polls_.end()) {
+    h = it->second;
+  } else {
+    h = new PollHandle();
+    h->owner = this;
+    h->fd = fd;
+    h->closing = false;
+    int rc = uv_poll_init(loop_, &h->poll, fd);
+    if (rc != 0) {
+      delete h;  // never registered with the loop
+      return ThrowErrno(env, -rc, "uv_poll_init");
+    }
+    h->poll.data = h;
+    polls_[fd] = h;
+  }
+  h->events = events;
+  h->callback = Napi::Persistent(info[2].As<Napi::Function>());
+  int rc = uv_poll_start(&h->poll, ToUv(events), OnPoll);
+  if (rc != 0) {
+    StopPoll(fd);
+    return ThrowErrno(env, -rc, "uv_poll_start");
+  }
+  return env.Undefined();
+}
+
+Napi::Value Native::PollStop(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(env, "pollStop(fd: number)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  StopPoll(info[0].As<Napi::Number>().Int32Value());
+  return env.Undefined();
+}
+
+// Safe from inside the handle's own callback: the memory is freed in OnClosed, later.
+void Native::StopPoll(int fd) {
+  auto it = polls_.find(fd);
+  if (it == polls_.end()) return;
+  PollHandle* h = it->second;
+  polls_.erase(it);
+  h->closing = true;
+  h->callback.Reset();
+  uv_poll_stop(&h->poll);
+  uv_close(reinterpret_cast<uv_handle_t*>(&h->poll), OnClosed);
+}
+
+void Native::StopAllPolls() {
+  while (!polls_.empty()) StopPoll(polls_.begin()->first);
+}
+
+void Native::OnClosed(uv_handle_t* handle) {
+  delete static_cast<PollHandle*>(handle->data);
+}
+
+void Native::OnPoll(uv_poll_t* handle, int status, int events) {
+  auto* h = static_cast<PollHandle*>(handle->data);
+  if (h->closing || h->callback.IsEmpty()) return;
+  Native* self = h->owner;
+  Napi::Env env(self->env_);
+  Napi::HandleScope scope(env);
+  // On a poll error report what was asked for, so JS tries the I/O and gets the real errno.
+  int ev = status < 0 ? h->events : FromUv(events);
+  Napi::Function fn = h->callback.Value();
+  napi_value argv[2] = {Napi::Number::New(env, h->fd), Napi::Number::New(env, ev)};
+  fn.MakeCallback(env.Global(), 2, argv, *self->async_context_);
+  if (env.IsExceptionPending()) {
+    Napi::Error err = env.GetAndClearPendingException();
+    napi_fatal_exception(env, err.Value());  // -> process 'uncaughtException', like any callback
+  }
+}
+
+}  // namespace l2tpd
