@@ -1,0 +1,107 @@
+#!/usr/bin/env node
+/**
+ * l2tpd: the daemon. Starts the data-plane worker, restores the config file, serves the control
+ * API on a UNIX socket and Prometheus metrics on TCP, reloads on SIGHUP, stops on SIGTERM.
+ */
+import { execFile } from 'node:child_process';
+import { Command, InvalidArgumentError } from 'commander';
+import { ConfigStore } from '../control/store.js';
+import { startApiServer } from '../control/api.js';
+import { DataPlane } from '../dataplane/index.js';
+import { Rtnl } from '../netlink/index.js';
+import { createRegistry, startMetricsServer } from '../metrics/index.js';
+import { createLogger } from './logger.js';
+import { DaemonEngine } from './engine.js';
+
+export const DEFAULT_CONFIG = '/etc/l2tpd/l2tpd.json';
+export const DEFAULT_SOCKET = '/run/l2tpd/l2tpd.sock';
+export const DEFAULT_METRICS = '127.0.0.1:9701';
+const VERSION = '0.1.0';
+
+function parseListen(value: string): { host: string; port: number } | null {
+  if (value === 'off') return null;
+  const m = /^(\[[0-9a-fA-F:.]+\]|[^:]+):(\d+)$/.exec(value);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || !(port >= 1 && port <= 65535)) {
+    throw new InvalidArgumentError(`"${value}": expected HOST:PORT (port 1..65535) or off`);
+  }
+  return { host: m[1].replace(/^\[|\]$/g, ''), port };
+}
+
+/** Tell systemd (Type=notify) without a native dependency; a no-op outside systemd. */
+function sdNotify(...args: string[]): void {
+  if (!process.env.NOTIFY_SOCKET) return;
+  execFile('systemd-notify', [`--pid=${process.pid}`, ...args], () => undefined);
+}
+
+async function main(): Promise<void> {
+  const program = new Command('l2tpd')
+    .description('Userspace L2TPv3 pseudowire daemon')
+    .version(VERSION)
+    .option('--config <file>', 'persistent configuration (JSON)', DEFAULT_CONFIG)
+    .option('--socket <path>', 'control API UNIX socket', process.env.L2TPD_SOCKET ?? DEFAULT_SOCKET)
+    .option('--metrics-listen <host:port|off>', 'Prometheus /metrics listener', DEFAULT_METRICS)
+    .option('--log-level <level>', 'fatal, error, warn, info, debug or trace', 'info')
+    .showHelpAfterError();
+  program.exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
+  program.parse();
+  const opts = program.opts<{ config: string; socket: string; metricsListen: string; logLevel: string }>();
+  const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
+  if (!levels.includes(opts.logLevel)) {
+    console.error(`l2tpd: --log-level "${opts.logLevel}": expected one of ${levels.join(', ')}`);
+    process.exit(2);
+  }
+  let metrics: { host: string; port: number } | null;
+  try { metrics = parseListen(opts.metricsListen); } catch (err) {
+    console.error(`l2tpd: --metrics-listen ${(err as Error).message}`);
+    process.exit(2);
+  }
+  const log = createLogger(opts.logLevel);
+  const store = new ConfigStore(opts.config);
+  const rtnl = await Rtnl.open();
+  let stopping = false;
+  const dataplane = new DataPlane((code) => {
+    if (!stopping) { log.fatal({ code }, 'data plane worker died'); process.exit(1); }
+  });
+  const engine = new DaemonEngine(store, dataplane, rtnl, log);
+  try {
+    await engine.start();
+  } catch (err) {
+    log.fatal({ err: (err as Error).message }, 'cannot load configuration');
+    await dataplane.stop();
+    rtnl.close();
+    process.exit(1);
+  }
+  const api = await startApiServer(opts.socket, engine, log);
+  const metricsServer = metrics
+    ? await startMetricsServer(createRegistry(engine, VERSION), metrics.host, metrics.port)
+    : null;
+  log.info({ socket: opts.socket, config: opts.config, metrics: opts.metricsListen }, 'l2tpd ready');
+  sdNotify('--ready', '--status=running');
+
+  process.on('SIGHUP', () => {
+    engine.reloadSerialized().then(
+      (r) => log.info(r, 'SIGHUP: reloaded'),
+      (err: Error) => log.error({ err: err.message }, 'SIGHUP: reload refused; running state kept'),
+    );
+  });
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    sdNotify('--stopping');
+    api.close();
+    metricsServer?.close();
+    await engine.stop();
+    rtnl.close();
+    log.info('stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+main().catch((err: Error) => {
+  console.error(`l2tpd: ${err.message}`);
+  process.exit(1);
+});

@@ -1,0 +1,532 @@
+/**
+ * The forwarding core of the data plane: tap -> socket encapsulation and socket -> tap
+ * decapsulation on the shared pool. Runs in the data-plane worker; every per-packet step works
+ * on preallocated typed arrays and integer offsets (no objects, closures or promises per packet).
+ *
+ * Ownership: the control plane opens and closes every fd and tells this class which fds belong
+ * to which tunnel/session; this class only polls them and moves packets.
+ */
+import {
+  BATCH, DATAGRAM_CAPACITY, FRAME_CAPACITY, HEADROOM, HOST_ROW, SESSION_FIELDS, SLOT_COUNT,
+  SessionCounter as S, TUNNEL_FIELDS, TunnelCounter as T,
+} from './layout.js';
+import { SlotAllocator, slotOffset } from './slots.js';
+import { POLL_READABLE, POLL_WRITABLE, SOURCE_STRIDE, type NativeBindings } from '../native/types.js';
+import {
+  DecodeResult, DropReason, buildTemplate, decodeCommon, decodeSession, nextSeq, writeHeader,
+  type HeaderTemplate, type RxParams,
+} from '../protocol/index.js';
+import { ReorderState } from './reorder.js';
+
+export type Encap = 'udp' | 'ip';
+
+/** What the control plane sends to add a tunnel. */
+export interface TunnelSpec {
+  slot: number;
+  tunnelId: number;
+  encap: Encap;
+  family: 4 | 6;
+  /** UDP: the tunnel's own socket. IP: the raw socket shared by tunnels on the same local address. */
+  fd: number;
+  remote: string;
+  /** udp_dport for UDP, 0 for IP. */
+  remotePort: number;
+}
+
+/** What the control plane sends to add a session. */
+export interface SessionSpec {
+  slot: number;
+  tunnelSlot: number;
+  sessionId: number;
+  peerSessionId: number;
+  tapFd: number;
+  cookie: number[];
+  peerCookie: number[];
+  l2spec: 'none' | 'default';
+  seq: 'none' | 'send' | 'recv' | 'both';
+  reorderTimeout: number;
+  offset: number;
+  peerOffset: number;
+  mtu: number;
+}
+
+/** Entries a socket's transmit queue can hold: one batch being sent plus backlog. */
+const TXQ_CAP = BATCH * 4;
+/** Batches handled per readiness event before yielding to other fds. */
+const ROUNDS = 8;
+
+class SocketState {
+  readonly ipv4HeaderIncluded: boolean;
+  readonly sessions = new Map<number, SessionState>();
+  /** The owning tunnel for a UDP socket; null for a raw socket shared by several tunnels. */
+  tunnel: TunnelState | null = null;
+  refs = 0;
+  blocked = false;
+  readonly feeders = new Set<SessionState>();
+  // Transmit queue (head..head+count): what was encapsulated but not yet accepted by the kernel.
+  readonly qOffsets = new Uint32Array(TXQ_CAP);
+  readonly qLengths = new Uint32Array(TXQ_CAP);
+  readonly qPeers = new Uint32Array(TXQ_CAP);
+  readonly qSlots = new Int32Array(TXQ_CAP);
+  readonly qSessions = new Int32Array(TXQ_CAP);
+  qHead = 0;
+  qCount = 0;
+
+  constructor(readonly fd: number, readonly encap: Encap, readonly family: 4 | 6) {
+    this.ipv4HeaderIncluded = encap === 'ip' && family === 4;
+  }
+
+  get counterRow(): number {
+    return this.tunnel ? this.tunnel.slot : HOST_ROW;
+  }
+}
+
+class TunnelState {
+  /** Expected source: (family << 16) | port, then four address words as recvBatch reports them. */
+  readonly src = new Uint32Array(SOURCE_STRIDE);
+  readonly sessions = new Set<SessionState>();
+
+  constructor(readonly slot: number, readonly tunnelId: number, readonly socket: SocketState, remote: string,
+    remotePort: number, family: 4 | 6) {
+    this.src[0] = ((family << 16) | remotePort) >>> 0;
+    addressWords(remote, family, this.src);
+  }
+}
+
+class SessionState {
+  readonly tpl: HeaderTemplate;
+  readonly rx: RxParams;
+  readonly seqSend: boolean;
+  readonly recvSeq: boolean;
+  /** Largest frame accepted in either direction: MTU + Ethernet header + one VLAN tag. */
+  readonly maxFrame: number;
+  ns = 0;
+  readonly reorder: ReorderState;
+
+  constructor(readonly spec: SessionSpec, readonly tunnel: TunnelState, encap: Encap) {
+    this.tpl = buildTemplate({
+      encap, peerSessionId: spec.peerSessionId, cookie: Uint8Array.from(spec.cookie),
+      l2spec: spec.l2spec, offset: spec.offset,
+    });
+    this.rx = { peerCookie: Uint8Array.from(spec.peerCookie), l2spec: spec.l2spec, peerOffset: spec.peerOffset };
+    this.seqSend = spec.l2spec === 'default' && (spec.seq === 'send' || spec.seq === 'both');
+    this.recvSeq = spec.seq === 'recv' || spec.seq === 'both';
+    this.maxFrame = Math.min(spec.mtu + 18, FRAME_CAPACITY);
+    this.reorder = new ReorderState(this.recvSeq, spec.reorderTimeout);
+  }
+
+  get slot(): number {
+    return this.spec.slot;
+  }
+}
+
+/** Parse an IPv4/IPv6 literal into the four address words recvBatch reports (big-endian). */
+export function addressWords(address: string, family: 4 | 6, out: Uint32Array, at = 1): void {
+  out.fill(0, at, at + 4);
+  if (family === 4) {
+    const p = address.split('.').map(Number);
+    out[at] = ((p[0] << 24) | (p[1] << 16) | (p[2] << 8) | p[3]) >>> 0;
+    return;
+  }
+  const [head, tail] = address.includes('::') ? address.split('::') : [address, undefined];
+  const h = head ? head.split(':') : [];
+  const tl = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? h : [...h, ...new Array(8 - h.length - tl.length).fill('0'), ...tl];
+  for (let g = 0; g < 8; g++) {
+    const v = parseInt(groups[g] || '0', 16);
+    const w = at + (g >> 1);
+    out[w] = g & 1 ? (out[w] | v) >>> 0 : (v << 16) >>> 0;
+  }
+}
+
+export class Forwarder {
+  private readonly bytes: Uint8Array;
+  private readonly sc: Float64Array;
+  private readonly tc: Float64Array;
+  private readonly slots: SlotAllocator;
+  private readonly sockets = new Map<number, SocketState>();
+  private readonly tunnels = new Map<number, TunnelState>();
+  private readonly sessionsBySlot = new Map<number, SessionState>();
+  private readonly dec = new DecodeResult();
+
+  // Receive batch: BATCH slots owned by the receive path (swapped out when a frame is held).
+  private readonly rxSlots = new Int32Array(BATCH);
+  private readonly rxOffsets = new Uint32Array(BATCH);
+  private readonly rxLengths = new Int32Array(BATCH);
+  private readonly rxSources = new Uint32Array(BATCH * SOURCE_STRIDE);
+  // Tap deliveries of the current receive batch.
+  private readonly dFds = new Int32Array(BATCH);
+  private readonly dOffsets = new Uint32Array(BATCH);
+  private readonly dLengths = new Int32Array(BATCH);
+  private readonly dSessions = new Int32Array(BATCH);
+  private readonly dBytes = new Int32Array(BATCH);
+  private dCount = 0;
+  // Tap read batch.
+  private readonly tSlots = new Int32Array(BATCH);
+  private readonly tOffsets = new Uint32Array(BATCH);
+  private readonly tLengths = new Int32Array(BATCH);
+  private now = 0;
+  private reorderTimer: NodeJS.Timeout | null = null;
+  private reorderDeadline = -1;
+
+  constructor(private readonly native: NativeBindings, pool: SharedArrayBuffer,
+    sessionCounters: SharedArrayBuffer, tunnelCounters: SharedArrayBuffer) {
+    this.bytes = new Uint8Array(pool);
+    this.sc = new Float64Array(sessionCounters);
+    this.tc = new Float64Array(tunnelCounters);
+    this.slots = new SlotAllocator(Math.min(SLOT_COUNT, Math.floor(pool.byteLength / slotOffset(1))));
+    native.attachPool(pool);
+    for (let i = 0; i < BATCH; i++) this.setRxSlot(i, this.slots.take());
+  }
+
+  get freeSlots(): number {
+    return this.slots.free;
+  }
+
+  private setRxSlot(i: number, slot: number): void {
+    this.rxSlots[i] = slot;
+    this.rxOffsets[i] = slotOffset(slot);
+  }
+
+  addTunnel(spec: TunnelSpec): void {
+    if (this.tunnels.has(spec.slot)) throw new Error(`tunnel slot ${spec.slot} already in use`);
+    let sock = this.sockets.get(spec.fd);
+    if (!sock) {
+      sock = new SocketState(spec.fd, spec.encap, spec.family);
+      this.sockets.set(spec.fd, sock);
+      const s = sock;
+      this.native.pollStart(spec.fd, POLL_READABLE, (_fd, events) => this.onSocketEvent(s, events));
+    }
+    const tunnel = new TunnelState(spec.slot, spec.tunnelId, sock, spec.remote, spec.remotePort, spec.family);
+    if (spec.encap === 'udp') sock.tunnel = tunnel;
+    sock.refs++;
+    this.native.setPeer(spec.slot, spec.family, spec.remote, spec.remotePort);
+    this.tunnels.set(spec.slot, tunnel);
+  }
+
+  delTunnel(slot: number): void {
+    const tunnel = this.tunnels.get(slot);
+    if (!tunnel) return;
+    for (const s of [...tunnel.sessions]) this.delSession(s.slot);
+    this.tunnels.delete(slot);
+    const sock = tunnel.socket;
+    if (--sock.refs === 0) {
+      this.native.pollStop(sock.fd);
+      this.dropQueue(sock);
+      this.sockets.delete(sock.fd);
+    }
+  }
+
+  addSession(spec: SessionSpec): void {
+    const tunnel = this.tunnels.get(spec.tunnelSlot);
+    if (!tunnel) throw new Error(`no tunnel in slot ${spec.tunnelSlot}`);
+    if (this.sessionsBySlot.has(spec.slot)) throw new Error(`session slot ${spec.slot} already in use`);
+    const sock = tunnel.socket;
+    if (sock.sessions.has(spec.sessionId)) throw new Error(`session ${spec.sessionId} already on this socket`);
+    const s = new SessionState(spec, tunnel, sock.encap);
+    sock.sessions.set(spec.sessionId, s);
+    tunnel.sessions.add(s);
+    sock.feeders.add(s);
+    this.sessionsBySlot.set(spec.slot, s);
+    if (!sock.blocked) this.native.pollStart(spec.tapFd, POLL_READABLE, () => this.onTapReadable(s));
+  }
+
+  delSession(slot: number): void {
+    const s = this.sessionsBySlot.get(slot);
+    if (!s) return;
+    this.native.pollStop(s.spec.tapFd);
+    const sock = s.tunnel.socket;
+    sock.sessions.delete(s.spec.sessionId);
+    sock.feeders.delete(s);
+    s.tunnel.sessions.delete(s);
+    this.sessionsBySlot.delete(slot);
+    // Frames held for reordering go back to the pool; queued transmits still go out.
+    for (let slotIdx = s.reorder.takeAny(); slotIdx >= 0; slotIdx = s.reorder.takeAny()) this.slots.give(slotIdx);
+    for (let i = sock.qHead; i < sock.qHead + sock.qCount; i++) if (sock.qSessions[i] === slot) sock.qSessions[i] = -1;
+  }
+
+  /** Stop polling everything (worker shutdown). The control plane closes the fds. */
+  stop(): void {
+    for (const s of this.sessionsBySlot.values()) this.native.pollStop(s.spec.tapFd);
+    for (const sock of this.sockets.values()) this.native.pollStop(sock.fd);
+    if (this.reorderTimer) clearTimeout(this.reorderTimer);
+  }
+
+  // ---------------------------------------------------------------- encapsulation: tap -> socket
+
+  private onTapReadable(s: SessionState): void {
+    const sock = s.tunnel.socket;
+    const native = this.native;
+    const sc = this.sc;
+    const row = s.slot * SESSION_FIELDS;
+    for (let round = 0; round < ROUNDS && !sock.blocked; round++) {
+      const room = TXQ_CAP - sock.qCount;
+      let want = BATCH < room ? BATCH : room;
+      if (this.slots.free < want) want = this.slots.free;
+      if (want === 0) return;
+      for (let i = 0; i < want; i++) {
+        const slot = this.slots.take();
+        this.tSlots[i] = slot;
+        this.tOffsets[i] = slotOffset(slot) + HEADROOM;
+      }
+      const n = native.readBatch(s.spec.tapFd, this.tOffsets, FRAME_CAPACITY, want, this.tLengths);
+      const got = n > 0 ? n : 0;
+      for (let i = want - 1; i >= got; i--) this.slots.give(this.tSlots[i]);
+      if (n < 0) {
+        sc[row + S.TxErrors]++;
+        return;
+      }
+      if (sock.qHead + sock.qCount + got > TXQ_CAP) this.compactQueue(sock);
+      let q = sock.qHead + sock.qCount;
+      for (let i = 0; i < got; i++) {
+        const len = this.tLengths[i];
+        if (len > s.maxFrame || len >= FRAME_CAPACITY) {
+          // Larger than the session carries (or possibly cut by the read): count, never truncate.
+          sc[row + S.TxOversize]++;
+          sc[row + S.TxErrors]++;
+          this.slots.give(this.tSlots[i]);
+          continue;
+        }
+        let seq = -1;
+        if (s.seqSend) {
+          seq = s.ns;
+          s.ns = nextSeq(seq);
+        }
+        const start = writeHeader(this.bytes, this.tOffsets[i], s.tpl, seq);
+        sock.qOffsets[q] = start;
+        sock.qLengths[q] = len + s.tpl.length;
+        sock.qPeers[q] = s.tunnel.slot;
+        sock.qSlots[q] = this.tSlots[i];
+        sock.qSessions[q] = s.slot;
+        q++;
+        sock.qCount++;
+      }
+      this.flush(sock);
+      if (got < want) return;
+    }
+  }
+
+  private compactQueue(sock: SocketState): void {
+    const h = sock.qHead;
+    const e = h + sock.qCount;
+    sock.qOffsets.copyWithin(0, h, e);
+    sock.qLengths.copyWithin(0, h, e);
+    sock.qPeers.copyWithin(0, h, e);
+    sock.qSlots.copyWithin(0, h, e);
+    sock.qSessions.copyWithin(0, h, e);
+    sock.qHead = 0;
+  }
+
+  /** Send the socket's queue with sendmmsg; on EAGAIN keep the rest and wait for writability. */
+  private flush(sock: SocketState): void {
+    const sc = this.sc;
+    const tc = this.tc;
+    while (sock.qCount > 0) {
+      const sent = this.native.sendBatch(sock.fd, sock.qOffsets, sock.qLengths, sock.qPeers, sock.qHead, sock.qCount);
+      if (sent < 0) {
+        // The head message failed (e.g. no route): count it and try the rest.
+        this.retire(sock, 1, false);
+        continue;
+      }
+      if (sent > 0) this.retire(sock, sent, true);
+      if (sent === 0 || sock.qCount > 0) {
+        if (!sock.blocked) this.block(sock);
+        return;
+      }
+    }
+    if (sock.blocked) this.unblock(sock);
+    void sc; void tc;
+  }
+
+  /** Account for and release the first `n` queued messages. */
+  private retire(sock: SocketState, n: number, ok: boolean): void {
+    const sc = this.sc;
+    const tc = this.tc;
+    const end = sock.qHead + n;
+    for (let q = sock.qHead; q < end; q++) {
+      const sess = sock.qSessions[q];
+      const tRow = sock.qPeers[q] * TUNNEL_FIELDS;
+      if (sess >= 0) {
+        const row = sess * SESSION_FIELDS;
+        if (ok) {
+          sc[row + S.TxPackets]++;
+          sc[row + S.TxBytes] += sock.qLengths[q];
+        } else {
+          sc[row + S.TxErrors]++;
+        }
+      }
+      if (ok) {
+        tc[tRow + T.TxPackets]++;
+        tc[tRow + T.TxBytes] += sock.qLengths[q];
+      } else {
+        tc[tRow + T.TxErrors]++;
+      }
+      this.slots.give(sock.qSlots[q]);
+    }
+    sock.qHead = end;
+    sock.qCount -= n;
+    if (sock.qCount === 0) sock.qHead = 0;
+  }
+
+  private dropQueue(sock: SocketState): void {
+    for (let q = sock.qHead; q < sock.qHead + sock.qCount; q++) this.slots.give(sock.qSlots[q]);
+    sock.qHead = 0;
+    sock.qCount = 0;
+  }
+
+  private block(sock: SocketState): void {
+    sock.blocked = true;
+    for (const s of sock.feeders) this.native.pollStop(s.spec.tapFd);
+    this.native.pollStart(sock.fd, POLL_READABLE | POLL_WRITABLE, (_fd, ev) => this.onSocketEvent(sock, ev));
+  }
+
+  private unblock(sock: SocketState): void {
+    sock.blocked = false;
+    this.native.pollStart(sock.fd, POLL_READABLE, (_fd, ev) => this.onSocketEvent(sock, ev));
+    for (const s of sock.feeders) this.native.pollStart(s.spec.tapFd, POLL_READABLE, () => this.onTapReadable(s));
+  }
+
+  // ---------------------------------------------------------------- decapsulation: socket -> tap
+
+  private onSocketEvent(sock: SocketState, events: number): void {
+    if (events & POLL_WRITABLE) this.flush(sock);
+    if (events & POLL_READABLE) this.onSocketReadable(sock);
+  }
+
+  private onSocketReadable(sock: SocketState): void {
+    for (let round = 0; round < ROUNDS; round++) {
+      const n = this.native.recvBatch(sock.fd, this.rxOffsets, DATAGRAM_CAPACITY, BATCH, this.rxLengths, this.rxSources);
+      if (n <= 0) {
+        if (n < 0) this.tc[sock.counterRow * TUNNEL_FIELDS + T.DropSocketError]++;
+        return;
+      }
+      this.now = Date.now();
+      this.dCount = 0;
+      for (let i = 0; i < n; i++) this.receive(sock, i);
+      this.deliverBatch();
+      if (n < BATCH) return;
+    }
+  }
+
+  private sourceMatches(tunnel: TunnelState, i: number): boolean {
+    const src = this.rxSources;
+    const b = i * SOURCE_STRIDE;
+    const e = tunnel.src;
+    return src[b] === e[0] && src[b + 1] === e[1] && src[b + 2] === e[2] && src[b + 3] === e[3] && src[b + 4] === e[4];
+  }
+
+  private countTunnelDrop(row: number, reason: DropReason): void {
+    const tc = this.tc;
+    const base = row * TUNNEL_FIELDS;
+    switch (reason) {
+      case DropReason.ShortPacket: tc[base + T.DropShortPacket]++; break;
+      case DropReason.BadVersion: tc[base + T.DropBadVersion]++; tc[base + T.RxInvalid]++; break;
+      case DropReason.Control: tc[base + T.DropControl]++; break;
+      case DropReason.UnknownSession: tc[base + T.DropUnknownSession]++; break;
+      case DropReason.ForeignSource: tc[base + T.DropForeignSource]++; break;
+      case DropReason.Oversize: tc[base + T.DropOversize]++; break;
+      default: tc[base + T.RxInvalid]++; break;
+    }
+    tc[base + T.RxErrors]++;
+  }
+
+  private receive(sock: SocketState, i: number): void {
+    const len = this.rxLengths[i];
+    const start = this.rxOffsets[i];
+    if (len > DATAGRAM_CAPACITY) {
+      this.countTunnelDrop(sock.counterRow, DropReason.Oversize);
+      return;
+    }
+    // UDP: the socket belongs to one tunnel, so the source is checked before anything is parsed.
+    if (sock.tunnel && !this.sourceMatches(sock.tunnel, i)) {
+      this.countTunnelDrop(sock.tunnel.slot, DropReason.ForeignSource);
+      return;
+    }
+    const dec = this.dec;
+    let r = decodeCommon(this.bytes, start, len, sock.encap, sock.ipv4HeaderIncluded, dec);
+    if (r !== DropReason.None) {
+      this.countTunnelDrop(sock.counterRow, r);
+      return;
+    }
+    const s = sock.sessions.get(dec.sessionId);
+    if (s === undefined) {
+      this.countTunnelDrop(sock.counterRow, DropReason.UnknownSession);
+      return;
+    }
+    // IP: sessions are host-wide, so the source is checked against the session's tunnel.
+    if (!sock.tunnel && !this.sourceMatches(s.tunnel, i)) {
+      this.countTunnelDrop(s.tunnel.slot, DropReason.ForeignSource);
+      return;
+    }
+    const row = s.slot * SESSION_FIELDS;
+    const sc = this.sc;
+    r = decodeSession(this.bytes, dec, s.rx, start + len);
+    if (r !== DropReason.None) {
+      if (r === DropReason.CookieMismatch) sc[row + S.RxCookieDiscards]++;
+      else if (r === DropReason.ShortFrame) sc[row + S.RxShortFrames]++;
+      else sc[row + S.RxInvalid]++;
+      sc[row + S.RxErrors]++;
+      return;
+    }
+    if (dec.frameLength > s.maxFrame) {
+      sc[row + S.RxOversize]++;
+      sc[row + S.RxErrors]++;
+      return;
+    }
+    const l2tpBytes = start + len - dec.l2tpStart;
+    if (dec.hasSeq || s.recvSeq) {
+      this.sequence(s, i, l2tpBytes);
+      return;
+    }
+    this.queueDelivery(s, dec.frameStart, dec.frameLength, l2tpBytes);
+  }
+
+  private queueDelivery(s: SessionState, frameStart: number, frameLength: number, l2tpBytes: number): void {
+    const d = this.dCount++;
+    this.dFds[d] = s.spec.tapFd;
+    this.dOffsets[d] = frameStart;
+    this.dLengths[d] = frameLength;
+    this.dSessions[d] = s.slot;
+    this.dBytes[d] = l2tpBytes;
+  }
+
+  /** Write the batch's frames to their taps, one writeBatch per run of frames for the same tap. */
+  private deliverBatch(): void {
+    const sc = this.sc;
+    const tc = this.tc;
+    let i = 0;
+    while (i < this.dCount) {
+      const fd = this.dFds[i];
+      let j = i + 1;
+      while (j < this.dCount && this.dFds[j] === fd) j++;
+      const written = this.native.writeBatch(fd, this.dOffsets, this.dLengths, i, j - i);
+      const ok = written > 0 ? written : 0;
+      for (let k = i; k < j; k++) {
+        const sess = this.dSessions[k];
+        const row = sess * SESSION_FIELDS;
+        if (k - i < ok) {
+          const s = this.sessionsBySlot.get(sess);
+          const tRow = s ? s.tunnel.slot * TUNNEL_FIELDS : -1;
+          sc[row + S.RxPackets]++;
+          sc[row + S.RxBytes] += this.dBytes[k];
+          sc[row + S.LastRxMs] = this.now;
+          if (tRow >= 0) {
+            tc[tRow + T.RxPackets]++;
+            tc[tRow + T.RxBytes] += this.dBytes[k];
+          }
+        } else {
+          sc[row + S.RxTapDrops]++;
+          sc[row + S.RxErrors]++;
+        }
+      }
+      i = j;
+    }
+    this.dCount = 0;
+  }
+
+  // ---------------------------------------------------------------- sequencing
+
+  private sequence(s: SessionState, i: number, l2tpBytes: number): void {
+    void s; void i; void l2tpBytes;
+  }
+}

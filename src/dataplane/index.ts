@@ -1,0 +1,102 @@
+/**
+ * The control plane's handle on the data plane: allocates the shared pool and counters, starts
+ * the worker, and turns requests into promises. Counters are read here, at scrape time, straight
+ * from shared memory.
+ */
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import {
+  MAX_SESSIONS, MAX_TUNNELS, SESSION_COUNTER_BYTES, SESSION_COUNTER_NAMES, SESSION_FIELDS,
+  SLOT_COUNT, SLOT_SIZE, TUNNEL_COUNTER_BYTES, TUNNEL_COUNTER_NAMES, TUNNEL_FIELDS,
+} from './layout.js';
+import type { DataPlaneReply, DataPlaneRequest, WorkerInit } from './messages.js';
+import type { SessionSpec, TunnelSpec } from './forwarder.js';
+
+export type { SessionSpec, TunnelSpec } from './forwarder.js';
+
+type Pending = { resolve: () => void; reject: (e: Error) => void };
+type Request = DataPlaneRequest extends infer R ? (R extends { id: number } ? Omit<R, 'id'> : never) : never;
+
+/** The worker runs compiled JavaScript; under ts-node (tests) use the build in dist/. */
+function workerFile(): string {
+  return __filename.endsWith('.ts')
+    ? path.resolve(__dirname, '..', '..', 'dist', 'dataplane', 'worker.js')
+    : path.join(__dirname, 'worker.js');
+}
+
+export class DataPlane {
+  readonly sessionCounters = new Float64Array(new SharedArrayBuffer(SESSION_COUNTER_BYTES));
+  readonly tunnelCounters = new Float64Array(new SharedArrayBuffer(TUNNEL_COUNTER_BYTES));
+  private readonly worker: Worker;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private exited = false;
+
+  constructor(onExit?: (code: number) => void) {
+    const init: WorkerInit = {
+      pool: new SharedArrayBuffer(SLOT_COUNT * SLOT_SIZE),
+      sessionCounters: this.sessionCounters.buffer as SharedArrayBuffer,
+      tunnelCounters: this.tunnelCounters.buffer as SharedArrayBuffer,
+    };
+    this.worker = new Worker(workerFile(), { workerData: init });
+    this.worker.on('message', (reply: DataPlaneReply) => {
+      const p = this.pending.get(reply.id);
+      if (!p) return;
+      this.pending.delete(reply.id);
+      if (reply.ok) p.resolve();
+      else p.reject(new Error(`data plane: ${reply.error}`));
+    });
+    const fail = (err: Error) => {
+      this.exited = true;
+      for (const p of this.pending.values()) p.reject(err);
+      this.pending.clear();
+    };
+    this.worker.on('error', fail);
+    this.worker.on('exit', (code) => {
+      fail(new Error(`data plane worker exited with code ${code}`));
+      onExit?.(code);
+    });
+  }
+
+  private request(req: Request): Promise<void> {
+    if (this.exited) return Promise.reject(new Error('data plane worker is not running'));
+    const id = this.nextId++;
+    return new Promise<void>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ ...req, id } as DataPlaneRequest);
+    });
+  }
+
+  addTunnel(tunnel: TunnelSpec): Promise<void> { return this.request({ op: 'addTunnel', tunnel }); }
+  delTunnel(slot: number): Promise<void> { return this.request({ op: 'delTunnel', slot }); }
+  addSession(session: SessionSpec): Promise<void> { return this.request({ op: 'addSession', session }); }
+  delSession(slot: number): Promise<void> { return this.request({ op: 'delSession', slot }); }
+
+  async stop(): Promise<void> {
+    if (this.exited) return;
+    const done = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
+    await this.request({ op: 'stop' }).catch(() => undefined);
+    await Promise.race([done, new Promise((r) => setTimeout(r, 2000))]);
+    if (!this.exited) await this.worker.terminate();
+  }
+
+  sessionStats(slot: number): Record<string, number> {
+    return readRow(this.sessionCounters, slot * SESSION_FIELDS, SESSION_COUNTER_NAMES);
+  }
+
+  tunnelStats(slot: number): Record<string, number> {
+    return readRow(this.tunnelCounters, slot * TUNNEL_FIELDS, TUNNEL_COUNTER_NAMES);
+  }
+
+  /** Zero a counter row before its slot is reused. */
+  resetSession(slot: number): void { this.sessionCounters.fill(0, slot * SESSION_FIELDS, (slot + 1) * SESSION_FIELDS); }
+  resetTunnel(slot: number): void { this.tunnelCounters.fill(0, slot * TUNNEL_FIELDS, (slot + 1) * TUNNEL_FIELDS); }
+}
+
+function readRow(arr: Float64Array, base: number, names: readonly string[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  names.forEach((n, i) => { out[n] = arr[base + i]; });
+  return out;
+}
+
+export { MAX_SESSIONS, MAX_TUNNELS };

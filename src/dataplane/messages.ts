@@ -1,0 +1,16 @@
+import type { SessionSpec, TunnelSpec } from './forwarder.js';
+
+export interface WorkerInit {
+  pool: SharedArrayBuffer;
+  sessionCounters: SharedArrayBuffer;
+  tunnelCounters: SharedArrayBuffer;
+}
+
+export type DataPlaneRequest =
+  | { id: number; op: 'addTunnel'; tunnel: TunnelSpec }
+  | { id: number; op: 'delTunnel'; slot: number }
+  | { id: number; op: 'addSession'; session: SessionSpec }
+  | { id: number; op: 'delSession'; slot: number }
+  | { id: number; op: 'stop' };
+
+export type DataPlaneReply = { id: number; ok: true } | { id: number; ok: false; error: string };

@@ -1,0 +1,32 @@
+/**
+ * Data-plane worker entry: owns the Forwarder, applies the control plane's requests in order
+ * and answers each with {id, ok} or {id, ok: false, error}.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { native } from '../native/index.js';
+import { Forwarder } from './forwarder.js';
+import type { DataPlaneRequest, DataPlaneReply, WorkerInit } from './messages.js';
+
+const init = workerData as WorkerInit;
+const forwarder = new Forwarder(native, init.pool, init.sessionCounters, init.tunnelCounters);
+
+function apply(req: DataPlaneRequest): void {
+  switch (req.op) {
+    case 'addTunnel': forwarder.addTunnel(req.tunnel); break;
+    case 'delTunnel': forwarder.delTunnel(req.slot); break;
+    case 'addSession': forwarder.addSession(req.session); break;
+    case 'delSession': forwarder.delSession(req.slot); break;
+    case 'stop': forwarder.stop(); parentPort!.close(); break;
+  }
+}
+
+parentPort!.on('message', (req: DataPlaneRequest) => {
+  let reply: DataPlaneReply;
+  try {
+    apply(req);
+    reply = { id: req.id, ok: true };
+  } catch (err) {
+    reply = { id: req.id, ok: false, error: (err as Error).message };
+  }
+  parentPort!.postMessage(reply);
+});

@@ -1,0 +1,145 @@
+/**
+ * Two-site fixture: namespaces siteA and siteB joined by a veth underlay (192.0.2.1/2 and
+ * 2001:db8::1/2), an l2tpd in each, and per-session host namespaces bridged to the session
+ * interfaces. Uses the built daemon and CLI (dist/), so run `npm run build` first (npm test does).
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, existsSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createNetns, deleteNetns, nsExec, nsRun, uniqueName, vethBetween } from './netns.js';
+
+export const ROOT = path.resolve(__dirname, '..', '..');
+export const DAEMON = path.join(ROOT, 'dist', 'daemon', 'main.js');
+export const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
+
+export const UNDERLAY = {
+  a4: '192.0.2.1', b4: '192.0.2.2', a6: '2001:db8::1', b6: '2001:db8::2',
+};
+
+export interface Daemon {
+  ns: string;
+  dir: string;
+  socket: string;
+  config: string;
+  proc: ChildProcess | null;
+  log: string[];
+}
+
+export interface CliResult { status: number; stdout: string; stderr: string }
+
+export class Sites {
+  readonly a: Daemon;
+  readonly b: Daemon;
+  private readonly namespaces: string[] = [];
+  private readonly tmp: string;
+
+  constructor(underlayMtu = 1500) {
+    this.tmp = mkdtempSync(path.join(os.tmpdir(), 'l2tpd-test-'));
+    const nsA = this.ns('sa');
+    const nsB = this.ns('sb');
+    vethBetween(nsA, 'ul0', `${UNDERLAY.a4}/24`, nsB, 'ul0', `${UNDERLAY.b4}/24`, underlayMtu);
+    nsExec(nsA, 'ip', ['-6', 'addr', 'add', `${UNDERLAY.a6}/64`, 'dev', 'ul0', 'nodad']);
+    nsExec(nsB, 'ip', ['-6', 'addr', 'add', `${UNDERLAY.b6}/64`, 'dev', 'ul0', 'nodad']);
+    this.a = this.daemon(nsA, 'a');
+    this.b = this.daemon(nsB, 'b');
+  }
+
+  ns(prefix: string): string {
+    const n = createNetns(prefix);
+    this.namespaces.push(n);
+    return n;
+  }
+
+  private daemon(ns: string, tag: string): Daemon {
+    const dir = path.join(this.tmp, tag);
+    return { ns, dir, socket: path.join(dir, 'l2tpd.sock'), config: path.join(dir, 'l2tpd.json'), proc: null, log: [] };
+  }
+
+  /** Start (or restart) a daemon and wait until its API answers. */
+  async start(d: Daemon, extra: string[] = []): Promise<void> {
+    const proc = spawn('ip', ['netns', 'exec', d.ns, process.execPath, DAEMON, '--config', d.config,
+      '--socket', d.socket, '--metrics-listen', 'off', '--log-level', 'debug', ...extra],
+    { stdio: ['ignore', 'pipe', 'pipe'] });
+    d.proc = proc;
+    const collect = (b: Buffer) => { d.log.push(...b.toString().split('\n').filter(Boolean)); };
+    proc.stdout!.on('data', collect);
+    proc.stderr!.on('data', collect);
+    const deadline = Date.now() + 15000;
+    while (Date.now() < deadline) {
+      if (proc.exitCode !== null) throw new Error(`l2tpd exited ${proc.exitCode}: ${d.log.join('\n')}`);
+      if (existsSync(d.socket) && this.cli(d, ['show', 'tunnel']).status === 0) return;
+      await sleep(100);
+    }
+    throw new Error(`l2tpd did not become ready: ${d.log.join('\n')}`);
+  }
+
+  async stop(d: Daemon, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    const proc = d.proc;
+    if (!proc || proc.exitCode !== null) return proc?.exitCode ?? null;
+    const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+    proc.kill(signal);
+    const code = await Promise.race([exited, sleep(8000).then(() => 'timeout' as const)]);
+    if (code === 'timeout') { proc.kill('SIGKILL'); return null; }
+    d.proc = null;
+    return code;
+  }
+
+  cli(d: Daemon, words: string[]): CliResult {
+    const r = spawnSync(process.execPath, [CLI, '--socket', d.socket, ...words], { encoding: 'utf8', timeout: 20000 });
+    return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+  }
+
+  /** Run l2tpctl and fail loudly if it did not exit 0. */
+  ok(d: Daemon, words: string[]): string {
+    const r = this.cli(d, words);
+    if (r.status !== 0) throw new Error(`l2tpctl ${words.join(' ')} -> ${r.status}: ${r.stderr}${r.stdout}`);
+    return r.stdout;
+  }
+
+  json<T = unknown>(d: Daemon, words: string[]): T {
+    return JSON.parse(this.ok(d, ['-j', ...words])) as T;
+  }
+
+  /**
+   * A host namespace behind a session: veth into a bridge in the site namespace. The bridge is
+   * created here (pre-existing, so l2tpd must use it as is); pass its name as the session's
+   * `bridge` word.
+   */
+  host(site: Daemon, bridge: string, address: string): string {
+    const h = this.ns('h');
+    const ifSite = uniqueName('hv');
+    if (nsRun(site.ns, 'ip', ['link', 'show', bridge]).status !== 0) {
+      nsExec(site.ns, 'ip', ['link', 'add', bridge, 'type', 'bridge']);
+      nsExec(site.ns, 'ip', ['link', 'set', bridge, 'up']);
+    }
+    spawnSync('ip', ['link', 'add', 'eth0', 'netns', h, 'type', 'veth', 'peer', 'name', ifSite, 'netns', site.ns]);
+    nsExec(site.ns, 'ip', ['link', 'set', ifSite, 'master', bridge, 'up']);
+    const v6 = address.includes(':');
+    nsExec(h, 'ip', [...(v6 ? ['-6'] : []), 'addr', 'add', address, 'dev', 'eth0', ...(v6 ? ['nodad'] : [])]);
+    nsExec(h, 'ip', ['link', 'set', 'eth0', 'up']);
+    return h;
+  }
+
+  /** ping from a namespace; returns received count. Bounded: count packets, short deadline. */
+  ping(ns: string, to: string, count = 3, deadline = 6): number {
+    const r = nsRun(ns, 'ping', ['-c', String(count), '-i', '0.2', '-w', String(deadline), '-q', to], (deadline + 5) * 1000);
+    const m = /(\d+) (?:packets )?received/.exec(r.stdout ?? '');
+    return m ? Number(m[1]) : 0;
+  }
+
+  configFile(d: Daemon): unknown {
+    return JSON.parse(readFileSync(d.config, 'utf8'));
+  }
+
+  async close(): Promise<void> {
+    await this.stop(this.a).catch(() => undefined);
+    await this.stop(this.b).catch(() => undefined);
+    for (const n of this.namespaces.reverse()) deleteNetns(n);
+    rmSync(this.tmp, { recursive: true, force: true });
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
