@@ -1,0 +1,94 @@
+/**
+ * Child-process driver for src/netlink. Run inside a namespace with
+ * `ip netns exec NS node --import=<ts-node fork>/import.mjs test/helpers/netlink-child.ts '<ops JSON>'`
+ * (see netlink-run.ts). Executes the ops in order on one Rtnl, then closes it and prints one
+ * JSON line {results:[...]} on stdout. It never calls process.exit: if close() left a socket
+ * open (the monitor is ref'd) the child would hang and the parent's timeout would catch it.
+ */
+import { execFileSync } from 'node:child_process';
+import { NetlinkError, Rtnl, toNetlinkError, vlanRequest, type LinkEvent } from '../../src/netlink/index.js';
+
+export type ChildOp =
+  | { op: 'linkByName'; args: [string] }
+  | { op: 'linkByIndex'; args: [number] }
+  | { op: 'listLinks' }
+  | { op: 'setLink'; args: [string | number, Record<string, unknown>] }
+  | { op: 'createBridge'; args: [string, Record<string, unknown>?] }
+  | { op: 'createVlan'; args: [string, number, string, Record<string, unknown>?] }
+  | { op: 'deleteLink'; args: [string | number] }
+  | { op: 'vlanRequest'; args: [number, number, string] }
+  | { op: 'wrapError'; args: [unknown, string] }
+  | { op: 'ip'; args: string[] }
+  | { op: 'watch' }
+  | { op: 'waitEvent'; args: [{ type: 'new' | 'del'; name: string }, number?] }
+  | { op: 'events'; args?: [string] }
+  | { op: 'unwatch' };
+
+export type ChildResult = { ok: true; value: unknown } | { ok: false; error: SerializedError };
+export interface SerializedError { name: string; message: string; code?: string; errno?: number; op?: string; isNetlinkError: boolean }
+
+function serialize(e: unknown): SerializedError {
+  if (e instanceof NetlinkError) return { name: e.name, message: e.message, code: e.code, errno: e.errno, op: e.op, isNetlinkError: true };
+  if (e instanceof Error) return { name: e.name, message: e.message, isNetlinkError: false };
+  return { name: typeof e, message: String(e), isNetlinkError: false };
+}
+
+async function main(): Promise<void> {
+  const ops = JSON.parse(process.argv[2] ?? '[]') as ChildOp[];
+  const rtnl = Rtnl.open();
+  const events: LinkEvent[] = [];
+  const waiters = new Set<() => void>();
+  let unwatch: (() => void) | undefined;
+  const results: ChildResult[] = [];
+  try {
+    for (const o of ops) {
+      try {
+        results.push({ ok: true, value: await run(o) });
+      } catch (e) {
+        results.push({ ok: false, error: serialize(e) });
+      }
+    }
+  } finally {
+    rtnl.close();
+  }
+  process.stdout.write(`${JSON.stringify({ results, closed: rtnl.isClosed })}\n`);
+
+  async function run(o: ChildOp): Promise<unknown> {
+    switch (o.op) {
+      case 'linkByName': return (await rtnl.linkByName(o.args[0])) ?? null;
+      case 'linkByIndex': return (await rtnl.linkByIndex(o.args[0])) ?? null;
+      case 'listLinks': return rtnl.listLinks();
+      case 'setLink': return rtnl.setLink(o.args[0], o.args[1]);
+      case 'createBridge': return rtnl.createBridge(o.args[0], o.args[1] ?? {});
+      case 'createVlan': return rtnl.createVlan(o.args[0], o.args[1], o.args[2], o.args[3] ?? {});
+      case 'deleteLink': return rtnl.deleteLink(o.args[0]);
+      case 'vlanRequest': return vlanRequest(o.args[0], o.args[1], o.args[2]).toString('hex');
+      case 'wrapError': {
+        const [input, op] = o.args;
+        const thrown = typeof input === 'object' && input !== null && 'message' in input
+          ? Object.assign(new Error(String((input as { message: unknown }).message)), input)
+          : input;
+        return serialize(toNetlinkError(thrown, op));
+      }
+      case 'ip': return execFileSync('ip', o.args, { encoding: 'utf8' });
+      case 'watch':
+        unwatch = rtnl.onLinkEvent((ev) => { events.push(ev); for (const w of [...waiters]) w(); });
+        return true;
+      case 'waitEvent': {
+        const [want, timeoutMs = 5000] = o.args;
+        const seen = (): boolean => events.some((e) => e.type === want.type && e.link.name === want.name);
+        if (seen()) return true;
+        return new Promise<boolean>((resolve) => {
+          const done = (v: boolean): void => { clearTimeout(timer); waiters.delete(check); resolve(v); };
+          const check = (): void => { if (seen()) done(true); };
+          const timer = setTimeout(() => done(false), timeoutMs);
+          waiters.add(check);
+        });
+      }
+      case 'events': return o.args ? events.filter((e) => e.link.name === o.args?.[0]) : events;
+      case 'unwatch': unwatch?.(); unwatch = undefined; return true;
+    }
+  }
+}
+
+void main();
