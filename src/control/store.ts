@@ -1,0 +1,99 @@
+/**
+ * The config file: the persistent desired state (design.md). Loaded at start-up and on reload,
+ * written back after every successful change, atomically: temp file in the same directory,
+ * fsync, rename over the target, fsync the directory. A crash at any point leaves either the
+ * old or the new file, never a partial one.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ConfigError } from './errors.js';
+import type { Config } from './model.js';
+import { SESSION_FIELDS, TUNNEL_FIELDS, emptyConfig, orderKeys, sortConfig, validateConfig } from './validate.js';
+
+export const CONFIG_FILE_MODE = 0o640;
+export const CONFIG_DIR_MODE = 0o750;
+
+/** Stable text of a config: sorted entries, fixed key order, 2-space JSON, trailing newline. */
+export function serializeConfig(cfg: Config): string {
+  const sorted = sortConfig(cfg);
+  const out = {
+    tunnels: sorted.tunnels.map((t) => orderKeys(t, TUNNEL_FIELDS)),
+    sessions: sorted.sessions.map((s) => orderKeys(s, SESSION_FIELDS)),
+  };
+  return `${JSON.stringify(out, null, 2)}\n`;
+}
+
+export class ConfigStore {
+  readonly path: string;
+
+  constructor(filePath: string) {
+    this.path = filePath;
+  }
+
+  /** Missing file: empty config. Unreadable, invalid JSON or invalid config: ConfigError naming the file. */
+  load(): Config {
+    let text: string;
+    try {
+      text = fs.readFileSync(this.path, 'utf8');
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      if (e.code === 'ENOENT') return emptyConfig();
+      throw new ConfigError('config', this.path, 'a readable file', `${this.path}: cannot read: ${e.code ?? e.message}`);
+    }
+    if (text.trim() === '') return emptyConfig();
+    let data: unknown;
+    try {
+      data = JSON.parse(text);
+    } catch (err) {
+      throw new ConfigError('config', this.path, 'valid JSON', `${this.path}: invalid JSON: ${(err as Error).message}`);
+    }
+    try {
+      return validateConfig(data);
+    } catch (err) {
+      if (err instanceof ConfigError) throw err.withContext(this.path);
+      throw err;
+    }
+  }
+
+  /**
+   * Validate and write `cfg` atomically. The directory is created (0750) if missing; the file
+   * gets mode 0640. Throws (and leaves the old file untouched) on any failure.
+   */
+  save(cfg: Config): void {
+    const text = serializeConfig(validateConfig(cfg));
+    const dir = path.dirname(this.path);
+    fs.mkdirSync(dir, { recursive: true, mode: CONFIG_DIR_MODE });
+    const tmp = `${this.path}.tmp-${process.pid}`;
+    let fd: number | undefined;
+    try {
+      fd = fs.openSync(tmp, 'w', CONFIG_FILE_MODE);
+      fs.fchmodSync(fd, CONFIG_FILE_MODE); // umask may have narrowed it; never widened beyond 0640
+      fs.writeFileSync(fd, text);
+      fs.fsyncSync(fd);
+      fs.closeSync(fd);
+      fd = undefined;
+      fs.renameSync(tmp, this.path);
+    } catch (err) {
+      if (fd !== undefined) {
+        try { fs.closeSync(fd); } catch { /* already failing */ }
+      }
+      try { fs.unlinkSync(tmp); } catch { /* may not exist */ }
+      throw err;
+    }
+    syncDir(dir);
+  }
+}
+
+function syncDir(dir: string): void {
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(dir, 'r');
+    fs.fsyncSync(fd);
+  } catch (err) {
+    // Some filesystems refuse fsync on directories; the rename itself has happened.
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EINVAL' && code !== 'EISDIR' && code !== 'EPERM') throw err;
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}

@@ -1,0 +1,103 @@
+import t from 'tap';
+import { Module } from 'node:module';
+// tap's ts-node runs without experimentalResolver: map `./x.js` to `./x.ts` before src is loaded.
+{
+  const M = Module as unknown as { _resolveFilename(r: string, ...a: unknown[]): string };
+  const orig = M._resolveFilename;
+  M._resolveFilename = function (r: string, ...a: unknown[]): string {
+    try { return orig.call(this, r, ...a); } catch (e) {
+      if (r.startsWith('.') && r.endsWith('.js')) return orig.call(this, r.slice(0, -3) + '.ts', ...a);
+      throw e;
+    }
+  };
+}
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ConfigError } from '../../src/control/errors.js';
+import { ConfigStore, serializeConfig } from '../../src/control/store.js';
+import { validateConfig } from '../../src/control/validate.js';
+
+const CFG = validateConfig({
+  tunnels: [
+    { tunnel_id: 3001, peer_tunnel_id: 4001, encap: 'ip', local: '192.0.2.1', remote: '192.0.2.3' },
+    { tunnel_id: 3000, peer_tunnel_id: 4000, local: '192.0.2.1', remote: '192.0.2.2', udp_sport: 5000, udp_dport: 6000 },
+  ],
+  sessions: [
+    { tunnel_id: 3000, session_id: 1001, peer_session_id: 2001, bridge: 'br0' },
+    { tunnel_id: 3000, session_id: 1000, peer_session_id: 2000, cookie: '0123ABCD' },
+  ],
+});
+
+t.test('missing file is an empty config; save creates directory and round-trips', async (t) => {
+  const dir = t.testdir({});
+  const file = path.join(dir, 'etc', 'l2tpd', 'l2tpd.json');
+  const store = new ConfigStore(file);
+  t.same(store.load(), { tunnels: [], sessions: [] });
+  store.save(CFG);
+  t.ok(fs.existsSync(file));
+  t.equal(fs.statSync(file).mode & 0o777, 0o640, 'file mode 0640');
+  t.equal(fs.statSync(path.dirname(file)).mode & 0o777 & ~process.umask(), 0o750 & ~process.umask(), 'dir mode 0750 (less umask)');
+  t.same(fs.readdirSync(path.dirname(file)), ['l2tpd.json'], 'no temp file left behind');
+  const loaded = store.load();
+  t.same(loaded.tunnels.map((x) => x.tunnel_id), [3000, 3001], 'sorted by tunnel_id');
+  t.same(loaded.sessions.map((x) => x.session_id), [1000, 1001], 'sorted by (tunnel_id, session_id)');
+  t.equal(loaded.sessions[0].cookie, '0123abcd');
+  t.same(validateConfig(loaded), loaded, 'what is saved is valid');
+});
+
+t.test('stable text: key order, 2-space JSON, trailing newline', async (t) => {
+  const text = serializeConfig(CFG);
+  t.ok(text.endsWith('}\n'));
+  t.equal(serializeConfig(validateConfig(JSON.parse(text))), text, 'idempotent');
+  const first = text.split('\n').slice(0, 5).join('\n');
+  t.equal(first, '{\n  "tunnels": [\n    {\n      "tunnel_id": 3000,\n      "peer_tunnel_id": 4000,');
+  const tunnel = JSON.parse(text).tunnels[0];
+  t.same(Object.keys(tunnel), ['tunnel_id', 'peer_tunnel_id', 'encap', 'local', 'remote', 'udp_sport', 'udp_dport', 'udp_csum']);
+  const session = JSON.parse(text).sessions[1];
+  t.same(Object.keys(session), ['tunnel_id', 'session_id', 'peer_session_id', 'l2spec_type', 'seq', 'offset',
+    'peer_offset', 'reorder_timeout', 'bridge']);
+});
+
+t.test('save is atomic: temp file + rename, old content intact on failure', async (t) => {
+  const dir = t.testdir({});
+  const file = path.join(dir, 'l2tpd.json');
+  const store = new ConfigStore(file);
+  store.save(CFG);
+  const before = fs.readFileSync(file, 'utf8');
+  const inodeBefore = fs.statSync(file).ino;
+
+  // An invalid config is refused before anything is written.
+  t.throws(() => store.save({ tunnels: [{ ...CFG.tunnels[0], tunnel_id: 0 }], sessions: [] }), ConfigError);
+  t.equal(fs.readFileSync(file, 'utf8'), before, 'unchanged after refused save');
+
+  // A failure while writing (temp path occupied by a directory) leaves the target untouched.
+  const tmp = `${file}.tmp-${process.pid}`;
+  fs.mkdirSync(tmp);
+  t.throws(() => store.save({ tunnels: [], sessions: [] }));
+  t.equal(fs.readFileSync(file, 'utf8'), before, 'unchanged after failed write');
+  fs.rmdirSync(tmp);
+
+  // A successful save replaces the file by rename (new inode), never rewrites it in place.
+  store.save({ tunnels: [CFG.tunnels[0]], sessions: [] });
+  t.not(fs.statSync(file).ino, inodeBefore, 'replaced by rename');
+  t.notOk(fs.existsSync(tmp), 'temp file gone');
+  t.same(store.load().tunnels.map((x) => x.tunnel_id), [3001]);
+});
+
+t.test('load refuses corrupt or invalid files, naming the file', async (t) => {
+  const dir = t.testdir({
+    'bad.json': '{"tunnels": [',
+    'invalid.json': JSON.stringify({ tunnels: [{ tunnel_id: 0 }] }),
+    'dup.json': JSON.stringify({ tunnels: [CFG.tunnels[0], CFG.tunnels[0]] }),
+    'empty.json': '',
+  });
+  const bad = path.join(dir, 'bad.json');
+  t.throws(() => new ConfigStore(bad).load(), { name: 'ConfigError', message: new RegExp(`^${bad}: invalid JSON: `) });
+  const invalid = path.join(dir, 'invalid.json');
+  t.throws(() => new ConfigStore(invalid).load(),
+    { message: `${invalid}: tunnels[0].tunnel_id 0: expected an integer 1..4294967295`, field: 'tunnels[0].tunnel_id' });
+  const dup = path.join(dir, 'dup.json');
+  t.throws(() => new ConfigStore(dup).load(), { message: new RegExp(`^${dup}: tunnels\\[1\\]\\.tunnel_id 3001: tunnel 3001 already exists`) });
+  t.same(new ConfigStore(path.join(dir, 'empty.json')).load(), { tunnels: [], sessions: [] }, 'empty file = empty config');
+  t.throws(() => new ConfigStore(dir).load(), { message: new RegExp(`^${dir}: cannot read: EISDIR`) });
+});
