@@ -63,14 +63,15 @@ export class ConfigError extends Error {
 
 /**
  * The request is valid on its own but conflicts with the current state: a duplicate (409),
- * something that does not exist (404), a tunnel that still has sessions (409).
+ * something that does not exist (404), a tunnel that still has sessions (409). The daemon may
+ * use another status for a refusal that is neither (e.g. 500 when it lacks a capability).
  */
 export class ConflictError extends Error {
-  readonly status: 404 | 409;
+  readonly status: number;
   readonly field?: string;
   readonly value?: unknown;
 
-  constructor(message: string, status: 404 | 409 = 409, field?: string, value?: unknown) {
+  constructor(message: string, status = 409, field?: string, value?: unknown) {
     super(message);
     this.name = 'ConflictError';
     this.status = status;

@@ -32,6 +32,20 @@ export class ConfigStore {
 
   /** Missing file: empty config. Unreadable, invalid JSON or invalid config: ConfigError naming the file. */
   load(): Config {
+    const data = this.loadRaw();
+    try {
+      return validateConfig(data);
+    } catch (err) {
+      if (err instanceof ConfigError) throw err.withContext(this.path);
+      throw err;
+    }
+  }
+
+  /**
+   * The parsed but not yet validated file (missing or empty file: an empty config). Unreadable
+   * file or invalid JSON: ConfigError naming the file.
+   */
+  loadRaw(): unknown {
     let text: string;
     try {
       text = fs.readFileSync(this.path, 'utf8');
@@ -41,17 +55,10 @@ export class ConfigStore {
       throw new ConfigError('config', this.path, 'a readable file', `${this.path}: cannot read: ${e.code ?? e.message}`);
     }
     if (text.trim() === '') return emptyConfig();
-    let data: unknown;
     try {
-      data = JSON.parse(text);
+      return JSON.parse(text) as unknown;
     } catch (err) {
       throw new ConfigError('config', this.path, 'valid JSON', `${this.path}: invalid JSON: ${(err as Error).message}`);
-    }
-    try {
-      return validateConfig(data);
-    } catch (err) {
-      if (err instanceof ConfigError) throw err.withContext(this.path);
-      throw err;
     }
   }
 

@@ -98,6 +98,9 @@ t.test('load refuses corrupt or invalid files, naming the file', async (t) => {
     { message: `${invalid}: tunnels[0].tunnel_id 0: expected an integer 1..4294967295`, field: 'tunnels[0].tunnel_id' });
   const dup = path.join(dir, 'dup.json');
   t.throws(() => new ConfigStore(dup).load(), { message: new RegExp(`^${dup}: tunnels\\[1\\]\\.tunnel_id 3001: tunnel 3001 already exists`) });
+  t.throws(() => new ConfigStore(bad).loadRaw(), { message: new RegExp(`^${bad}: invalid JSON: `) });
+  t.same(new ConfigStore(invalid).loadRaw(), { tunnels: [{ tunnel_id: 0 }] }, 'loadRaw does not validate');
+  t.same(new ConfigStore(path.join(dir, 'nope.json')).loadRaw(), { tunnels: [], sessions: [] }, 'loadRaw: missing = empty');
   t.same(new ConfigStore(path.join(dir, 'empty.json')).load(), { tunnels: [], sessions: [] }, 'empty file = empty config');
   t.throws(() => new ConfigStore(dir).load(), { message: new RegExp(`^${dir}: cannot read: EISDIR`) });
 });
