@@ -96,12 +96,17 @@ void Native::OnPoll(uv_poll_t* handle, int status, int events) {
   Napi::HandleScope scope(env);
   // On a poll error report what was asked for, so JS tries the I/O and gets the real errno.
   int ev = status < 0 ? h->events : FromUv(events);
-  Napi::Function fn = h->callback.Value();
   napi_value argv[2] = {Napi::Number::New(env, h->fd), Napi::Number::New(env, ev)};
-  fn.MakeCallback(env.Global(), 2, argv, *self->async_context_);
-  if (env.IsExceptionPending()) {
-    Napi::Error err = env.GetAndClearPendingException();
-    napi_fatal_exception(env, err.Value());  // -> process 'uncaughtException', like any callback
+  napi_value result;
+  // Plain napi_make_callback: it fails without a pending exception while a worker is being
+  // terminated (JS can no longer run); that is ignored rather than turned into a fatal error.
+  napi_status st = napi_make_callback(env, *self->async_context_, env.Global(), h->callback.Value(),
+                                      2, argv, &result);
+  bool pending = false;
+  if (st != napi_ok && napi_is_exception_pending(env, &pending) == napi_ok && pending) {
+    napi_value err;
+    napi_get_and_clear_last_exception(env, &err);
+    napi_fatal_exception(env, err);  // -> process 'uncaughtException', like any callback
   }
 }
 

@@ -1,0 +1,274 @@
+/**
+ * Child-process driver for the native addon tests (test/unit/native.test.ts). Runs one scenario,
+ * usually inside a network namespace (`ip netns exec NS node -r <ts-node register> native-child.ts
+ * SCENARIO 'ARGS JSON'`), and prints one JSON line with what it observed; the test asserts it.
+ * Run without a scenario (e.g. picked up by a test runner) it does nothing.
+ * Only the addon through src/native/index.ts is used, so the loader is exercised too.
+ */
+import { execFileSync } from 'node:child_process';
+import { Worker } from 'node:worker_threads';
+import { native, POLL_READABLE, SOURCE_STRIDE } from '../../src/native/index.js';
+
+type Args = Record<string, unknown>;
+const POOL_SIZE = 1 << 20;
+
+function errInfo(fn: () => unknown): { code?: string; errno?: number; syscall?: string; message: string } | null {
+  try { fn(); return null; } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    return { code: err.code, errno: err.errno, syscall: err.syscall, message: err.message };
+  }
+}
+
+/** Resolves at the first readiness callback for fd (then stops polling), or rejects on timeout. */
+function readable(fd: number, ms = 3000): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { native.pollStop(fd); reject(new Error(`fd ${fd} not readable in ${ms} ms`)); }, ms);
+    native.pollStart(fd, POLL_READABLE, (_fd, events) => {
+      native.pollStop(fd);  // from inside the callback
+      clearTimeout(timer);
+      resolve(events);
+    });
+  });
+}
+
+const hex = (u8: Uint8Array, off: number, len: number): string => Buffer.from(u8.buffer, u8.byteOffset + off, len).toString('hex');
+const ip = (...a: string[]): string => execFileSync('ip', a, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+
+/** UDP: one sendBatch to two peers, recvBatch on each, plus a truncated oversized datagram. */
+async function udp(a: Args): Promise<unknown> {
+  const family = a.family as 4 | 6;
+  const local = a.local as string;
+  const sab = new SharedArrayBuffer(POOL_SIZE);
+  const pool = new Uint8Array(sab);
+  native.attachPool(sab);
+  const tx = native.udpOpen(family, local, 0, {});
+  const rx1 = native.udpOpen(family, local, 0, { noCheck6Rx: family === 6 });
+  const rx2 = native.udpOpen(family, local, 0, family === 4 ? { noCheckTx: true } : { noCheck6Tx: true });
+  const ports = { tx: native.localPort(tx), rx1: native.localPort(rx1), rx2: native.localPort(rx2) };
+  native.setPeer(3, family, local, ports.rx1);
+  native.setPeer(40, family, local, ports.rx2);  // grows the peer table
+
+  // Five messages, lengths 1..5 * 100, byte pattern = message index; peers alternate.
+  const n = 5;
+  const offsets = new Uint32Array(n), lengths = new Uint32Array(n), peers = new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    offsets[i] = 4096 + i * 2048; lengths[i] = (i + 1) * 100; peers[i] = i % 2 === 0 ? 3 : 40;
+    pool.fill(0xa0 + i, offsets[i], offsets[i] + lengths[i]);
+  }
+  const sent = native.sendBatch(tx, offsets, lengths, peers, 0, n);
+  const events = await readable(rx1);
+
+  const recv = (fd: number): unknown => {
+    const ro = new Uint32Array(8).map((_, i) => 65536 + i * 2048);
+    const rl = new Int32Array(8), rs = new Uint32Array(8 * SOURCE_STRIDE);
+    pool.fill(0, 65536, 65536 + 8 * 2048);
+    const got = native.recvBatch(fd, ro, 2048, 8, rl, rs);
+    const msgs = [];
+    for (let i = 0; i < Math.max(got, 0); i++) {
+      msgs.push({ length: rl[i], first: pool[ro[i]], last: pool[ro[i] + rl[i] - 1], after: pool[ro[i] + rl[i]],
+        source: Array.from(rs.subarray(i * SOURCE_STRIDE, (i + 1) * SOURCE_STRIDE)) });
+    }
+    return { got, msgs };
+  };
+  const r1 = recv(rx1);
+  await readable(rx2);
+  const r2 = recv(rx2);
+  const again = recv(rx1);  // nothing left: EAGAIN -> 0
+
+  // Oversized datagram: 3000 bytes into 1000 bytes of room; the byte after the room is a sentinel.
+  pool.fill(0x5a, 0, 3000);
+  native.sendBatch(tx, new Uint32Array([0]), new Uint32Array([3000]), new Uint32Array([3]), 0, 1);
+  await readable(rx1);
+  pool.fill(0xee, 200000, 202000);
+  const tl = new Int32Array(1), ts = new Uint32Array(SOURCE_STRIDE);
+  const tgot = native.recvBatch(rx1, new Uint32Array([200000]), 1000, 1, tl, ts);
+  const trunc = { got: tgot, length: tl[0], lastIn: pool[200999], sentinel: pool[201000] };
+
+  for (const fd of [tx, rx1, rx2]) native.close(fd);
+  return { sent, events, ports, r1, r2, again, trunc };
+}
+
+/** Raw IP proto 115: the receiver sees the IPv4 header in front of the payload. */
+async function raw(a: Args): Promise<unknown> {
+  const sab = new SharedArrayBuffer(POOL_SIZE);
+  const pool = new Uint8Array(sab);
+  native.attachPool(sab);
+  const tx = native.rawOpen(4, a.src as string, 115, {});
+  const rx = native.rawOpen(4, a.dst as string, 115, {});
+  native.setPeer(0, 4, a.dst as string, 12345);  // port ignored for raw
+  pool.set([0, 0, 0, 7, 1, 2, 3, 4], 0);  // session 7, cookie 01020304
+  const sent = native.sendBatch(tx, new Uint32Array([0]), new Uint32Array([8]), new Uint32Array([0]), 0, 1);
+  await readable(rx);
+  const rl = new Int32Array(2), rs = new Uint32Array(2 * SOURCE_STRIDE);
+  const got = native.recvBatch(rx, new Uint32Array([8192, 16384]), 2048, 2, rl, rs);
+  const result = { sent, got, length: rl[0], header: hex(pool, 8192, 20), payload: hex(pool, 8192 + 20, 8), source: Array.from(rs.subarray(0, SOURCE_STRIDE)) };
+  native.close(tx); native.close(rx);
+  return result;
+}
+
+/** Two taps in one bridge: writeBatch on A, readBatch on B. Then write errors, persist/reattach. */
+async function tap(a: Args): Promise<unknown> {
+  const sab = new SharedArrayBuffer(POOL_SIZE);
+  const pool = new Uint8Array(sab);
+  native.attachPool(sab);
+  const prefix = a.prefix as string;
+  const A = native.tapOpen(`${prefix}%d`, false);
+  const B = native.tapOpen(`${prefix}%d`, false);
+  ip('link', 'add', 'br0', 'type', 'bridge');
+  for (const t of [A.name, B.name]) ip('link', 'set', t, 'master', 'br0', 'up');
+  ip('link', 'set', 'br0', 'up');
+
+  // Broadcast frame, local-experimental ethertype 0x88b5, 100 bytes.
+  const frame = new Uint8Array(100);
+  frame.set([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0, 0, 1, 0x88, 0xb5]);
+  for (let i = 14; i < 100; i++) frame[i] = i;
+  pool.set(frame, 1000);
+  pool.set(frame, 3000); pool[3000 + 14] = 0xaa;  // second frame differs in the first payload byte
+  const written = native.writeBatch(A.fd, new Uint32Array([0, 1000, 3000]), new Int32Array([0, 100, 100]), 1, 2);
+
+  const seen: string[] = [];
+  const deadline = Date.now() + 3000;
+  while (seen.length < 2 && Date.now() < deadline) {
+    await readable(B.fd).catch(() => 0);
+    const ro = new Uint32Array([100000, 102048, 104096, 106144]), rl = new Int32Array(4);
+    const n = native.readBatch(B.fd, ro, 2048, 4, rl);
+    for (let i = 0; i < n; i++) {
+      if (pool[ro[i] + 12] === 0x88 && pool[ro[i] + 13] === 0xb5) seen.push(`${rl[i]}:${hex(pool, ro[i] + 14, 2)}`);
+    }
+  }
+  const drained = native.readBatch(B.fd, new Uint32Array([100000]), 2048, 1, new Int32Array(1));
+
+  // Tap A down: the kernel refuses writes (EIO); writeBatch skips and counts them.
+  ip('link', 'set', A.name, 'down');
+  const before = native.takeWriteErrors();
+  const downWritten = native.writeBatch(A.fd, new Uint32Array([1000, 1000]), new Int32Array([100, 100]), 0, 2);
+  const downErrors = native.takeWriteErrors();
+  const afterTake = native.takeWriteErrors();
+
+  // Persistent tap: survives close, and tapOpen by name reattaches.
+  const P = native.tapOpen(`${prefix}p%d`, true);
+  native.close(P.fd);
+  const existsAfterClose = ip('-o', 'link', 'show', 'dev', P.name).includes(P.name);
+  const P2 = native.tapOpen(P.name, false);
+  native.tapSetPersist(P2.fd, false);
+  native.close(P2.fd);
+  const gone = errInfo(() => ip('link', 'show', 'dev', P.name)) !== null;
+
+  native.close(A.fd); native.close(B.fd);
+  return { names: [A.name, B.name], written, seen, drained, before, downWritten, downErrors, afterTake,
+    persistName: P.name, reattachName: P2.name, existsAfterClose, gone };
+}
+
+/** Set-up errors keep errno/code/syscall. */
+async function errors(a: Args): Promise<unknown> {
+  const used = native.udpOpen(4, a.local as string, 0, {});
+  const port = native.localPort(used);
+  const out = {
+    notLocal4: errInfo(() => native.udpOpen(4, '203.0.113.9', 1701, {})),
+    notLocal6: errInfo(() => native.udpOpen(6, '2001:db8:ffff::9', 1701, {})),
+    rawNotLocal: errInfo(() => native.rawOpen(4, '203.0.113.9', 115, {})),
+    inUse: errInfo(() => native.udpOpen(4, a.local as string, port, {})),
+    badAddress: errInfo(() => native.udpOpen(4, 'not-an-ip', 0, {})),
+    tapTooLong: errInfo(() => native.tapOpen('x'.repeat(20), false)),
+    mtu4: native.pathMtu(4, a.remote4 as string),
+    mtu6: native.pathMtu(6, a.remote6 as string),
+    noRoute: errInfo(() => native.pathMtu(4, '198.51.100.1')),
+    closeBad: errInfo(() => native.close(987654)),
+  };
+  native.close(used);
+  return out;
+}
+
+/** Bounds checks happen before any syscall, so fd -1 is enough. Needs no root. */
+async function bounds(): Promise<unknown> {
+  const beforeAttach = errInfo(() => native.readBatch(-1, new Uint32Array(1), 10, 1, new Int32Array(1)));
+  const size = 65536;
+  native.attachPool(new SharedArrayBuffer(size));
+  native.setPeer(0, 4, '192.0.2.1', 1);
+  const u32 = (...v: number[]): Uint32Array => new Uint32Array(v);
+  const i32 = (...v: number[]): Int32Array => new Int32Array(v);
+  return {
+    beforeAttach,
+    recvOut: native.recvBatch(-1, u32(size - 100), 200, 1, new Int32Array(1), new Uint32Array(5)),
+    recvHuge: native.recvBatch(-1, u32(0xffffffff), 2, 1, new Int32Array(1), new Uint32Array(5)),
+    recvShortSources: native.recvBatch(-1, u32(0, 100), 100, 2, new Int32Array(2), new Uint32Array(5)),
+    recvInBounds: native.recvBatch(-1, u32(size - 100), 100, 1, new Int32Array(1), new Uint32Array(5)),
+    sendOut: native.sendBatch(-1, u32(0, size - 10), u32(10, 11), u32(0, 0), 0, 2),
+    sendPastArrays: native.sendBatch(-1, u32(0), u32(10), u32(0), 0, 2),
+    sendUnknownPeer: native.sendBatch(-1, u32(0), u32(10), u32(9), 0, 1),
+    sendInBounds: native.sendBatch(-1, u32(0, size - 10), u32(10, 10), u32(0, 0), 0, 2),
+    readOut: native.readBatch(-1, u32(size), 1, 1, new Int32Array(1)),
+    writeOut: native.writeBatch(-1, u32(0, size - 1), i32(1, 2), 0, 2),
+    writeNegative: native.writeBatch(-1, u32(0), i32(-1), 0, 1),
+    writeFirstPast: native.writeBatch(-1, u32(0), i32(1), 1, 1),
+    badType: errInfo(() => native.recvBatch(-1, new Int32Array(1) as unknown as Uint32Array, 1, 1, new Int32Array(1), new Uint32Array(5))),
+    enumerable: Object.keys(native).sort(),
+  };
+}
+
+/**
+ * The addon in the main thread and in workers at once. Each worker attaches its own pool, polls
+ * its own UDP pair and reports; one worker then calls process.exit with polls active, the other
+ * is terminate()d with polls active. The main thread keeps working afterwards.
+ */
+async function workers(a: Args): Promise<unknown> {
+  const local = a.local as string;
+  const mainPool = new SharedArrayBuffer(POOL_SIZE);
+  native.attachPool(mainPool);
+  const mainRx = native.udpOpen(4, local, 0, {});
+  let mainEvents = 0;
+  native.pollStart(mainRx, POLL_READABLE, () => { mainEvents++; native.recvBatch(mainRx, new Uint32Array([0]), 100, 1, new Int32Array(1), new Uint32Array(5)); });
+
+  const indexPath = require.resolve('../../src/native/index.js');
+  const workerSrc = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    const { native, POLL_READABLE } = require(workerData.indexPath);
+    const pool = new SharedArrayBuffer(1 << 16);
+    native.attachPool(pool);
+    const rx = native.udpOpen(4, workerData.local, 0, {});
+    const tx = native.udpOpen(4, workerData.local, 0, {});
+    const idle = native.udpOpen(4, workerData.local, 0, {});
+    native.pollStart(idle, POLL_READABLE, () => {});  // stays active until teardown
+    native.setPeer(1, 4, workerData.local, native.localPort(rx));
+    new Uint8Array(pool).fill(7, 0, 64);
+    native.pollStart(rx, POLL_READABLE, (fd, events) => {
+      const l = new Int32Array(4), s = new Uint32Array(20);
+      const n = native.recvBatch(fd, new Uint32Array([1024, 2048, 3072, 4096]), 1000, 4, l, s);
+      parentPort.postMessage({ events, n, lengths: Array.from(l.subarray(0, n)), byte: new Uint8Array(pool)[1024] });
+    });
+    native.sendBatch(tx, new Uint32Array([0, 0]), new Uint32Array([64, 32]), new Uint32Array([1, 1]), 0, 2);
+    parentPort.on('message', (m) => { if (m === 'exit') process.exit(0); });
+  `;
+  const run = (how: 'exit' | 'terminate'): Promise<{ report: unknown; exitCode: number }> => new Promise((resolve, reject) => {
+    const w = new Worker(workerSrc, { eval: true, workerData: { indexPath, local } });
+    let report: unknown;
+    w.on('message', (m) => {
+      report = m;
+      if (how === 'exit') w.postMessage('exit'); else void w.terminate();
+    });
+    w.on('error', reject);
+    w.on('exit', (exitCode) => resolve({ report, exitCode }));
+  });
+  const [w1, w2] = await Promise.all([run('exit'), run('terminate')]);
+  const w3 = await run('exit');  // load again after others tore down
+
+  // Main thread instance unaffected: send to its own socket and see the poll fire.
+  const mainTx = native.udpOpen(4, local, 0, {});
+  native.setPeer(0, 4, local, native.localPort(mainRx));
+  native.sendBatch(mainTx, new Uint32Array([0]), new Uint32Array([10]), new Uint32Array([0]), 0, 1);
+  await new Promise((r) => setTimeout(r, 200));
+  native.close(mainTx);
+  // Leave mainRx polled: process.exit must tear it down cleanly too.
+  return { w1, w2, w3, mainEvents, exitWithActivePoll: true };
+}
+
+const scenarios: Record<string, (a: Args) => Promise<unknown>> = { udp, raw, tap, errors, bounds, workers };
+
+const name = process.argv[2];
+if (name !== undefined && scenarios[name]) {
+  const args = JSON.parse(process.argv[3] ?? '{}') as Args;
+  scenarios[name](args).then(
+    (result) => { process.stdout.write(`${JSON.stringify({ ok: true, result })}\n`); process.exit(0); },
+    (e: unknown) => { process.stdout.write(`${JSON.stringify({ ok: false, error: String((e as Error)?.stack ?? e) })}\n`); process.exit(1); },
+  );
+}

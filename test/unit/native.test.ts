@@ -1,0 +1,168 @@
+/**
+ * Native addon (native-bindings/, loaded through src/native/index.ts). The I/O runs in child
+ * processes (test/helpers/native-child.ts) started with `ip netns exec` inside namespaces this
+ * test creates: a tap or socket must be created inside the namespace, and Node has no setns.
+ * Addresses: 192.0.2.0/24, 2001:db8::/64 (documentation ranges); 198.51.100.1 is unroutable.
+ */
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createNetns, deleteNetns, netnsUnavailable, uniqueName, vethBetween } from '../helpers/netns';
+
+const REPO = resolve(__dirname, '..', '..');
+const ADDON = join(REPO, 'native-bindings', 'build', 'Release', 'l2tpd_native.node');
+const CHILD = join(REPO, 'test', 'helpers', 'native-child.ts');
+const REGISTER = join(REPO, 'node_modules', '@isaacs', 'ts-node-temp-fork-for-pr-2009', 'register');
+
+// ts-node for the child, with the resolver that maps `./x.js` imports onto `./x.ts`.
+const tsDir = mkdtempSync(join(tmpdir(), 'l2tpd-native-test-'));
+writeFileSync(join(tsDir, 'tsconfig.json'), JSON.stringify({
+  extends: join(REPO, 'tsconfig.json'),
+  'ts-node': { experimentalResolver: true, transpileOnly: true },
+}));
+t.teardown(() => rmSync(tsDir, { recursive: true, force: true }));
+
+function childEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (k === 'NODE_OPTIONS' || k.startsWith('TAP') || k.startsWith('_TAPJS') || k.startsWith('TS_NODE_')) continue;
+    env[k] = v;
+  }
+  env.TS_NODE_PROJECT = join(tsDir, 'tsconfig.json');
+  return env;
+}
+
+interface ChildOutput { status: number | null; stderr: string; result: any }
+
+/** Run one scenario of native-child.ts in `ns` (null: this namespace). */
+function child(ns: string | null, scenario: string, args: object = {}): ChildOutput {
+  // tap's processinfo re-adds NODE_OPTIONS (an ESM --import that cannot load a .ts main) to
+  // every spawned env, so drop it with env(1) right before node starts.
+  const nodeCmd = ['env', '-u', 'NODE_OPTIONS', process.execPath, '-r', REGISTER, CHILD, scenario, JSON.stringify(args)];
+  const [cmd, ...argv] = ns === null ? nodeCmd : ['ip', 'netns', 'exec', ns, ...nodeCmd];
+  const r = spawnSync(cmd, argv, { encoding: 'utf8', env: childEnv(), timeout: 60000 });
+  const line = (r.stdout ?? '').trim().split('\n').pop() ?? '';
+  let parsed: { ok: boolean; result?: unknown; error?: string } = { ok: false, error: `no JSON output: ${r.stdout}` };
+  try { parsed = JSON.parse(line); } catch { /* keep the error above */ }
+  if (!parsed.ok) throw new Error(`child ${scenario} failed (status ${r.status}, signal ${r.signal}): ${parsed.error}\n${r.stderr}`);
+  return { status: r.status, stderr: r.stderr, result: parsed.result };
+}
+
+if (!existsSync(ADDON)) {
+  t.fail(`addon not built: run \`npx node-gyp rebuild --directory native-bindings\` (${ADDON})`);
+} else {
+  t.test('pool bounds: out-of-pool offsets return -EINVAL before any syscall', async (t) => {
+    const r = child(null, 'bounds').result;
+    t.match(r.beforeAttach.message, /attachPool/, 'batch call before attachPool throws');
+    t.equal(r.recvOut, -22, 'recv offset + capacity past the pool');
+    t.equal(r.recvHuge, -22, 'recv offset 0xffffffff');
+    t.equal(r.recvShortSources, -22, 'sources array shorter than count * SOURCE_STRIDE');
+    t.equal(r.recvInBounds, -9, 'in bounds reaches the syscall (EBADF on fd -1)');
+    t.equal(r.sendOut, -22, 'send offset + length past the pool');
+    t.equal(r.sendPastArrays, -22, 'first + count past the arrays');
+    t.equal(r.sendUnknownPeer, -22, 'peer id never set');
+    t.equal(r.sendInBounds, -9, 'in-bounds send reaches the syscall');
+    t.equal(r.readOut, -22);
+    t.equal(r.writeOut, -22);
+    t.equal(r.writeNegative, -22, 'negative length');
+    t.equal(r.writeFirstPast, -22);
+    t.match(r.badType.message, /offsets/, 'wrong typed-array type is a TypeError');
+    t.same(r.enumerable, ['attachPool', 'close', 'localPort', 'pathMtu', 'pollStart', 'pollStop', 'rawOpen',
+      'readBatch', 'recvBatch', 'sendBatch', 'setPeer', 'takeWriteErrors', 'tapOpen', 'tapSetPersist',
+      'udpOpen', 'writeBatch']);
+  });
+
+  const skip = netnsUnavailable();
+  t.test('in network namespaces', { skip }, async (t) => {
+    const nsA = createNetns('ntv');
+    const nsB = createNetns('ntv');
+    t.teardown(() => { deleteNetns(nsA); deleteNetns(nsB); });
+    const ifA = uniqueName('va'), ifB = uniqueName('vb');
+    vethBetween(nsA, ifA, '192.0.2.1/24', nsB, ifB, '192.0.2.2/24', 1400);
+    spawnSync('ip', ['-n', nsA, '-6', 'addr', 'add', '2001:db8::1/64', 'dev', ifA, 'nodad']);
+    spawnSync('ip', ['-n', nsB, '-6', 'addr', 'add', '2001:db8::2/64', 'dev', ifB, 'nodad']);
+    spawnSync('ip', ['-n', nsA, 'addr', 'add', '192.0.2.3/32', 'dev', ifA]);
+
+    for (const [family, local, words] of [
+      [4, '192.0.2.1', [0xc0000201, 0, 0, 0]],
+      [6, '2001:db8::1', [0x20010db8, 0, 0, 1]],
+    ] as const) {
+      t.test(`UDP v${family}: sendBatch to two peers, recvBatch, MSG_TRUNC`, async (t) => {
+        const r = child(nsA, 'udp', { family, local }).result;
+        t.equal(r.sent, 5, 'all five messages sent in one batch');
+        t.equal(r.events, 1, 'poll callback reported POLL_READABLE');
+        const src = [(family << 16) | r.ports.tx, ...words];
+        // peers alternate 3, 40, 3, 40, 3: rx1 gets messages 0, 2, 4 and rx2 gets 1, 3.
+        t.equal(r.r1.got, 3, 'three datagrams in one recvBatch on peer 3');
+        t.same(r.r1.msgs.map((m: any) => [m.length, m.first, m.last, m.after]), [[100, 0xa0, 0xa0, 0], [300, 0xa2, 0xa2, 0], [500, 0xa4, 0xa4, 0]]);
+        t.same(r.r2.msgs.map((m: any) => [m.length, m.first, m.last]), [[200, 0xa1, 0xa1], [400, 0xa3, 0xa3]], 'peer 40 got the others');
+        for (const m of [...r.r1.msgs, ...r.r2.msgs]) t.same(m.source, src, 'source words: family<<16|port, address');
+        t.equal(r.again.got, 0, 'empty socket: EAGAIN -> 0');
+        t.equal(r.trunc.got, 1);
+        t.equal(r.trunc.length, 3000, 'real length of a truncated datagram');
+        t.equal(r.trunc.lastIn, 0x5a, 'capacity filled');
+        t.equal(r.trunc.sentinel, 0xee, 'nothing written past capacity');
+      });
+    }
+
+    t.test('raw IP proto 115 (v4): received with the 20-byte IPv4 header', async (t) => {
+      const r = child(nsA, 'raw', { src: '192.0.2.1', dst: '192.0.2.3' }).result;
+      t.equal(r.sent, 1);
+      t.equal(r.got, 1);
+      t.equal(r.length, 28, '20-byte header + 8-byte payload');
+      t.match(r.header, /^45/, 'IPv4, IHL 5');
+      t.equal(r.header.slice(18, 20), '73', 'protocol 115');
+      t.equal(r.header.slice(24, 32), 'c0000201', 'source 192.0.2.1');
+      t.equal(r.header.slice(32, 40), 'c0000203', 'destination 192.0.2.3');
+      t.equal(r.payload, '0000000701020304');
+      t.same(r.source, [4 << 16, 0xc0000201, 0, 0, 0], 'raw source: port 0');
+    });
+
+    t.test('tap: %d names, writeBatch on A -> bridge -> readBatch on B, write errors, persist', async (t) => {
+      const r = child(nsA, 'tap', { prefix: 'nt' }).result;
+      t.same(r.names, ['nt0', 'nt1'], 'the kernel resolved nt%d');
+      t.equal(r.written, 2, 'two frames written (first = 1)');
+      t.same(r.seen, ['100:0e0f', '100:aa0f'], 'both frames arrived on the other tap, in order, full length');
+      t.equal(r.drained, 0, 'drained tap: EAGAIN -> 0');
+      t.equal(r.before, 0);
+      t.equal(r.downWritten, 2, 'frames on a down tap are skipped, not stuck');
+      t.equal(r.downErrors, 2, 'takeWriteErrors counts them');
+      t.equal(r.afterTake, 0, 'takeWriteErrors resets');
+      t.equal(r.persistName, 'ntp0');
+      t.ok(r.existsAfterClose, 'persistent tap survives close');
+      t.equal(r.reattachName, 'ntp0', 'tapOpen by name reattaches');
+      t.ok(r.gone, 'tapSetPersist(false) + close removes it');
+    });
+
+    t.test('set-up errors carry code, errno, syscall; pathMtu', async (t) => {
+      const r = child(nsA, 'errors', { local: '192.0.2.1', remote4: '192.0.2.2', remote6: '2001:db8::2' }).result;
+      t.match(r.notLocal4, { code: 'EADDRNOTAVAIL', errno: 99, syscall: 'bind' });
+      t.match(r.notLocal6, { code: 'EADDRNOTAVAIL', errno: 99, syscall: 'bind' });
+      t.match(r.rawNotLocal, { code: 'EADDRNOTAVAIL', errno: 99, syscall: 'bind' });
+      t.match(r.inUse, { code: 'EADDRINUSE', errno: 98, syscall: 'bind' });
+      t.match(r.inUse.message, /192\.0\.2\.1:\d+/);
+      t.match(r.badAddress, { code: 'EINVAL', errno: 22 });
+      t.match(r.tapTooLong, { code: 'ENAMETOOLONG' });
+      t.equal(r.mtu4, 1400, 'IPv4 path MTU = veth MTU');
+      t.equal(r.mtu6, 1400, 'IPv6 path MTU = veth MTU');
+      t.match(r.noRoute, { code: 'ENETUNREACH', errno: 101, syscall: 'connect' });
+      t.match(r.closeBad, { code: 'EBADF', errno: 9, syscall: 'close' });
+    });
+
+    t.test('worker_threads: addon in main and workers at once, clean exit with active polls', async (t) => {
+      const out = child(nsA, 'workers', { local: '192.0.2.1' });
+      const r = out.result;
+      for (const w of [r.w1, r.w2, r.w3]) {
+        t.same(w.report, { events: 1, n: 2, lengths: [64, 32], byte: 7 }, 'worker polled and received a batch');
+      }
+      t.equal(r.w1.exitCode, 0, 'process.exit(0) in the worker with polls active');
+      t.equal(r.w2.exitCode, 1, 'terminate() with polls active (exit code 1 is terminate\'s)');
+      t.equal(r.w3.exitCode, 0, 'a third worker loads after the others tore down');
+      t.equal(r.mainEvents, 1, 'the main thread instance kept working');
+      t.equal(out.status, 0, 'process exits 0 with a poll still active in main');
+      t.notMatch(out.stderr, /FATAL|Assertion|uv_loop_close/, 'no teardown errors');
+    });
+  });
+}
