@@ -144,6 +144,7 @@ Napi::Value Native::SendBatch(const Napi::CallbackInfo& info) {
   }
 
   EnsureMessages(count);
+  int sock_type = 0;  // looked up only if needed (below)
   for (int64_t i = 0; i < count; i++) {
     const uint64_t j = first + i;
     Peer& peer = peers_[peers.data[j]];
@@ -151,6 +152,20 @@ Napi::Value Native::SendBatch(const Napi::CallbackInfo& info) {
     iovs_[i].iov_len = lengths.data[j];
     msghdr& h = msgs_[i].msg_hdr;
     h.msg_name = &peer.addr;
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&peer.addr);
+    if (peer.addr.ss_family == AF_INET6 && sin6->sin6_port != 0) {
+      // Raw IPv6 reads sin6_port as the protocol and fails with EINVAL if it differs, so a
+      // raw socket gets a copy of the address with port 0 (IPv4 raw ignores the port).
+      if (sock_type == 0) {
+        socklen_t optlen = sizeof(sock_type);
+        if (getsockopt(static_cast<int>(fd), SOL_SOCKET, SO_TYPE, &sock_type, &optlen) != 0) sock_type = -1;
+      }
+      if (sock_type == SOCK_RAW) {
+        addrs_[i] = peer.addr;
+        reinterpret_cast<sockaddr_in6*>(&addrs_[i])->sin6_port = 0;
+        h.msg_name = &addrs_[i];
+      }
+    }
     h.msg_namelen = peer.len;
     h.msg_iov = &iovs_[i];
     h.msg_iovlen = 1;

@@ -158,7 +158,8 @@ Napi::Value Native::OpenSocket(const Napi::CallbackInfo& info, int type) {
     if (e != 0 && failed == nullptr) { failed = what; err = e; }
   };
   if (family == 6) {
-    check(SetInt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1), "setsockopt IPV6_V6ONLY");
+    // Raw IPv6 sockets never see IPv4 and refuse IPV6_V6ONLY (EINVAL).
+    if (udp) check(SetInt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1), "setsockopt IPV6_V6ONLY");
     check(SetInt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, IPV6_PMTUDISC_DONT), "setsockopt IPV6_MTU_DISCOVER");
   } else {
     check(SetInt(fd, IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT), "setsockopt IP_MTU_DISCOVER");

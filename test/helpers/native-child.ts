@@ -88,20 +88,25 @@ async function udp(a: Args): Promise<unknown> {
   return { sent, events, ports, r1, r2, again, trunc };
 }
 
-/** Raw IP proto 115: the receiver sees the IPv4 header in front of the payload. */
+/**
+ * Raw IP proto 115: an IPv4 receiver sees the IPv4 header in front of the payload, an IPv6
+ * receiver only the payload (the kernel strips the IPv6 header).
+ */
 async function raw(a: Args): Promise<unknown> {
+  const family = (a.family ?? 4) as 4 | 6;
   const sab = new SharedArrayBuffer(POOL_SIZE);
   const pool = new Uint8Array(sab);
   native.attachPool(sab);
-  const tx = native.rawOpen(4, a.src as string, 115, {});
-  const rx = native.rawOpen(4, a.dst as string, 115, {});
-  native.setPeer(0, 4, a.dst as string, 12345);  // port ignored for raw
+  const tx = native.rawOpen(family, a.src as string, 115, {});
+  const rx = native.rawOpen(family, a.dst as string, 115, {});
+  native.setPeer(0, family, a.dst as string, 1701);  // port ignored for raw (v6 would EINVAL on it)
   pool.set([0, 0, 0, 7, 1, 2, 3, 4], 0);  // session 7, cookie 01020304
   const sent = native.sendBatch(tx, new Uint32Array([0]), new Uint32Array([8]), new Uint32Array([0]), 0, 1);
   await readable(rx);
   const rl = new Int32Array(2), rs = new Uint32Array(2 * SOURCE_STRIDE);
   const got = native.recvBatch(rx, new Uint32Array([8192, 16384]), 2048, 2, rl, rs);
-  const result = { sent, got, length: rl[0], header: hex(pool, 8192, 20), payload: hex(pool, 8192 + 20, 8), source: Array.from(rs.subarray(0, SOURCE_STRIDE)) };
+  const hdr = family === 4 ? 20 : 0;
+  const result = { sent, got, length: rl[0], header: hex(pool, 8192, hdr), payload: hex(pool, 8192 + hdr, 8), source: Array.from(rs.subarray(0, SOURCE_STRIDE)) };
   native.close(tx); native.close(rx);
   return result;
 }

@@ -84,6 +84,7 @@ if (!existsSync(ADDON)) {
     spawnSync('ip', ['-n', nsA, '-6', 'addr', 'add', '2001:db8::1/64', 'dev', ifA, 'nodad']);
     spawnSync('ip', ['-n', nsB, '-6', 'addr', 'add', '2001:db8::2/64', 'dev', ifB, 'nodad']);
     spawnSync('ip', ['-n', nsA, 'addr', 'add', '192.0.2.3/32', 'dev', ifA]);
+    spawnSync('ip', ['-n', nsA, '-6', 'addr', 'add', '2001:db8::3/128', 'dev', ifA, 'nodad']);
 
     for (const [family, local, words] of [
       [4, '192.0.2.1', [0xc0000201, 0, 0, 0]],
@@ -118,6 +119,15 @@ if (!existsSync(ADDON)) {
       t.equal(r.header.slice(32, 40), 'c0000203', 'destination 192.0.2.3');
       t.equal(r.payload, '0000000701020304');
       t.same(r.source, [4 << 16, 0xc0000201, 0, 0, 0], 'raw source: port 0');
+    });
+
+    t.test('raw IP proto 115 (v6): payload only, setPeer port ignored', async (t) => {
+      const r = child(nsA, 'raw', { family: 6, src: '2001:db8::1', dst: '2001:db8::3' }).result;
+      t.equal(r.sent, 1, 'sent although the peer was registered with port 1701');
+      t.equal(r.got, 1);
+      t.equal(r.length, 8, 'no IPv6 header on a raw IPv6 socket');
+      t.equal(r.payload, '0000000701020304');
+      t.same(r.source, [6 << 16, 0x20010db8, 0, 0, 1]);
     });
 
     t.test('tap: %d names, writeBatch on A -> bridge -> readBatch on B, write errors, persist', async (t) => {
