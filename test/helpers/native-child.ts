@@ -7,7 +7,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
-import { native, POLL_READABLE, SOURCE_STRIDE } from '../../src/native/index.js';
+import { native, POLL_READABLE, POLL_WRITABLE, SOURCE_STRIDE } from '../../src/native/index.js';
 
 type Args = Record<string, unknown>;
 const POOL_SIZE = 1 << 20;
@@ -84,8 +84,14 @@ async function udp(a: Args): Promise<unknown> {
   const tgot = native.recvBatch(rx1, new Uint32Array([200000]), 1000, 1, tl, ts);
   const trunc = { got: tgot, length: tl[0], lastIn: pool[200999], sentinel: pool[201000] };
 
+  // pollStart again on the same fd replaces mask and callback; close() also drops the poll.
+  const calls: string[] = [];
+  await new Promise<void>((resolve) => {
+    native.pollStart(tx, POLL_READABLE, () => calls.push('old'));
+    native.pollStart(tx, POLL_WRITABLE, (_fd, ev) => { calls.push(`new:${ev}`); native.pollStop(tx); resolve(); });
+  });
   for (const fd of [tx, rx1, rx2]) native.close(fd);
-  return { sent, events, ports, r1, r2, again, trunc };
+  return { sent, events, ports, r1, r2, again, trunc, calls };
 }
 
 /**

@@ -105,6 +105,7 @@ if (!existsSync(ADDON)) {
         t.equal(r.trunc.length, 3000, 'real length of a truncated datagram');
         t.equal(r.trunc.lastIn, 0x5a, 'capacity filled');
         t.equal(r.trunc.sentinel, 0xee, 'nothing written past capacity');
+        t.same(r.calls, ['new:2'], 'second pollStart replaced events and callback');
       });
     }
 
