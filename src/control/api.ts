@@ -95,6 +95,8 @@ export interface ApiLogger {
 export const MAX_BODY_BYTES = 1024 * 1024;
 export const SOCKET_MODE = 0o660;
 export const SOCKET_DIR_MODE = 0o750;
+/** sizeof(sockaddr_un.sun_path) - 1: longer paths cannot be bound or connected to. */
+export const MAX_SOCKET_PATH = 107;
 
 class HttpError extends Error {
   constructor(readonly status: number, message: string, readonly headers: Record<string, string> = {}) {
@@ -397,6 +399,9 @@ export async function startApiServer(
   server.requestTimeout = 30_000;
   server.headersTimeout = 10_000;
   const activated = socketActivated(env);
+  if (!activated && Buffer.byteLength(socketPath) > MAX_SOCKET_PATH) {
+    throw new Error(`socket path ${socketPath} is too long (${Buffer.byteLength(socketPath)} bytes; at most ${MAX_SOCKET_PATH})`);
+  }
   if (activated) {
     delete env.LISTEN_FDS;
     delete env.LISTEN_PID;

@@ -237,6 +237,9 @@ t.test('requests are serialised: one engine call at a time', async (t) => {
 t.test('socket file handling', async (t) => {
   const dir = t.testdir({ 'plain-file': 'x' });
 
+  // a path longer than sun_path is refused up front
+  await t.rejects(startApiServer(`/tmp/${'x'.repeat(120)}.sock`, new FakeEngine()), /too long \(\d+ bytes; at most 107\)/);
+
   // a non-socket file is never replaced
   await t.rejects(startApiServer(path.join(dir, 'plain-file'), new FakeEngine()), /exists and is not a socket/);
 
