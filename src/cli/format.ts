@@ -1,0 +1,117 @@
+/**
+ * Text output of l2tpctl. Pure. `show tunnel` and `show session` follow iproute2 6.1
+ * `print_tunnel`/`print_session` line by line, then add l2tpd's own lines (l2spec_type, mtu,
+ * bridge, vlan, state) and, with `-s`, the counters in an `ip -s link`-like block.
+ *
+ * Differences from iproute2, on purpose: offsets are the configured ones (l2tpd implements
+ * them; Linux always prints 0), `reorder timeout` is always printed, and there are no stray
+ * empty lines.
+ */
+import type { SessionView, TunnelView } from '../control/api.js';
+import { SESSION_COUNTER_NAMES, TUNNEL_COUNTER_NAMES } from '../dataplane/layout.js';
+
+export interface FormatOptions {
+  stats?: boolean;
+}
+
+function udpChecksumLine(t: TunnelView): string {
+  if (t.local.includes(':')) {
+    const tx = (t.udp6_csum_tx ?? 'on') === 'on';
+    const rx = (t.udp6_csum_rx ?? 'on') === 'on';
+    const state = tx && rx ? 'enabled' : tx ? 'tx' : rx ? 'rx' : 'disabled';
+    return `  UDP checksum: ${state}`;
+  }
+  return `  UDP checksum: ${t.udp_csum === 'on' ? 'enabled' : 'disabled'}`;
+}
+
+/**
+ * Counters as rows: `RX:`, `TX:`, `drop:` (by name prefix, in layout order), each a header line
+ * of names and a line of right-aligned values.
+ */
+export function formatCounters(stats: Record<string, number>, order: readonly string[], indent = '    '): string[] {
+  const groups: Array<[string, Array<[string, number]>]> = [['RX', []], ['TX', []], ['drop', []], ['other', []]];
+  const names = [...order, ...Object.keys(stats).filter((k) => !order.includes(k))];
+  for (const name of names) {
+    const value = stats[name];
+    if (value === undefined || name === 'last_rx_ms') continue;
+    const m = /^(rx|tx|drop)_(.+)$/.exec(name);
+    const group = m ? (m[1] === 'drop' ? 'drop' : m[1].toUpperCase()) : 'other';
+    const label = m ? m[2] : name;
+    groups.find((g) => g[0] === group)?.[1].push([label, value]);
+  }
+  const lines: string[] = [];
+  const head = Math.max(...groups.filter((g) => g[1].length).map((g) => g[0].length + 1), 0);
+  for (const [group, cols] of groups) {
+    if (cols.length === 0) continue;
+    const widths = cols.map(([label, v]) => Math.max(label.length, String(v).length));
+    const prefix = `${group}:`.padEnd(head);
+    lines.push(`${indent}${prefix} ${cols.map(([label], i) => label.padStart(widths[i])).join(' ')}`);
+    lines.push(`${indent}${' '.repeat(head)} ${cols.map(([, v], i) => String(v).padStart(widths[i])).join(' ')}`);
+  }
+  if (stats.last_rx_ms !== undefined) {
+    lines.push(`${indent}last rx: ${stats.last_rx_ms > 0 ? new Date(stats.last_rx_ms).toISOString() : 'never'}`);
+  }
+  return lines;
+}
+
+export function formatTunnel(t: TunnelView, opts: FormatOptions = {}): string {
+  const lines = [
+    `Tunnel ${t.tunnel_id}, encap ${t.encap === 'ip' ? 'IP' : 'UDP'}`,
+    `  From ${t.local} to ${t.remote}`,
+    `  Peer tunnel ${t.peer_tunnel_id}`,
+  ];
+  if (t.encap !== 'ip') {
+    lines.push(`  UDP source / dest ports: ${t.udp_sport}/${t.udp_dport}`);
+    lines.push(udpChecksumLine(t));
+  }
+  if (typeof t.sessions === 'number') lines.push(`  sessions: ${t.sessions}`);
+  if (t.state !== undefined) lines.push(`  state: ${t.state}`);
+  if (t.error !== undefined) lines.push(`  error: ${t.error}`);
+  if (opts.stats && t.stats) lines.push(...formatCounters(t.stats, TUNNEL_COUNTER_NAMES));
+  return `${lines.join('\n')}\n`;
+}
+
+export function formatSession(s: SessionView, opts: FormatOptions = {}): string {
+  const lines = [
+    `Session ${s.session_id} in tunnel ${s.tunnel_id}`,
+    `  Peer session ${s.peer_session_id}, tunnel ${s.peer_tunnel_id ?? '?'}`,
+  ];
+  const ifname = s.interface ?? s.name;
+  if (ifname !== undefined) lines.push(`  interface name: ${ifname}`);
+  lines.push(`  offset ${s.offset ?? 0}, peer offset ${s.peer_offset ?? 0}`);
+  if (s.cookie) lines.push(`  cookie ${s.cookie}`);
+  if (s.peer_cookie) lines.push(`  peer cookie ${s.peer_cookie}`);
+  lines.push(`  reorder timeout: ${s.reorder_timeout ?? 0}`);
+  const seq = s.seq ?? 'none';
+  if (seq !== 'none') {
+    const parts = [seq === 'send' || seq === 'both' ? ' send' : '', seq === 'recv' || seq === 'both' ? ' recv' : ''];
+    lines.push(`  sequence numbering:${parts.join('')}`);
+  }
+  lines.push(`  l2spec_type: ${s.l2spec_type ?? 'default'}`);
+  if (s.mtu !== undefined) lines.push(`  mtu: ${s.mtu}`);
+  if (s.bridge !== undefined) lines.push(`  bridge: ${s.bridge}`);
+  if (s.vlan !== undefined) lines.push(`  vlan: ${s.vlan}, dev ${s.dev}`);
+  if (s.state !== undefined) lines.push(`  state: ${s.state}`);
+  if (s.error !== undefined) lines.push(`  error: ${s.error}`);
+  if (opts.stats && s.stats) lines.push(...formatCounters(s.stats, SESSION_COUNTER_NAMES));
+  return `${lines.join('\n')}\n`;
+}
+
+export function formatTunnels(list: TunnelView[], opts: FormatOptions = {}): string {
+  return list.map((t) => formatTunnel(t, opts)).join('');
+}
+
+export function formatSessions(list: SessionView[], opts: FormatOptions = {}): string {
+  return list.map((s) => formatSession(s, opts)).join('');
+}
+
+/** `key: value` lines for status and reload results; nested values as compact JSON. */
+export function formatKeyValues(obj: Record<string, unknown>): string {
+  const lines = Object.entries(obj).map(([k, v]) =>
+    `${k}: ${typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)}`);
+  return lines.length ? `${lines.join('\n')}\n` : '';
+}
+
+export function formatJson(value: unknown): string {
+  return `${JSON.stringify(value, null, 2)}\n`;
+}

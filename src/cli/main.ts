@@ -1,0 +1,255 @@
+#!/usr/bin/env node
+/**
+ * l2tpctl — the command line of l2tpd: `ip l2tp` words in, HTTP/JSON over the daemon's UNIX
+ * socket out (design.md "l2tpctl"). Exit status: 0 done; 1 refused by the daemon or daemon
+ * unreachable (the message says which); 2 usage error.
+ *
+ * `main(argv, io)` does everything and returns the exit code, so tests run it in-process.
+ */
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as path from 'node:path';
+import { Command, CommanderError } from 'commander';
+import { MAX_SOCKET_PATH, type SessionView, type TunnelView } from '../control/api.js';
+import { formatJson, formatKeyValues, formatSessions, formatTunnels } from './format.js';
+import { USAGE, UsageError, parseCommand, type ParsedCommand } from './words.js';
+
+export const DEFAULT_SOCKET = '/run/l2tpd/l2tpd.sock';
+export const EXIT_OK = 0;
+export const EXIT_REFUSED = 1;
+export const EXIT_USAGE = 2;
+
+export interface Writer {
+  write(chunk: string): unknown;
+}
+
+export interface CliIO {
+  env?: NodeJS.ProcessEnv;
+  stdout?: Writer;
+  stderr?: Writer;
+  /** Give up waiting for the daemon after this long (default 30 s). */
+  timeoutMs?: number;
+}
+
+/** The daemon could not be reached at all (vs. answered with a refusal). */
+export class UnreachableError extends Error {
+  constructor(readonly socketPath: string, readonly code: string) {
+    super(`cannot reach l2tpd at ${socketPath}: ${code} (${UnreachableError.hint(code)})`);
+  }
+
+  static hint(code: string): string {
+    if (code === 'EACCES' || code === 'EPERM') return 'permission denied; run as root or as a member of the socket\'s group';
+    if (code === 'ETIMEDOUT') return 'the daemon did not answer in time';
+    if (code === 'ENAMETOOLONG') return `socket paths are limited to ${MAX_SOCKET_PATH} bytes`;
+    return 'is the daemon running?';
+  }
+}
+
+/** The daemon answered with a non-2xx status. */
+export class RefusedError extends Error {
+  constructor(readonly status: number, readonly body: unknown) {
+    const msg = typeof body === 'object' && body !== null && typeof (body as { error?: unknown }).error === 'string'
+      ? (body as { error: string }).error
+      : `HTTP ${status}`;
+    super(status >= 500 ? `l2tpd failed: ${msg}` : `refused by l2tpd: ${msg}`);
+  }
+}
+
+interface Reply {
+  status: number;
+  body: unknown;
+}
+
+/** One HTTP request over the UNIX socket; resolves with any status, rejects when unreachable. */
+export function apiRequest(socketPath: string, method: string, urlPath: string, body?: unknown, timeoutMs = 30_000): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH) {
+      reject(new UnreachableError(socketPath, 'ENAMETOOLONG'));
+      return;
+    }
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const req = http.request({
+      socketPath,
+      method,
+      path: urlPath,
+      headers: {
+        host: 'l2tpd',
+        accept: 'application/json',
+        ...(payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }),
+      },
+    }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', (err: NodeJS.ErrnoException) => reject(new UnreachableError(socketPath, err.code ?? err.message)));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let parsed: unknown = text;
+        try {
+          parsed = text === '' ? {} : JSON.parse(text);
+        } catch {
+          parsed = { error: text.trim() || `HTTP ${res.statusCode}` };
+        }
+        resolve({ status: res.statusCode ?? 0, body: parsed });
+      });
+    });
+    req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
+    req.on('error', (err: NodeJS.ErrnoException) => reject(new UnreachableError(socketPath, err.code ?? err.message)));
+    req.end(payload);
+  });
+}
+
+function version(): string {
+  try {
+    const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version?: string };
+    return pkg.version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+const STATS_FLAGS = new Set(['-s', '-stats', '-statistics', '--stats', '--statistics']);
+
+/** Normalise iproute2-style single-dash long options before commander sees them. */
+function preprocess(argv: string[]): { args: string[]; stats: boolean } {
+  const args: string[] = [];
+  let stats = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--') {
+      args.push(...argv.slice(i));
+      break;
+    }
+    if (STATS_FLAGS.has(a)) stats = true;
+    else if (a === '-json') args.push('--json');
+    else args.push(a);
+  }
+  return { args, stats };
+}
+
+async function run(cmd: ParsedCommand, socketPath: string, json: boolean, out: Writer, timeoutMs: number): Promise<void> {
+  const call = async (method: string, urlPath: string, body?: unknown): Promise<unknown> => {
+    const reply = await apiRequest(socketPath, method, urlPath, body, timeoutMs);
+    if (reply.status < 200 || reply.status >= 300) throw new RefusedError(reply.status, reply.body);
+    return reply.body;
+  };
+  switch (cmd.object) {
+    case 'help':
+      out.write(USAGE);
+      return;
+    case 'daemon': {
+      const result = cmd.command === 'reload' ? await call('POST', '/v1/reload') : await call('GET', '/v1/status');
+      out.write(json ? formatJson(result) : formatKeyValues((result ?? {}) as Record<string, unknown>));
+      return;
+    }
+    case 'tunnel': {
+      if (cmd.command === 'add' || cmd.command === 'del') {
+        const result = cmd.command === 'add'
+          ? await call('POST', '/v1/tunnels', cmd.params)
+          : await call('DELETE', `/v1/tunnels/${cmd.params.tunnel_id}`);
+        if (json) out.write(formatJson(result));
+        return;
+      }
+      const list = cmd.params.tunnel_id === undefined
+        ? ((await call('GET', '/v1/tunnels')) as { tunnels: TunnelView[] }).tunnels
+        : [(await call('GET', `/v1/tunnels/${cmd.params.tunnel_id}`)) as TunnelView];
+      out.write(json ? formatJson(list) : formatTunnels(list, { stats: cmd.params.stats }));
+      return;
+    }
+    case 'session': {
+      if (cmd.command === 'add' || cmd.command === 'del') {
+        const result = cmd.command === 'add'
+          ? await call('POST', '/v1/sessions', cmd.params)
+          : await call('DELETE', `/v1/tunnels/${cmd.params.tunnel_id}/sessions/${cmd.params.session_id}`);
+        if (json) out.write(formatJson(result));
+        return;
+      }
+      const q = new URLSearchParams();
+      if (cmd.params.tunnel_id !== undefined) q.set('tunnel_id', String(cmd.params.tunnel_id));
+      if (cmd.params.session_id !== undefined) q.set('session_id', String(cmd.params.session_id));
+      if (cmd.params.stats) q.set('stats', '1');
+      const qs = q.toString();
+      const list = ((await call('GET', `/v1/sessions${qs ? `?${qs}` : ''}`)) as { sessions: SessionView[] }).sessions;
+      if (!json && list.some((s) => s.peer_tunnel_id === undefined)) {
+        // "Peer session X, tunnel Y" needs the tunnel's peer id; older views may lack it.
+        const tunnels = ((await call('GET', '/v1/tunnels')) as { tunnels: TunnelView[] }).tunnels;
+        for (const s of list) {
+          s.peer_tunnel_id ??= tunnels.find((t) => t.tunnel_id === s.tunnel_id)?.peer_tunnel_id;
+        }
+      }
+      out.write(json ? formatJson(list) : formatSessions(list, { stats: cmd.params.stats }));
+      return;
+    }
+  }
+}
+
+/** Run l2tpctl with `argv` (without node and script) and return the exit status. */
+export async function main(argv: string[], io: CliIO = {}): Promise<number> {
+  const env = io.env ?? process.env;
+  const out = io.stdout ?? process.stdout;
+  const err = io.stderr ?? process.stderr;
+  const { args, stats } = preprocess(argv);
+  let words: string[] = [];
+  let opts: { socket?: string; json?: boolean } = {};
+
+  const program = new Command('l2tpctl')
+    .usage('[--socket PATH] [-j|--json] OBJECT COMMAND WORDS...')
+    .description('Control l2tpd with the words of `ip l2tp`.')
+    .option('--socket <path>', `control socket of l2tpd (env L2TPD_SOCKET, default ${DEFAULT_SOCKET})`)
+    .option('-j, --json', 'print complete objects as JSON')
+    .version(version(), '-V, --version')
+    .argument('[words...]', 'OBJECT COMMAND WORDS (see below)')
+    .allowUnknownOption()
+    .allowExcessArguments()
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => out.write(s), writeErr: (s) => err.write(s) })
+    .addHelpText('after', `\n${USAGE}`)
+    .action((w: string[], o: { socket?: string; json?: boolean }) => {
+      words = w;
+      opts = o;
+    });
+
+  try {
+    await program.parseAsync(args, { from: 'user' });
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // --help and --version "fail" with exit code 0; real option errors are usage errors.
+      return e.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+    }
+    throw e;
+  }
+  if (words[0] === '--') words = words.slice(1);
+  if (stats) words = [...words, '-s'];
+
+  let cmd: ParsedCommand;
+  try {
+    cmd = parseCommand(words);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      err.write(`l2tpctl: ${e.message}\nTry "l2tpctl --help".\n`);
+      return EXIT_USAGE;
+    }
+    throw e;
+  }
+  const socketPath = opts.socket ?? (env.L2TPD_SOCKET || DEFAULT_SOCKET);
+  try {
+    await run(cmd, socketPath, opts.json === true, out, io.timeoutMs ?? 30_000);
+    return EXIT_OK;
+  } catch (e) {
+    if (e instanceof UnreachableError || e instanceof RefusedError) {
+      err.write(`l2tpctl: ${e.message}\n`);
+      return EXIT_REFUSED;
+    }
+    err.write(`l2tpctl: ${(e as Error).message ?? String(e)}\n`);
+    return EXIT_REFUSED;
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => { process.exitCode = code; },
+    (e: unknown) => {
+      process.stderr.write(`l2tpctl: ${(e as Error).stack ?? String(e)}\n`);
+      process.exitCode = EXIT_REFUSED;
+    },
+  );
+}

@@ -1,0 +1,113 @@
+import t from 'tap';
+import { Module } from 'node:module';
+// tap's ts-node runs without experimentalResolver: map `./x.js` to `./x.ts` before src is loaded.
+{
+  const M = Module as unknown as { _resolveFilename(r: string, ...a: unknown[]): string };
+  const orig = M._resolveFilename;
+  M._resolveFilename = function (r: string, ...a: unknown[]): string {
+    try { return orig.call(this, r, ...a); } catch (e) {
+      if (r.startsWith('.') && r.endsWith('.js')) return orig.call(this, r.slice(0, -3) + '.ts', ...a);
+      throw e;
+    }
+  };
+}
+import { formatCounters, formatJson, formatKeyValues, formatSession, formatSessions, formatTunnel, formatTunnels } from '../../src/cli/format.js';
+import type { SessionView, TunnelView } from '../../src/control/api.js';
+
+const T4: TunnelView = {
+  tunnel_id: 3000, peer_tunnel_id: 4000, encap: 'udp', local: '192.0.2.1', remote: '192.0.2.2', udp_sport: 5000, udp_dport: 6000, udp_csum: 'off',
+};
+
+t.test('tunnel like iproute2 print_tunnel', async (t) => {
+  t.equal(formatTunnel(T4), [
+    'Tunnel 3000, encap UDP',
+    '  From 192.0.2.1 to 192.0.2.2',
+    '  Peer tunnel 4000',
+    '  UDP source / dest ports: 5000/6000',
+    '  UDP checksum: disabled',
+    '',
+  ].join('\n'));
+  t.match(formatTunnel({ ...T4, udp_csum: 'on' }), /UDP checksum: enabled\n$/);
+  const v6: TunnelView = { tunnel_id: 1, peer_tunnel_id: 2, encap: 'udp', local: '2001:db8::1', remote: '2001:db8::2', udp_sport: 1, udp_dport: 2 };
+  t.match(formatTunnel({ ...v6, udp6_csum_tx: 'on', udp6_csum_rx: 'on' }), /From 2001:db8::1 to 2001:db8::2\n[^]*UDP checksum: enabled\n$/);
+  t.match(formatTunnel({ ...v6, udp6_csum_tx: 'on', udp6_csum_rx: 'off' }), /UDP checksum: tx\n$/);
+  t.match(formatTunnel({ ...v6, udp6_csum_tx: 'off', udp6_csum_rx: 'on' }), /UDP checksum: rx\n$/);
+  t.match(formatTunnel({ ...v6, udp6_csum_tx: 'off', udp6_csum_rx: 'off' }), /UDP checksum: disabled\n$/);
+  t.equal(formatTunnel({ tunnel_id: 7, peer_tunnel_id: 8, encap: 'ip', local: '192.0.2.1', remote: '192.0.2.2' }),
+    'Tunnel 7, encap IP\n  From 192.0.2.1 to 192.0.2.2\n  Peer tunnel 8\n', 'IP encap: no port or checksum lines');
+  const extra = formatTunnel({ ...T4, sessions: 2, state: 'down', error: 'EADDRNOTAVAIL', stats: { rx_packets: 5, drop_unknown_session: 3 } }, { stats: true });
+  t.match(extra, /  sessions: 2\n  state: down\n  error: EADDRNOTAVAIL\n/);
+  t.match(extra, /RX: +packets\n +5\n/);
+  t.match(extra, /drop: +unknown_session\n +3\n/);
+  t.notMatch(formatTunnel({ ...T4, stats: { rx_packets: 5 } }), /packets/, 'no counters without -s');
+  t.equal(formatTunnels([T4, T4]), formatTunnel(T4) + formatTunnel(T4));
+  t.equal(formatTunnels([]), '');
+});
+
+const S: SessionView = {
+  tunnel_id: 3000, session_id: 1000, peer_session_id: 2000, peer_tunnel_id: 4000, interface: 'l2tpeth0', mtu: 1446,
+  l2spec_type: 'default', seq: 'none', offset: 0, peer_offset: 0, reorder_timeout: 0,
+};
+
+t.test('session like iproute2 print_session, plus l2tpd lines', async (t) => {
+  t.equal(formatSession(S), [
+    'Session 1000 in tunnel 3000',
+    '  Peer session 2000, tunnel 4000',
+    '  interface name: l2tpeth0',
+    '  offset 0, peer offset 0',
+    '  reorder timeout: 0',
+    '  l2spec_type: default',
+    '  mtu: 1446',
+    '',
+  ].join('\n'));
+  const full = formatSession({
+    ...S, cookie: '0123abcd', peer_cookie: '0011223344556677', seq: 'both', reorder_timeout: 100, offset: 8, peer_offset: 4,
+    l2spec_type: 'none', bridge: 'brvlan1000', vlan: 1000, dev: 'eth1', state: 'up',
+  });
+  t.equal(full, [
+    'Session 1000 in tunnel 3000',
+    '  Peer session 2000, tunnel 4000',
+    '  interface name: l2tpeth0',
+    '  offset 8, peer offset 4',
+    '  cookie 0123abcd',
+    '  peer cookie 0011223344556677',
+    '  reorder timeout: 100',
+    '  sequence numbering: send recv',
+    '  l2spec_type: none',
+    '  mtu: 1446',
+    '  bridge: brvlan1000',
+    '  vlan: 1000, dev eth1',
+    '  state: up',
+    '',
+  ].join('\n'));
+  t.match(formatSession({ ...S, seq: 'send' }), /sequence numbering: send\n/);
+  t.match(formatSession({ ...S, seq: 'recv' }), /sequence numbering: recv\n/);
+  const { peer_tunnel_id: _p, ...noPeer } = S;
+  t.match(formatSession(noPeer as SessionView), /Peer session 2000, tunnel \?\n/);
+  t.equal(formatSessions([S, S]), formatSession(S) + formatSession(S));
+});
+
+t.test('session counters with -s, ip -s link style', async (t) => {
+  const stats = {
+    rx_packets: 10, rx_bytes: 12345, tx_packets: 7, tx_bytes: 900, rx_errors: 1, tx_errors: 0, rx_seq_discards: 0,
+    rx_oos_packets: 0, rx_cookie_discards: 1, rx_invalid: 0, tx_oversize: 2, rx_short_frames: 0, last_rx_ms: 0, rx_tap_drops: 0,
+  };
+  const out = formatSession({ ...S, stats }, { stats: true });
+  const lines = out.split('\n');
+  const rx = lines.findIndex((l) => l.trimStart().startsWith('RX:'));
+  t.ok(rx > 0);
+  t.equal(lines[rx], '    RX: packets bytes errors seq_discards oos_packets cookie_discards invalid short_frames tap_drops');
+  t.equal(lines[rx + 1], '             10 12345      1            0           0               1       0            0         0');
+  t.equal(lines[rx + 2], '    TX: packets bytes errors oversize');
+  t.equal(lines[rx + 3], '              7   900      0        2');
+  t.equal(lines[rx + 4], '    last rx: never');
+  t.match(formatCounters({ last_rx_ms: Date.UTC(2024, 0, 2, 3, 4, 5) }, []), ['    last rx: 2024-01-02T03:04:05.000Z']);
+  t.same(formatCounters({ weird: 1 }, []), ['    other: weird', '               1'], 'unknown counters still shown');
+  t.notMatch(formatSession({ ...S, stats }), /RX:/, 'no counters without -s');
+});
+
+t.test('key/value and JSON output', async (t) => {
+  t.equal(formatKeyValues({ tunnels: 2, failures: { a: 'b' } }), 'tunnels: 2\nfailures: {"a":"b"}\n');
+  t.equal(formatKeyValues({}), '');
+  t.equal(formatJson([S]), `${JSON.stringify([S], null, 2)}\n`);
+});

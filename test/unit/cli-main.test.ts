@@ -1,0 +1,223 @@
+import t from 'tap';
+import { Module } from 'node:module';
+// tap's ts-node runs without experimentalResolver: map `./x.js` to `./x.ts` before src is loaded.
+{
+  const M = Module as unknown as { _resolveFilename(r: string, ...a: unknown[]): string };
+  const orig = M._resolveFilename;
+  M._resolveFilename = function (r: string, ...a: unknown[]): string {
+    try { return orig.call(this, r, ...a); } catch (e) {
+      if (r.startsWith('.') && r.endsWith('.js')) return orig.call(this, r.slice(0, -3) + '.ts', ...a);
+      throw e;
+    }
+  };
+}
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { spawn } from 'node:child_process';
+import { main, DEFAULT_SOCKET } from '../../src/cli/main.js';
+import { startApiServer, type Engine, type SessionView, type TunnelView } from '../../src/control/api.js';
+import type { Config, SessionConfig, TunnelConfig } from '../../src/control/model.js';
+import { checkAddSession, checkAddTunnel, checkDelSession, checkDelTunnel } from '../../src/control/validate.js';
+
+/** In-memory engine with the daemon's refusals. */
+class FakeEngine implements Engine {
+  cfg: Config = { tunnels: [], sessions: [] };
+  bodies: unknown[] = [];
+  async listTunnels(): Promise<TunnelView[]> { return this.cfg.tunnels.map((x) => ({ ...x })); }
+  async addTunnel(x: TunnelConfig): Promise<void> { this.bodies.push(x); checkAddTunnel(this.cfg, x); this.cfg.tunnels.push(x); }
+  async delTunnel(id: number): Promise<void> {
+    checkDelTunnel(this.cfg, id);
+    this.cfg.tunnels = this.cfg.tunnels.filter((x) => x.tunnel_id !== id);
+  }
+  async listSessions(f: { tunnel_id?: number; session_id?: number }, withStats: boolean): Promise<SessionView[]> {
+    return this.cfg.sessions
+      .filter((s) => (f.tunnel_id === undefined || s.tunnel_id === f.tunnel_id) && (f.session_id === undefined || s.session_id === f.session_id))
+      .map((s) => ({ ...s, interface: s.name ?? 'l2tpeth0', mtu: s.mtu ?? 1446, ...(withStats ? { stats: { rx_packets: 3, tx_packets: 4 } } : {}) }));
+  }
+  async addSession(s: SessionConfig): Promise<void> { this.bodies.push(s); checkAddSession(this.cfg, s); this.cfg.sessions.push(s); }
+  async delSession(tid: number, sid: number): Promise<void> {
+    checkDelSession(this.cfg, tid, sid);
+    this.cfg.sessions = this.cfg.sessions.filter((s) => !(s.tunnel_id === tid && s.session_id === sid));
+  }
+  async reload(): Promise<Record<string, unknown>> { return { added: 1, removed: 0, changed: 0 }; }
+  async status(): Promise<Record<string, unknown>> { return { tunnels: this.cfg.tunnels.length, sessions: this.cfg.sessions.length }; }
+}
+
+class Capture {
+  text = '';
+  write(s: string): boolean { this.text += s; return true; }
+}
+
+async function run(argv: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; out: string; err: string }> {
+  const out = new Capture();
+  const err = new Capture();
+  const code = await main(argv, { env, stdout: out, stderr: err, timeoutMs: 5000 });
+  return { code, out: out.text, err: err.text };
+}
+
+const ADD_TUNNEL = 'add tunnel tunnel_id 3000 peer_tunnel_id 4000 encap udp local 192.0.2.1 remote 192.0.2.2 udp_sport 5000 udp_dport 6000';
+const w = (s: string): string[] => s.split(' ');
+
+/** A short temp dir (UNIX socket paths are limited to 107 bytes; tap's fixture paths are long). */
+function shortDir(tt: tap.Test, files: Record<string, string> = {}): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'l2c-'));
+  for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), text);
+  tt.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+t.test('l2tpctl against the API server', async (t) => {
+  const dir = shortDir(t);
+  const sock = path.join(dir, 'l2tpd.sock');
+  const engine = new FakeEngine();
+  const server = await startApiServer(sock, engine);
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const S = ['--socket', sock];
+
+  let r = await run([...S, ...w(ADD_TUNNEL)]);
+  t.same(r, { code: 0, out: '', err: '' }, 'add tunnel: silent success like ip l2tp');
+  t.same(engine.bodies[0], { tunnel_id: 3000, peer_tunnel_id: 4000, encap: 'udp', local: '192.0.2.1', remote: '192.0.2.2', udp_sport: 5000, udp_dport: 6000, udp_csum: 'off' });
+
+  r = await run([...S, ...w(ADD_TUNNEL)]);
+  t.same(r, { code: 1, out: '', err: 'l2tpctl: refused by l2tpd: tunnel 3000 already exists\n' }, 'refusal: exit 1');
+
+  r = await run([...w('add session tunnel_id 3000 session_id 1000 peer_session_id 2000 cookie 0123ABCD seq both'), '--socket', sock]);
+  t.equal(r.code, 0, 'options after the words');
+  r = await run([...S, ...w('add session tunnel_id 9 session_id 1 peer_session_id 2')]);
+  t.same([r.code, r.err], [1, 'l2tpctl: refused by l2tpd: tunnel 9 does not exist\n']);
+
+  r = await run([...S, 'show', 'tunnel']);
+  t.equal(r.code, 0);
+  t.equal(r.out, 'Tunnel 3000, encap UDP\n  From 192.0.2.1 to 192.0.2.2\n  Peer tunnel 4000\n  UDP source / dest ports: 5000/6000\n  UDP checksum: disabled\n');
+  r = await run([...S, ...w('show tunnel tunnel_id 3000')]);
+  t.match(r.out, /^Tunnel 3000, encap UDP\n/);
+  r = await run([...S, ...w('show tunnel tunnel_id 3001')]);
+  t.same([r.code, r.out, r.err], [1, '', 'l2tpctl: refused by l2tpd: tunnel 3001 does not exist\n']);
+
+  r = await run([...S, 'show', 'session']);
+  t.equal(r.code, 0);
+  t.match(r.out, /^Session 1000 in tunnel 3000\n  Peer session 2000, tunnel 4000\n  interface name: l2tpeth0\n/, 'peer tunnel filled in from the tunnel list');
+  t.match(r.out, /  cookie 0123abcd\n/);
+  t.match(r.out, /  sequence numbering: send recv\n/);
+  t.notMatch(r.out, /RX:/);
+  r = await run([...S, ...w('show session tunnel_id 3000 session_id 1000 -s')]);
+  t.match(r.out, /RX: packets\n +3\n/);
+  t.match(r.out, /TX: packets\n +4\n/);
+  r = await run(['-s', ...S, 'show', 'session']);
+  t.match(r.out, /RX: packets/, '-s before the words');
+  r = await run([...S, ...w('show session -stats')]);
+  t.match(r.out, /RX: packets/, '-stats');
+  r = await run([...S, ...w('show session tunnel_id 4')]);
+  t.same([r.code, r.out], [0, ''], 'empty list is not an error');
+
+  r = await run(['-j', ...S, 'show', 'session']);
+  t.equal(r.code, 0);
+  t.match(JSON.parse(r.out), [{ tunnel_id: 3000, session_id: 1000, interface: 'l2tpeth0', mtu: 1446, cookie: '0123abcd', seq: 'both' }]);
+  r = await run([...S, 'show', 'tunnel', '--json']);
+  t.match(JSON.parse(r.out), [{ tunnel_id: 3000, udp_sport: 5000 }]);
+  r = await run([...S, '-json', 'status']);
+  t.same(JSON.parse(r.out), { tunnels: 1, sessions: 1 });
+  r = await run([...S, 'status']);
+  t.same([r.code, r.out], [0, 'tunnels: 1\nsessions: 1\n']);
+  r = await run([...S, 'reload']);
+  t.same([r.code, r.out], [0, 'added: 1\nremoved: 0\nchanged: 0\n']);
+
+  r = await run([...S, ...w('del tunnel tunnel_id 3000')]);
+  t.same([r.code, r.err], [1, 'l2tpctl: refused by l2tpd: tunnel 3000 still has 1 session; delete them first\n']);
+  r = await run([...S, ...w('del session tunnel_id 3000 session_id 1000')]);
+  t.equal(r.code, 0);
+  r = await run([...S, '--json', ...w('del tunnel tunnel_id 3000')]);
+  t.same([r.code, JSON.parse(r.out)], [0, { deleted: { tunnel_id: 3000 } }]);
+
+  // environment picks the socket when --socket is absent
+  r = await run(['status'], { L2TPD_SOCKET: sock });
+  t.same([r.code, r.out], [0, 'tunnels: 0\nsessions: 0\n']);
+  r = await run(['--socket=' + sock, 'status']);
+  t.equal(r.code, 0, '--socket=PATH');
+});
+
+t.test('usage errors exit 2 without contacting the daemon', async (t) => {
+  const env = { L2TPD_SOCKET: '/nonexistent/never.sock' };
+  let r = await run(w('add tunnel tunnel_id 0 peer_tunnel_id 4000'), env);
+  t.same(r, { code: 2, out: '', err: 'l2tpctl: tunnel_id 0: expected an integer 1..4294967295\nTry "l2tpctl --help".\n' });
+  r = await run(w('add tunnel tunnl_id 3000'), env);
+  t.equal(r.code, 2);
+  t.match(r.err, /unknown word "tunnl_id" for "add tunnel"; expected one of: tunnel_id, /);
+  r = await run(w('add tunnel tunnel_id 3 peer_tunnel_id 4 encap gre local 192.0.2.1 remote 192.0.2.2'), env);
+  t.same([r.code, r.err.split('\n')[0]], [2, 'l2tpctl: encap gre: expected ip or udp']);
+  r = await run(['add', 'tunnel', 'tunnel_id', '-1', 'peer_tunnel_id', '4'], env);
+  t.same([r.code, r.err.split('\n')[0]], [2, 'l2tpctl: tunnel_id -1: expected an integer 1..4294967295'], 'negative value is a value, not an option');
+  r = await run(['show', 'tunnel', 'tunnel_id'], env);
+  t.same([r.code, r.err.split('\n')[0]], [2, 'l2tpctl: tunnel_id: missing value; expected tunnel_id ID']);
+  r = await run([], env);
+  t.same([r.code, r.err.split('\n')[0]], [2, 'l2tpctl: missing command; expected add, del, show, reload or status']);
+  r = await run(['--socket'], env);
+  t.equal(r.code, 2, 'option without its value');
+  t.match(r.err, /--socket/);
+  r = await run(['--help'], env);
+  t.equal(r.code, 0);
+  t.match(r.out, /Usage: l2tpctl \[--socket PATH\] \[-j\|--json\] OBJECT COMMAND WORDS/);
+  t.match(r.out, /add session \[name NAME\] tunnel_id ID session_id ID peer_session_id ID/);
+  r = await run(['help'], env);
+  t.same([r.code, r.err], [0, '']);
+  t.match(r.out, /l2tpctl del session tunnel_id ID session_id ID/);
+  r = await run(['-V'], env);
+  t.same([r.code, r.out], [0, '0.1.0\n']);
+});
+
+t.test('unreachable daemon: exit 1 with a message that says so', async (t) => {
+  const dir = shortDir(t, { 'not-a-socket': 'x' });
+  const missing = path.join(dir, 'missing.sock');
+  let r = await run(['--socket', missing, 'show', 'tunnel']);
+  t.same(r, { code: 1, out: '', err: `l2tpctl: cannot reach l2tpd at ${missing}: ENOENT (is the daemon running?)\n` });
+  r = await run(['--socket', path.join(dir, 'not-a-socket'), 'status']);
+  t.same([r.code, r.err], [1, `l2tpctl: cannot reach l2tpd at ${path.join(dir, 'not-a-socket')}: ECONNREFUSED (is the daemon running?)\n`]);
+  t.equal(DEFAULT_SOCKET, '/run/l2tpd/l2tpd.sock');
+  const long = `/tmp/${'x'.repeat(120)}.sock`;
+  r = await run(['--socket', long, 'status']);
+  t.same([r.code, r.err], [1, `l2tpctl: cannot reach l2tpd at ${long}: ENAMETOOLONG (socket paths are limited to 107 bytes)\n`]);
+  if (!fs.existsSync(DEFAULT_SOCKET)) {
+    r = await run(['status'], {});
+    t.same([r.code, r.err], [1, 'l2tpctl: cannot reach l2tpd at /run/l2tpd/l2tpd.sock: ENOENT (is the daemon running?)\n'], 'default socket');
+  }
+});
+
+t.test('the l2tpctl script itself: shebang, exit codes from a real process', async (t) => {
+  const file = path.join(__dirname, '..', '..', 'src', 'cli', 'main.ts');
+  t.equal(fs.readFileSync(file, 'utf8').split('\n')[0], '#!/usr/bin/env node');
+  const loader = process.execArgv.find((a) => a.includes('@tapjs/typescript'));
+  if (!loader) {
+    t.comment('skip: not running under tap\'s TypeScript loader');
+    return;
+  }
+  const dir = shortDir(t, {
+    'resolve.js': `const M = require('module'); const o = M._resolveFilename;
+M._resolveFilename = function (r, ...a) { try { return o.call(this, r, ...a); } catch (e) {
+  if (r.startsWith('.') && r.endsWith('.js')) return o.call(this, r.slice(0, -3) + '.ts', ...a); throw e; } };`,
+  });
+  const sock = path.join(dir, 'l2tpd.sock');
+  const server = await startApiServer(sock, new FakeEngine());
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const exec = (args: string[]): Promise<{ code: number | null; out: string; err: string }> => new Promise((resolve) => {
+    const child = spawn(process.execPath, [loader, '-r', path.join(dir, 'resolve.js'), file, ...args],
+      { env: { ...process.env, L2TPD_SOCKET: sock } });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
+    child.stderr.on('data', (c: Buffer) => { err += c.toString(); });
+    child.on('close', (code) => resolve({ code, out, err }));
+  });
+  const [ok, refused, bad, gone] = await Promise.all([
+    exec(w(ADD_TUNNEL)),
+    exec(w('del tunnel tunnel_id 77')),
+    exec(w('add tunnel tunnel_id 1 peer_tunnel_id 2 encap gre')),
+    exec(['--socket', path.join(dir, 'none.sock'), 'status']),
+  ]);
+  t.same([ok.code, ok.err], [0, '']);
+  t.same([refused.code, refused.err], [1, 'l2tpctl: refused by l2tpd: tunnel 77 does not exist\n']);
+  t.equal(bad.code, 2);
+  t.match(bad.err, /encap gre: expected ip or udp/);
+  t.equal(gone.code, 1);
+  t.match(gone.err, /cannot reach l2tpd at .*none\.sock: ENOENT \(is the daemon running\?\)/);
+});
