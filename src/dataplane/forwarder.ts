@@ -11,12 +11,12 @@ import {
   SessionCounter as S, TUNNEL_FIELDS, TunnelCounter as T,
 } from './layout.js';
 import { SlotAllocator, slotOffset } from './slots.js';
-import { POLL_READABLE, POLL_WRITABLE, SOURCE_STRIDE, type NativeBindings } from '../native/types.js';
+import { POLL_READABLE, POLL_WRITABLE, SOURCE_STRIDE } from '../native/types.js';
+import type { NativeAddon } from '../native/index.js';
 import {
-  DecodeResult, DropReason, buildTemplate, decodeCommon, decodeSession, nextSeq, writeHeader,
-  type HeaderTemplate, type RxParams,
+  DecodeResult, DropReason, SeqAction, SequenceState, buildTemplate, decodeCommon, decodeSession, nextSeq,
+  writeHeader, type HeaderTemplate, type RxParams,
 } from '../protocol/index.js';
-import { ReorderState } from './reorder.js';
 
 export type Encap = 'udp' | 'ip';
 
@@ -54,6 +54,8 @@ export interface SessionSpec {
 const TXQ_CAP = BATCH * 4;
 /** Batches handled per readiness event before yielding to other fds. */
 const ROUNDS = 8;
+/** Frames a session may hold for reordering (each holds a pool slot). */
+const REORDER_CAPACITY = 32;
 
 class SocketState {
   readonly ipv4HeaderIncluded: boolean;
@@ -101,7 +103,7 @@ class SessionState {
   /** Largest frame accepted in either direction: MTU + Ethernet header + one VLAN tag. */
   readonly maxFrame: number;
   ns = 0;
-  readonly reorder: ReorderState;
+  readonly seq: SequenceState;
 
   constructor(readonly spec: SessionSpec, readonly tunnel: TunnelState, encap: Encap) {
     this.tpl = buildTemplate({
@@ -112,7 +114,10 @@ class SessionState {
     this.seqSend = spec.l2spec === 'default' && (spec.seq === 'send' || spec.seq === 'both');
     this.recvSeq = spec.seq === 'recv' || spec.seq === 'both';
     this.maxFrame = Math.min(spec.mtu + 18, FRAME_CAPACITY);
-    this.reorder = new ReorderState(this.recvSeq, spec.reorderTimeout);
+    this.seq = new SequenceState({
+      recvSeq: this.recvSeq, reorderTimeoutMs: spec.reorderTimeout,
+      capacity: spec.reorderTimeout > 0 ? REORDER_CAPACITY : 1,
+    });
   }
 
   get slot(): number {
@@ -155,27 +160,39 @@ export class Forwarder {
   private readonly rxLengths = new Int32Array(BATCH);
   private readonly rxSources = new Uint32Array(BATCH * SOURCE_STRIDE);
   // Tap deliveries of the current receive batch.
-  private readonly dFds = new Int32Array(BATCH);
-  private readonly dOffsets = new Uint32Array(BATCH);
-  private readonly dLengths = new Int32Array(BATCH);
-  private readonly dSessions = new Int32Array(BATCH);
-  private readonly dBytes = new Int32Array(BATCH);
+  // Sized for a batch plus everything one session can release from its reorder queue at once.
+  private readonly dFds = new Int32Array(BATCH + REORDER_CAPACITY + 1);
+  private readonly dOffsets = new Uint32Array(BATCH + REORDER_CAPACITY + 1);
+  private readonly dLengths = new Int32Array(BATCH + REORDER_CAPACITY + 1);
+  private readonly dSessions = new Int32Array(BATCH + REORDER_CAPACITY + 1);
+  private readonly dBytes = new Int32Array(BATCH + REORDER_CAPACITY + 1);
   private dCount = 0;
   // Tap read batch.
   private readonly tSlots = new Int32Array(BATCH);
   private readonly tOffsets = new Uint32Array(BATCH);
   private readonly tLengths = new Int32Array(BATCH);
+  private readonly dRelease = new Int32Array(BATCH + REORDER_CAPACITY + 1);
+  /** Where a held frame lives in its slot (frame start, length, L2TP bytes), by slot index. */
+  private readonly heldStart: Uint32Array;
+  private readonly heldLength: Int32Array;
+  private readonly heldBytes: Int32Array;
+  /** Wall clock for last-rx counters and a monotonic clock for reorder deadlines, per batch. */
   private now = 0;
+  private mono = 0;
+  private readonly holding = new Set<SessionState>();
   private reorderTimer: NodeJS.Timeout | null = null;
   private reorderDeadline = -1;
 
-  constructor(private readonly native: NativeBindings, pool: SharedArrayBuffer,
+  constructor(private readonly native: NativeAddon, pool: SharedArrayBuffer,
     sessionCounters: SharedArrayBuffer, tunnelCounters: SharedArrayBuffer) {
     this.bytes = new Uint8Array(pool);
     this.sc = new Float64Array(sessionCounters);
     this.tc = new Float64Array(tunnelCounters);
     this.slots = new SlotAllocator(Math.min(SLOT_COUNT, Math.floor(pool.byteLength / slotOffset(1))));
     native.attachPool(pool);
+    this.heldStart = new Uint32Array(this.slots.slotCount);
+    this.heldLength = new Int32Array(this.slots.slotCount);
+    this.heldBytes = new Int32Array(this.slots.slotCount);
     for (let i = 0; i < BATCH; i++) this.setRxSlot(i, this.slots.take());
   }
 
@@ -241,7 +258,10 @@ export class Forwarder {
     s.tunnel.sessions.delete(s);
     this.sessionsBySlot.delete(slot);
     // Frames held for reordering go back to the pool; queued transmits still go out.
-    for (let slotIdx = s.reorder.takeAny(); slotIdx >= 0; slotIdx = s.reorder.takeAny()) this.slots.give(slotIdx);
+    s.seq.reset();
+    for (let t = s.seq.takeDeliverable(); t >= 0; t = s.seq.takeDeliverable()) this.slots.give(t);
+    for (let t = s.seq.takeDropped(); t >= 0; t = s.seq.takeDropped()) this.slots.give(t);
+    this.holding.delete(s);
     for (let i = sock.qHead; i < sock.qHead + sock.qCount; i++) if (sock.qSessions[i] === slot) sock.qSessions[i] = -1;
   }
 
@@ -401,6 +421,7 @@ export class Forwarder {
         return;
       }
       this.now = Date.now();
+      this.mono = performance.now();
       this.dCount = 0;
       for (let i = 0; i < n; i++) this.receive(sock, i);
       this.deliverBatch();
@@ -419,7 +440,8 @@ export class Forwarder {
     const tc = this.tc;
     const base = row * TUNNEL_FIELDS;
     switch (reason) {
-      case DropReason.ShortPacket: tc[base + T.DropShortPacket]++; break;
+      case DropReason.ShortPacket:
+      case DropReason.BadIpHeader: tc[base + T.DropShortPacket]++; break;
       case DropReason.BadVersion: tc[base + T.DropBadVersion]++; tc[base + T.RxInvalid]++; break;
       case DropReason.Control: tc[base + T.DropControl]++; break;
       case DropReason.UnknownSession: tc[base + T.DropUnknownSession]++; break;
@@ -478,11 +500,14 @@ export class Forwarder {
       this.sequence(s, i, l2tpBytes);
       return;
     }
-    this.queueDelivery(s, dec.frameStart, dec.frameLength, l2tpBytes);
+    this.queueDelivery(s, dec.frameStart, dec.frameLength, l2tpBytes, -1);
   }
 
-  private queueDelivery(s: SessionState, frameStart: number, frameLength: number, l2tpBytes: number): void {
+  /** Queue a frame for its tap; `release` is a slot to give back once written (a held frame), or -1. */
+  private queueDelivery(s: SessionState, frameStart: number, frameLength: number, l2tpBytes: number, release: number): void {
+    if (this.dCount === this.dFds.length) this.deliverBatch();
     const d = this.dCount++;
+    this.dRelease[d] = release;
     this.dFds[d] = s.spec.tapFd;
     this.dOffsets[d] = frameStart;
     this.dLengths[d] = frameLength;
@@ -499,8 +524,10 @@ export class Forwarder {
       const fd = this.dFds[i];
       let j = i + 1;
       while (j < this.dCount && this.dFds[j] === fd) j++;
-      const written = this.native.writeBatch(fd, this.dOffsets, this.dLengths, i, j - i);
-      const ok = written > 0 ? written : 0;
+      // writeBatch skips frames the tap refuses (counted by takeWriteErrors) and stops at EAGAIN.
+      const processed = this.native.writeBatch(fd, this.dOffsets, this.dLengths, i, j - i);
+      const refused = this.native.takeWriteErrors();
+      const ok = processed > refused ? processed - refused : 0;
       for (let k = i; k < j; k++) {
         const sess = this.dSessions[k];
         const row = sess * SESSION_FIELDS;
@@ -521,12 +548,71 @@ export class Forwarder {
       }
       i = j;
     }
+    for (let k = 0; k < this.dCount; k++) if (this.dRelease[k] >= 0) this.slots.give(this.dRelease[k]);
     this.dCount = 0;
   }
 
   // ---------------------------------------------------------------- sequencing
 
+  /**
+   * Sequence-number processing (protocol/sequence.ts) with pool slots as tokens. A held frame
+   * keeps its slot, so the receive batch gets a fresh one in its place.
+   */
   private sequence(s: SessionState, i: number, l2tpBytes: number): void {
-    void s; void i; void l2tpBytes;
+    const dec = this.dec;
+    const slot = this.rxSlots[i];
+    if (this.slots.free === 0 && s.seq.reorderTimeoutMs > 0) {
+      // No slot to replace a held frame with: refuse to hold rather than stall the receive path.
+      this.sc[s.slot * SESSION_FIELDS + S.RxSeqDiscards]++;
+      this.sc[s.slot * SESSION_FIELDS + S.RxErrors]++;
+      return;
+    }
+    this.heldStart[slot] = dec.frameStart;
+    this.heldLength[slot] = dec.frameLength;
+    this.heldBytes[slot] = l2tpBytes;
+    const action = s.seq.onPacket(dec.hasSeq, dec.seq, slot, this.mono);
+    if (action === SeqAction.Held) this.setRxSlot(i, this.slots.take());
+    this.drainSequencer(s, slot);
+    if (s.seq.held > 0) this.armReorderTimer(s);
+  }
+
+  /** Move what the sequencer released into the delivery batch, and count what it dropped. */
+  private drainSequencer(s: SessionState, currentSlot: number): void {
+    const row = s.slot * SESSION_FIELDS;
+    const sc = this.sc;
+    for (let t = s.seq.takeDeliverable(); t >= 0; t = s.seq.takeDeliverable()) {
+      this.queueDelivery(s, this.heldStart[t], this.heldLength[t], this.heldBytes[t], t === currentSlot ? -1 : t);
+    }
+    for (let t = s.seq.takeDropped(); t >= 0; t = s.seq.takeDropped()) {
+      if (s.seq.lastDropReason === DropReason.SeqDiscard) sc[row + S.RxSeqDiscards]++;
+      sc[row + S.RxErrors]++;
+      if (t !== currentSlot) this.slots.give(t);
+    }
+    sc[row + S.RxOosPackets] = s.seq.oosPackets;
+  }
+
+  private armReorderTimer(s: SessionState): void {
+    this.holding.add(s);
+    const deadline = s.seq.nextDeadline();
+    if (deadline < 0 || (this.reorderDeadline >= 0 && deadline >= this.reorderDeadline)) return;
+    if (this.reorderTimer) clearTimeout(this.reorderTimer);
+    this.reorderDeadline = deadline;
+    this.reorderTimer = setTimeout(() => this.onReorderTimer(), Math.max(0, deadline - performance.now()));
+  }
+
+  /** Release (in order) frames whose reorder deadline passed, without waiting for the next packet. */
+  private onReorderTimer(): void {
+    this.reorderTimer = null;
+    this.reorderDeadline = -1;
+    this.now = Date.now();
+    this.mono = performance.now();
+    this.dCount = 0;
+    for (const s of [...this.holding]) {
+      s.seq.expire(this.mono);
+      this.drainSequencer(s, -1);
+      if (s.seq.held === 0) this.holding.delete(s);
+    }
+    this.deliverBatch();
+    for (const s of this.holding) this.armReorderTimer(s);
   }
 }

@@ -106,6 +106,8 @@ export class Sites {
    * created here (pre-existing, so l2tpd must use it as is); pass its name as the session's
    * `bridge` word.
    */
+  hostMtu = 1400;
+
   host(site: Daemon, bridge: string, address: string): string {
     const h = this.ns('h');
     const ifSite = uniqueName('hv');
@@ -117,7 +119,9 @@ export class Sites {
     nsExec(site.ns, 'ip', ['link', 'set', ifSite, 'master', bridge, 'up']);
     const v6 = address.includes(':');
     nsExec(h, 'ip', [...(v6 ? ['-6'] : []), 'addr', 'add', address, 'dev', 'eth0', ...(v6 ? ['nodad'] : [])]);
-    nsExec(h, 'ip', ['link', 'set', 'eth0', 'up']);
+    // Hosts use an MTU every matrix session carries without outer fragmentation (the default
+    // session MTU is as low as 1418 for UDP/IPv6 with an 8-byte cookie).
+    nsExec(h, 'ip', ['link', 'set', 'eth0', 'mtu', String(this.hostMtu), 'up']);
     return h;
   }
 
