@@ -97,3 +97,13 @@ export function diff(after: Counters, before: Counters | undefined): Counters {
   for (const k of Object.keys(after)) d[k] = after[k] - (before?.[k] ?? 0);
   return d;
 }
+
+/** A reason to skip when the raw-socket package is not built (npm may not run its install script). */
+export function rawSocketUnavailable(): string | false {
+  try {
+    require('raw-socket');
+    return false;
+  } catch (err) {
+    return `raw-socket (devDependency) cannot be loaded: ${(err as Error).message.split('\n')[0]}; build it with npm rebuild raw-socket`;
+  }
+}

@@ -13,11 +13,11 @@ import { spawn } from 'node:child_process';
 import { hasCommand, netnsUnavailable, nsExec } from '../helpers/netns.js';
 import { Sites, UNDERLAY, sleep } from '../helpers/sites.js';
 import {
-  craft, diff, frameHex, ipData, l2ssHex, metricDrops, sessionStats, tunnelStats, udpData, type CraftJob, type Counters,
+  craft, diff, frameHex, ipData, l2ssHex, metricDrops, rawSocketUnavailable, sessionStats, tunnelStats, udpData, type CraftJob, type Counters,
 } from '../helpers/inject.js';
 
 const skip = netnsUnavailable() || (!hasCommand('ping') && 'ping (iputils-ping) is not installed')
-  || (!hasCommand('curl') && 'curl is needed to read /metrics');
+  || (!hasCommand('curl') && 'curl is needed to read /metrics') || rawSocketUnavailable();
 
 const N = 200;
 const METRICS_PORT = 9731;
