@@ -9,15 +9,16 @@ import type { Config, SessionConfig, TunnelConfig } from '../control/model.js';
 import { ConfigError, ConflictError } from '../control/errors.js';
 import {
   checkAddSession, checkAddTunnel, checkDelSession, checkDelTunnel, normalizeSession, normalizeTunnel,
-  validateConfig,
+  sessionBridge, validateConfig,
 } from '../control/validate.js';
 import type { ConfigStore } from '../control/store.js';
 import type { Engine, SessionView, TunnelView } from '../control/api.js';
 import { DataPlane } from '../dataplane/index.js';
 import { HOST_ROW, MAX_SESSIONS, MAX_TUNNELS } from '../dataplane/layout.js';
 import { native } from '../native/index.js';
-import { Rtnl } from '../netlink/index.js';
+import { Rtnl, type LinkEvent } from '../netlink/index.js';
 import { sessionOverhead } from './mtu.js';
+import { SessionInterfaces, type SessionLinks } from './interfaces.js';
 import type { MetricsSource } from '../metrics/index.js';
 
 const IPPROTO_L2TP = 115;
@@ -31,12 +32,18 @@ interface RunningTunnel {
   rawKey?: string;
 }
 
+type SessionSpec = Parameters<DataPlane['addSession']>[0];
+
 interface RunningSession {
   cfg: SessionConfig;
   slot: number;
-  tapFd: number;
-  ifname: string;
+  /** The tap (fd, name, ifindex) and the bridge / VLAN interface it is wired to. */
+  links: SessionLinks;
+  /** What the data plane was given, to hand it a new tap fd after a restore. */
+  spec: SessionSpec;
   mtu: number;
+  /** Times the interfaces were put back after being changed behind l2tpd's back. */
+  restored: number;
 }
 
 class SlotPool {
@@ -64,13 +71,17 @@ export class DaemonEngine implements Engine, MetricsSource {
   /** Entries of the config that could not be started (e.g. address not yet on the host). */
   private readonly failures = new Map<string, string>();
   private readonly startedAt = Date.now();
+  private readonly ifaces: SessionInterfaces;
+  private unwatch: (() => void) | undefined;
 
   constructor(
     private readonly store: ConfigStore,
     readonly dataplane: DataPlane,
     private readonly rtnl: Rtnl,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.ifaces = new SessionInterfaces(rtnl, log);
+  }
 
   /** Load the config file and start everything in it; entries that fail are logged and kept. */
   async start(): Promise<void> {
@@ -82,6 +93,8 @@ export class DaemonEngine implements Engine, MetricsSource {
       if (!this.tunnels.has(s.tunnel_id)) { this.recordFailure(`session ${s.tunnel_id}/${s.session_id}`, new Error('tunnel not running')); continue; }
       try { await this.startSession(s); } catch (err) { this.recordFailure(`session ${s.tunnel_id}/${s.session_id}`, err); }
     }
+    await this.sweepInterfaces();
+    this.watchLinks();
     this.log.info({ tunnels: this.tunnels.size, sessions: this.sessions.size, failed: this.failures.size }, 'configuration applied');
   }
 
@@ -91,7 +104,12 @@ export class DaemonEngine implements Engine, MetricsSource {
     this.log.error({ err: msg }, `${what} not started`);
   }
 
+  /** Shutdown: session taps and bridges are kept (persistent) so a restart does not flap them. */
   async stop(): Promise<void> {
+    this.unwatch?.();
+    this.unwatch = undefined;
+    if (this.repairTimer) clearTimeout(this.repairTimer);
+    await this.chain;
     for (const s of [...this.sessions.values()]) await this.stopSession(s).catch(() => undefined);
     for (const t of [...this.tunnels.values()]) await this.stopTunnel(t).catch(() => undefined);
     await this.dataplane.stop();
@@ -160,11 +178,15 @@ export class DaemonEngine implements Engine, MetricsSource {
     const rt = this.sessions.get(sessionKey(s.tunnel_id, s.session_id));
     const t = this.config.tunnels.find((x) => x.tunnel_id === s.tunnel_id);
     const failure = this.failures.get(`session ${s.tunnel_id}/${s.session_id}`);
+    const bridge = sessionBridge(s);
     return {
       ...s,
       peer_tunnel_id: t?.peer_tunnel_id,
-      interface: rt?.ifname ?? s.name ?? '',
+      interface: rt?.links.ifname ?? s.name ?? '',
+      ...(rt ? { ifindex: rt.links.ifindex } : {}),
       mtu: rt?.mtu ?? s.mtu ?? 0,
+      ...(bridge !== undefined ? { bridge } : {}),
+      restored: rt?.restored ?? 0,
       state: rt ? 'up' : 'down',
       ...(failure ? { error: failure } : {}),
       ...(withStats && rt ? { stats: this.dataplane.sessionStats(rt.slot) } : {}),
@@ -179,8 +201,11 @@ export class DaemonEngine implements Engine, MetricsSource {
     }
     await this.startSession(s);
     const key = sessionKey(s.tunnel_id, s.session_id);
-    this.commit({ ...this.config, sessions: [...this.config.sessions, s] }, () => this.stopSession(this.sessions.get(key)!));
-    this.log.info({ tunnel_id: s.tunnel_id, session_id: s.session_id, interface: this.sessions.get(key)?.ifname }, 'session added');
+    this.commit({ ...this.config, sessions: [...this.config.sessions, s] }, async () => {
+      await this.stopSession(this.sessions.get(key)!, true);
+      await this.sweepInterfaces();
+    });
+    this.log.info({ tunnel_id: s.tunnel_id, session_id: s.session_id, interface: this.sessions.get(key)?.links.ifname }, 'session added');
   }
 
   private async doDelSession(tid: number, sid: number): Promise<void> {
@@ -190,7 +215,8 @@ export class DaemonEngine implements Engine, MetricsSource {
     this.config = next;
     this.failures.delete(`session ${tid}/${sid}`);
     const rt = this.sessions.get(sessionKey(tid, sid));
-    if (rt) await this.stopSession(rt);
+    if (rt) await this.stopSession(rt, true);
+    await this.sweepInterfaces();
     this.log.info({ tunnel_id: tid, session_id: sid }, 'session deleted');
   }
 
@@ -235,6 +261,7 @@ export class DaemonEngine implements Engine, MetricsSource {
       if (!this.tunnels.has(s.tunnel_id)) { this.recordFailure(`session ${key}`, new Error('tunnel not running')); continue; }
       try { await this.startSession(s); } catch (err) { this.recordFailure(`session ${key}`, err); }
     }
+    await this.sweepInterfaces();
     this.log.info({ added, removed, changed }, 'configuration reloaded');
     return { added, removed, changed };
   }
@@ -248,7 +275,7 @@ export class DaemonEngine implements Engine, MetricsSource {
   metricSessions(): Array<{ tunnel_id: number; session_id: number; interface: string; slot: number }> {
     const out = [];
     for (const s of this.sessions.values()) {
-      out.push({ tunnel_id: s.cfg.tunnel_id, session_id: s.cfg.session_id, interface: s.ifname, slot: s.slot });
+      out.push({ tunnel_id: s.cfg.tunnel_id, session_id: s.cfg.session_id, interface: s.links.ifname, slot: s.slot });
     }
     return out;
   }
@@ -347,44 +374,101 @@ export class DaemonEngine implements Engine, MetricsSource {
     const tunnel = this.tunnels.get(s.tunnel_id)!;
     const t = tunnel.cfg;
     const mtu = s.mtu ?? this.defaultMtu(t, s, tunnel.family);
-    let tap;
+    // Tap (persistent; re-attached after a restart), bridge and VLAN interface, all or nothing.
+    const { links, undo } = await this.ifaces.setup(s, mtu);
+    let slot: number | undefined;
     try {
-      tap = native.tapOpen(s.name ?? 'l2tpeth%d', false);
-    } catch (err) {
-      throw new ConfigError('name', s.name ?? 'l2tpeth%d', `an interface name l2tpd can create (${(err as Error).message})`);
-    }
-    const slot = this.sessionSlots.take();
-    const rs: RunningSession = { cfg: s, slot, tapFd: tap.fd, ifname: tap.name, mtu };
-    try {
-      await this.rtnl.setLink(tap.name, { mtu, up: true });
-      if (s.bridge) await this.attachBridge(tap.name, s.bridge, mtu);
-      this.dataplane.resetSession(slot);
-      await this.dataplane.addSession({
+      slot = this.sessionSlots.take();
+      const spec: SessionSpec = {
         slot, tunnelSlot: tunnel.slot, sessionId: s.session_id, peerSessionId: s.peer_session_id,
-        tapFd: tap.fd, cookie: hexBytes(s.cookie), peerCookie: hexBytes(s.peer_cookie),
+        tapFd: links.tap.fd, cookie: hexBytes(s.cookie), peerCookie: hexBytes(s.peer_cookie),
         l2spec: s.l2spec_type ?? 'default', seq: s.seq ?? 'none', reorderTimeout: s.reorder_timeout ?? 0,
         offset: s.offset ?? 0, peerOffset: s.peer_offset ?? 0, mtu,
-      });
+      };
+      this.dataplane.resetSession(slot);
+      await this.dataplane.addSession(spec);
+      this.sessions.set(sessionKey(s.tunnel_id, s.session_id), { cfg: s, slot, links, spec, mtu, restored: 0 });
     } catch (err) {
-      native.close(tap.fd);
-      this.sessionSlots.give(slot);
+      if (slot !== undefined) this.sessionSlots.give(slot);
+      await undo();
       throw err;
     }
-    this.sessions.set(sessionKey(s.tunnel_id, s.session_id), rs);
     this.failures.delete(`session ${s.tunnel_id}/${s.session_id}`);
   }
 
-  private async attachBridge(ifname: string, bridge: string, mtu: number): Promise<void> {
-    let br = await this.rtnl.linkByName(bridge);
-    if (!br) br = await this.rtnl.createBridge(bridge, { mtu, alias: 'l2tpd' });
-    await this.rtnl.setLink(ifname, { master: br.index });
-  }
-
-  private async stopSession(rs: RunningSession): Promise<void> {
+  /** Stop a session; `remove` (del session) also deletes its tap, otherwise it stays for a restart. */
+  private async stopSession(rs: RunningSession, remove = false): Promise<void> {
     this.sessions.delete(sessionKey(rs.cfg.tunnel_id, rs.cfg.session_id));
     await this.dataplane.delSession(rs.slot);
-    native.close(rs.tapFd);
+    await this.ifaces.release(rs.links, remove);
     this.sessionSlots.give(rs.slot);
+  }
+
+  /** Remove interfaces l2tpd marked that the config no longer names (see interfaces.ts). */
+  private async sweepInterfaces(): Promise<void> {
+    const running = new Set([...this.sessions.values()].map((r) => r.links.ifindex));
+    try {
+      await this.ifaces.sweep({ sessions: this.config.sessions, running });
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'cannot sweep leftover interfaces');
+    }
+  }
+
+  // ------------------------------------------------------------------ link events
+
+  private repairTimer: NodeJS.Timeout | undefined;
+
+  /** Watch RTNLGRP_LINK; changes to a session's tap, bridge or VLAN interface trigger a repair. */
+  private watchLinks(): void {
+    if (this.unwatch) return;
+    try {
+      this.unwatch = this.rtnl.onLinkEvent((ev) => this.onLinkEvent(ev), (err) => {
+        this.log.warn({ err: err.message }, 'link monitor error; re-checking session interfaces');
+        this.scheduleRepair();
+      });
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'cannot monitor links; session interfaces will not be restored');
+    }
+  }
+
+  private onLinkEvent(ev: LinkEvent): void {
+    const { names, indexes } = SessionInterfaces.watched([...this.sessions.values()].map((r) => r.links));
+    if (indexes.has(ev.link.index) || names.has(ev.link.name)) this.scheduleRepair();
+  }
+
+  /** Debounced: a burst of events (including our own changes) gives one pass. */
+  private scheduleRepair(): void {
+    if (this.repairTimer) return;
+    this.repairTimer = setTimeout(() => {
+      this.repairTimer = undefined;
+      void this.exclusive(() => this.repairAll());
+    }, 100);
+  }
+
+  private async repairAll(): Promise<void> {
+    let any = false;
+    for (const rs of [...this.sessions.values()]) {
+      if (this.sessions.get(sessionKey(rs.cfg.tunnel_id, rs.cfg.session_id)) !== rs) continue;
+      try {
+        const repairs = await this.ifaces.repair(rs.cfg, rs.links, rs.mtu);
+        for (const r of repairs) {
+          if (r.newTap) {
+            // The data plane still polls the old fd: switch it to the new tap.
+            await this.dataplane.delSession(rs.slot);
+            const old = rs.links.tap.fd;
+            rs.links.tap = r.newTap;
+            rs.spec = { ...rs.spec, tapFd: r.newTap.fd };
+            await this.dataplane.addSession(rs.spec);
+            try { native.close(old); } catch { /* already closed */ }
+          }
+          this.log.warn({ tunnel_id: rs.cfg.tunnel_id, session_id: rs.cfg.session_id, interface: rs.links.ifname }, `restored: ${r.what}`);
+        }
+        if (repairs.length > 0) { rs.restored++; any = true; }
+      } catch (err) {
+        this.log.error({ tunnel_id: rs.cfg.tunnel_id, session_id: rs.cfg.session_id, err: (err as Error).message }, 'cannot restore session interfaces');
+      }
+    }
+    if (any) await this.sweepInterfaces();
   }
 }
 

@@ -1,0 +1,298 @@
+/**
+ * Session interfaces over rtnetlink: the tap of each session, the bridge it joins and, with
+ * `vlan ID dev TRUNK`, the VLAN interface TRUNK.ID in that bridge (design.md "Session interfaces").
+ *
+ * Ownership. Everything l2tpd creates carries an interface alias (IFLA_IFALIAS):
+ *  - a session tap:              `l2tpd:<tunnel_id>/<session_id>`
+ *  - a bridge or VLAN interface: `l2tpd` (shared by every session naming it)
+ * l2tpd only ever deletes interfaces carrying one of these marks; pre-existing bridges and VLAN
+ * interfaces are used as they are (never brought up, resized, moved or deleted).
+ *
+ * Lifecycle policy:
+ *  - `del session` (and a reload that drops the session): the tap's persist flag is cleared so
+ *    it disappears; a bridge / VLAN interface l2tpd created goes when no configured session
+ *    names it any more (ports someone else added to such a bridge are released, not deleted).
+ *  - SIGTERM/SIGINT: nothing is removed. Taps are persistent, so they keep their ifindex and
+ *    bridge membership; the restarted daemon re-attaches to them and traffic resumes without
+ *    the bridge seeing a port go away.
+ *  - start-up and reload: marked interfaces the config no longer names are removed (sweep).
+ *
+ * Names for re-attachment. A session with `name` uses that name. A session without one gets
+ * `l2tpeth%d` from the kernel the first time, like `ip l2tp`; the tap's alias records which
+ * session it belongs to, so a restarted daemon finds it by alias and keeps the same name and
+ * ifindex. No state file is needed: the kernel holds the state. After a reboot the kernel picks
+ * a fresh l2tpethN, as it would for a kernel session.
+ */
+import type { Logger } from 'pino';
+import type { SessionConfig } from '../control/model.js';
+import { ConfigError, ConflictError } from '../control/errors.js';
+import { sessionBridge } from '../control/validate.js';
+import { native, type TapHandle } from '../native/index.js';
+import { NetlinkError, type LinkInfo, type Rtnl } from '../netlink/index.js';
+
+export const SHARED_ALIAS = 'l2tpd';
+export const sessionAlias = (tid: number, sid: number): string => `l2tpd:${tid}/${sid}`;
+
+/** Parse a session tap's alias; undefined for anything else. */
+export function parseSessionAlias(alias: string | undefined): { tunnel_id: number; session_id: number } | undefined {
+  const m = alias === undefined ? null : /^l2tpd:(\d+)\/(\d+)$/.exec(alias);
+  return m ? { tunnel_id: Number(m[1]), session_id: Number(m[2]) } : undefined;
+}
+
+export const vlanIfname = (s: SessionConfig): string | undefined =>
+  (s.vlan !== undefined && s.dev !== undefined ? `${s.dev}.${s.vlan}` : undefined);
+
+/** What a running session holds: the open tap and the interfaces it is wired to. */
+export interface SessionLinks {
+  tap: TapHandle;
+  ifindex: number;
+  /** The name the tap must keep (config `name`, or the kernel-picked l2tpethN). */
+  ifname: string;
+  bridge?: string;
+  vlanIf?: string;
+}
+
+/** A change made to restore the intended state, for logs and the `restored` counter. */
+export interface Repair {
+  what: string;
+  /** Set when the tap was recreated: the data plane must switch to this fd. */
+  newTap?: TapHandle;
+}
+
+type Undo = () => Promise<void> | void;
+
+export class SessionInterfaces {
+  constructor(private readonly rtnl: Rtnl, private readonly log: Logger) {}
+
+  /**
+   * Create or re-attach everything a session needs, all or nothing: on failure every interface
+   * this call created is removed again and the error names the config word. Returns the links
+   * and an undo for the caller to run if a later step (the data plane) fails.
+   */
+  async setup(s: SessionConfig, mtu: number): Promise<{ links: SessionLinks; undo: () => Promise<void> }> {
+    const undos: Undo[] = [];
+    const undo = async (): Promise<void> => {
+      for (const u of undos.reverse()) await Promise.resolve().then(u).catch(() => undefined);
+      undos.length = 0;
+    };
+    try {
+      const bridgeName = sessionBridge(s);
+      let vlanLink: LinkInfo | undefined;
+      if (s.vlan !== undefined) vlanLink = await this.ensureVlan(s, mtu, undos);
+      let br: LinkInfo | undefined;
+      if (bridgeName !== undefined) br = await this.ensureBridge(bridgeName, mtu, undos);
+      if (vlanLink && br && vlanLink.master !== br.index) {
+        if (vlanLink.master !== undefined && vlanLink.alias !== SHARED_ALIAS) {
+          const other = await this.rtnl.linkByIndex(vlanLink.master);
+          throw new ConflictError(`vlan ${s.vlan} dev ${s.dev}: ${vlanLink.name} is already a port of ${other?.name ?? `#${vlanLink.master}`}, not of bridge ${br.name}`, 409, 'vlan', s.vlan);
+        }
+        const prev = vlanLink.master;
+        await this.rtnl.setLink(vlanLink.index, { master: br.index });
+        const idx = vlanLink.index;
+        undos.push(() => this.rtnl.setLink(idx, { master: prev ?? null }));
+      }
+      const { tap, link } = await this.openTap(s, mtu, undos);
+      if (br && link.master !== br.index) await this.rtnl.setLink(link.index, { master: br.index });
+      const links: SessionLinks = { tap, ifindex: link.index, ifname: tap.name, bridge: bridgeName, vlanIf: vlanIfname(s) };
+      return { links, undo };
+    } catch (err) {
+      await undo();
+      throw explain(s, err);
+    }
+  }
+
+  /** The session's tap: re-attached if l2tpd left it persistent, created otherwise. */
+  private async openTap(s: SessionConfig, mtu: number, undos: Undo[]): Promise<{ tap: TapHandle; link: LinkInfo }> {
+    const alias = sessionAlias(s.tunnel_id, s.session_id);
+    const explicit = s.name !== undefined && !s.name.includes('%') ? s.name : undefined;
+    const mine = (await this.rtnl.listLinks()).filter((l) => l.alias === alias);
+    let name = s.name ?? 'l2tpeth%d';
+    if (explicit) {
+      // Ours under another name (config renamed while we were down): stale, remove it.
+      for (const l of mine.filter((x) => x.name !== explicit)) await this.rtnl.deleteLink(l.index).catch(() => undefined);
+      const existing = await this.rtnl.linkByName(explicit);
+      if (existing && existing.alias !== alias) {
+        throw new ConflictError(`name ${explicit}: interface ${explicit} already exists and was not created by l2tpd for session ${s.session_id} in tunnel ${s.tunnel_id}`, 409, 'name', explicit);
+      }
+    } else {
+      const prev = mine.find((l) => l.kind === 'tun');
+      if (prev) name = prev.name;
+    }
+    let tap: TapHandle;
+    const reattach = !name.includes('%') && (await this.rtnl.linkByName(name)) !== undefined;
+    try {
+      tap = native.tapOpen(name, true);
+    } catch (err) {
+      throw new ConfigError('name', s.name ?? 'l2tpeth%d', `an interface name l2tpd can create (${(err as Error).message})`);
+    }
+    undos.push(reattach ? () => native.close(tap.fd) : () => dropTap(tap));
+    await this.rtnl.setLink(tap.name, { alias, mtu, up: true });
+    const link = await this.rtnl.linkByName(tap.name);
+    if (!link) throw new NetlinkError(`open tap ${tap.name}`, 'ENODEV', 19, 'vanished right after creation');
+    if (reattach) this.log.info({ interface: tap.name, ifindex: link.index }, 're-attached to persistent session interface');
+    return { tap, link };
+  }
+
+  private async ensureBridge(name: string, mtu: number, undos: Undo[]): Promise<LinkInfo> {
+    const br = await this.rtnl.linkByName(name);
+    if (br) {
+      if (br.kind !== 'bridge') throw new ConfigError('bridge', name, `a bridge (${name} is ${br.kind ? `a ${br.kind}` : 'not a bridge'})`);
+      return br;
+    }
+    const created = await this.rtnl.createBridge(name, { mtu, alias: SHARED_ALIAS });
+    undos.push(() => this.rtnl.deleteLink(created.index));
+    this.log.info({ bridge: name, mtu }, 'bridge created');
+    return created;
+  }
+
+  private async ensureVlan(s: SessionConfig, mtu: number, undos: Undo[]): Promise<LinkInfo> {
+    const name = vlanIfname(s)!;
+    const existing = await this.rtnl.linkByName(name);
+    if (existing) return existing;
+    const trunk = await this.rtnl.linkByName(s.dev!);
+    if (!trunk) throw new ConfigError('dev', s.dev, `an existing trunk interface (no interface ${s.dev} on this host)`);
+    const created = await this.rtnl.createVlan(s.dev!, s.vlan!, name, { alias: SHARED_ALIAS, up: true, mtu: Math.min(mtu, trunk.mtu) });
+    undos.push(() => this.rtnl.deleteLink(created.index));
+    this.log.info({ interface: name, vlan: s.vlan, dev: s.dev }, 'VLAN interface created');
+    return created;
+  }
+
+  /**
+   * Stop using a session's tap. `remove`: clear its persist flag so the kernel deletes it
+   * (del session); otherwise it stays, with its bridge membership, for the next start.
+   */
+  async release(links: SessionLinks, remove: boolean): Promise<void> {
+    if (!remove) { native.close(links.tap.fd); return; }
+    try { native.tapSetPersist(links.tap.fd, false); } catch { /* fd detached (tap deleted behind our back) */ }
+    native.close(links.tap.fd);
+    // If the fd was no longer attached, the persist flag could not be cleared: delete by mark.
+    const l = await this.rtnl.linkByIndex(links.ifindex).catch(() => undefined);
+    if (l && parseSessionAlias(l.alias)) await this.rtnl.deleteLink(l.index).catch(() => undefined);
+  }
+
+  /**
+   * Remove interfaces marked by l2tpd that `keep` does not name: session taps whose session is
+   * gone, bridges and VLAN interfaces no configured session refers to. Returns what was removed.
+   */
+  async sweep(keep: {
+    sessions: SessionConfig[];
+    /** ifindexes of the taps of running sessions */
+    running: Set<number>;
+  }): Promise<string[]> {
+    const shared = new Set<string>();
+    const byKey = new Map<string, SessionConfig>();
+    for (const s of keep.sessions) {
+      const br = sessionBridge(s);
+      if (br) shared.add(br);
+      const v = vlanIfname(s);
+      if (v) shared.add(v);
+      byKey.set(`${s.tunnel_id}/${s.session_id}`, s);
+    }
+    const removed: string[] = [];
+    const links = await this.rtnl.listLinks();
+    // VLAN interfaces before bridges, so a bridge is never deleted under a port we still use.
+    links.sort((a, b) => Number(a.kind === 'bridge') - Number(b.kind === 'bridge'));
+    for (const l of links) {
+      let stale = false;
+      const owner = parseSessionAlias(l.alias);
+      if (owner) {
+        const s = byKey.get(`${owner.tunnel_id}/${owner.session_id}`);
+        const named = s?.name !== undefined && !s.name.includes('%') ? s.name : undefined;
+        stale = !keep.running.has(l.index) && (!s || (named !== undefined && named !== l.name));
+      } else if (l.alias === SHARED_ALIAS) {
+        stale = !shared.has(l.name);
+      }
+      if (!stale) continue;
+      try {
+        await this.rtnl.deleteLink(l.index);
+        removed.push(l.name);
+        this.log.info({ interface: l.name, alias: l.alias }, 'removed interface l2tpd created and the config no longer names');
+      } catch (err) {
+        if (!(err instanceof NetlinkError && err.code === 'ENODEV')) this.log.warn({ interface: l.name, err: (err as Error).message }, 'cannot remove leftover interface');
+      }
+    }
+    return removed;
+  }
+
+  /**
+   * Compare a running session's interfaces with the intended state and put them back: recreate
+   * a deleted or renamed tap (returned as newTap for the data plane), recreate a missing bridge
+   * or VLAN interface, re-enslave ports, bring the tap back up. Returns what was repaired.
+   */
+  async repair(s: SessionConfig, links: SessionLinks, mtu: number): Promise<Repair[]> {
+    const repairs: Repair[] = [];
+    let tap = await this.rtnl.linkByIndex(links.ifindex);
+    if (!tap || tap.name !== links.ifname) {
+      const what = tap ? `interface ${links.ifname} was renamed to ${tap.name}: recreated as ${links.ifname}`
+        : `interface ${links.ifname} was deleted: recreated`;
+      if (tap && parseSessionAlias(tap.alias)) await this.rtnl.deleteLink(tap.index).catch(() => undefined);
+      const undos: Undo[] = [];
+      const opened = await this.openTap({ ...s, name: links.ifname }, mtu, undos);
+      tap = opened.link;
+      links.ifindex = tap.index;
+      repairs.push({ what, newTap: opened.tap });
+    } else if (!tap.up) {
+      await this.rtnl.setLink(tap.index, { up: true });
+      repairs.push({ what: `interface ${links.ifname} was set down: brought up` });
+    }
+    if (links.bridge === undefined) return repairs;
+    let br = await this.rtnl.linkByName(links.bridge);
+    if (!br) {
+      br = await this.rtnl.createBridge(links.bridge, { mtu, alias: SHARED_ALIAS });
+      repairs.push({ what: `bridge ${links.bridge} was missing: recreated` });
+    }
+    if (tap.master !== br.index) {
+      await this.rtnl.setLink(tap.index, { master: br.index });
+      repairs.push({ what: `interface ${links.ifname} was not in bridge ${links.bridge}: re-enslaved` });
+    }
+    if (links.vlanIf !== undefined) {
+      let v = await this.rtnl.linkByName(links.vlanIf);
+      if (!v) {
+        v = await this.rtnl.createVlan(s.dev!, s.vlan!, links.vlanIf, { alias: SHARED_ALIAS, up: true });
+        repairs.push({ what: `VLAN interface ${links.vlanIf} was missing: recreated` });
+      }
+      if (v.master !== br.index) {
+        await this.rtnl.setLink(v.index, { master: br.index });
+        repairs.push({ what: `${links.vlanIf} was not in bridge ${links.bridge}: re-enslaved` });
+      }
+    }
+    return repairs;
+  }
+
+  /** Names and ifindexes whose link events may concern running sessions. */
+  static watched(all: Iterable<SessionLinks>): { names: Set<string>; indexes: Set<number> } {
+    const names = new Set<string>();
+    const indexes = new Set<number>();
+    for (const l of all) {
+      names.add(l.ifname);
+      indexes.add(l.ifindex);
+      if (l.bridge) names.add(l.bridge);
+      if (l.vlanIf) names.add(l.vlanIf);
+    }
+    return { names, indexes };
+  }
+}
+
+/** Clear persist and close: the kernel removes the tap. */
+function dropTap(tap: TapHandle): void {
+  try { native.tapSetPersist(tap.fd, false); } catch { /* already detached */ }
+  native.close(tap.fd);
+}
+
+/** Netlink failures while applying a session become errors naming the config word. */
+function explain(s: SessionConfig, err: unknown): unknown {
+  if (!(err instanceof NetlinkError)) return err;
+  if (s.vlan !== undefined && err.op.startsWith('create vlan')) {
+    const reason = err.code === 'EOPNOTSUPP'
+      ? 'EOPNOTSUPP: the kernel has no 802.1Q support (CONFIG_VLAN_8021Q)'
+      : err.message;
+    return new ConfigError('vlan', s.vlan, `a VLAN the kernel can create on ${s.dev}`,
+      `vlan ${s.vlan} dev ${s.dev}: cannot create VLAN interface ${vlanIfname(s)}: ${reason}`);
+  }
+  const br = sessionBridge(s);
+  if (br !== undefined && err.op.includes(`bridge ${br}`)) {
+    return new ConfigError(s.bridge !== undefined ? 'bridge' : 'vlan', s.bridge ?? s.vlan, 'a bridge l2tpd can create',
+      `${s.bridge !== undefined ? `bridge ${s.bridge}` : `vlan ${s.vlan}`}: cannot create bridge ${br}: ${err.message}`);
+  }
+  return err;
+}
