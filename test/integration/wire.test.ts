@@ -1,0 +1,191 @@
+/**
+ * The wire, judged by tshark: capture what l2tpd on site A sends on the underlay while a host
+ * behind it pings a host behind site B, then let tshark (an independent dissector,
+ * l2tpv3-protocol.md §9) decode the capture with the session's cookie size and sublayer type.
+ * Asserted per packet: version 3, data message, reserved zero (UDP), the configured peer session
+ * ID, the cookie, the S bit and consecutive sequence numbers from 0 (`seq send`/`both`) or S=0
+ * (`seq none` with the default sublayer), and the inner Ethernet frame intact (ICMP echo requests
+ * from host A's MAC/address to host B's). Covers UDP and IP encapsulation, IPv4 and IPv6
+ * underlays, cookies of 0/4/8 bytes, l2spec none/default.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import t from 'tap';
+import { hasCommand, netnsUnavailable, nsExec } from '../helpers/netns.js';
+import { Sites, UNDERLAY, sleep } from '../helpers/sites.js';
+
+const skip = netnsUnavailable()
+  || (!hasCommand('ping') && 'ping (iputils-ping) is not installed')
+  || (!hasCommand('tshark') && 'tshark is not installed (Debian package tshark)')
+  || (!hasCommand('tcpdump') && 'tcpdump is not installed (needed to capture inside the namespace)');
+
+interface Case {
+  label: string;
+  encap: 'udp' | 'ip';
+  v6: boolean;
+  cookie: string;
+  l2spec: 'none' | 'default';
+  /** Sequencing on A (the side captured) and on B. */
+  seqA: 'none' | 'send' | 'both';
+  seqB: 'none' | 'recv' | 'both';
+}
+
+const CASES: Case[] = [
+  { label: 'udp/IPv4 cookie4 default seq both', encap: 'udp', v6: false, cookie: '0badcafe', l2spec: 'default', seqA: 'both', seqB: 'both' },
+  { label: 'udp/IPv6 cookie8 default seq send', encap: 'udp', v6: true, cookie: '014d3636deadbeef', l2spec: 'default', seqA: 'send', seqB: 'recv' },
+  { label: 'udp/IPv4 cookie0 none', encap: 'udp', v6: false, cookie: '', l2spec: 'none', seqA: 'none', seqB: 'none' },
+  { label: 'ip/IPv4 cookie8 default seq both', encap: 'ip', v6: false, cookie: '0102030405060708', l2spec: 'default', seqA: 'both', seqB: 'both' },
+  { label: 'ip/IPv6 cookie4 none', encap: 'ip', v6: true, cookie: 'deadbeef', l2spec: 'none', seqA: 'none', seqB: 'none' },
+  { label: 'ip/IPv4 cookie0 default seq none', encap: 'ip', v6: false, cookie: '', l2spec: 'default', seqA: 'none', seqB: 'none' },
+];
+
+const FIELDS = ['frame.number', 'l2tp.version', 'l2tp.type', 'l2tp.res', 'l2tp.sid', 'l2tp.cookie', 'l2tp.l2_spec_s',
+  'l2tp.l2_spec_sequence', 'eth.src', 'eth.dst', 'eth.type', 'ip.src', 'ip.dst', 'icmp.type'] as const;
+type Row = Record<(typeof FIELDS)[number], string>;
+
+function mac(ns: string): string {
+  const j = JSON.parse(nsExec(ns, 'ip', ['-j', 'link', 'show', 'eth0'])) as Array<{ address: string }>;
+  return j[0].address.toLowerCase();
+}
+
+/** Start tcpdump on the site's underlay and wait until it is listening. */
+async function startCapture(ns: string, file: string): Promise<{ proc: ChildProcess; err: string[] }> {
+  const proc = spawn('ip', ['netns', 'exec', ns, 'tcpdump', '-i', 'ul0', '-n', '-U', '--immediate-mode', '-s', '0', '-Z', 'root', '-w', file],
+    { stdio: ['ignore', 'ignore', 'pipe'] });
+  const err: string[] = [];
+  proc.stderr!.on('data', (b: Buffer) => err.push(b.toString()));
+  const deadline = Date.now() + 15000;
+  while (Date.now() < deadline && !/listening on/.test(err.join('')) && proc.exitCode === null) await sleep(50);
+  if (!/listening on/.test(err.join(''))) throw new Error(`tcpdump did not start: ${err.join('')}`);
+  return { proc, err };
+}
+
+async function stopCapture(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null || proc.pid === undefined) return;
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  try { process.kill(proc.pid, 'SIGINT'); } catch { return; }
+  if (await Promise.race([exited.then(() => true), sleep(5000).then(() => false)])) return;
+  try { process.kill(proc.pid, 'SIGKILL'); } catch { /* gone */ }
+  await Promise.race([exited, sleep(3000)]);
+}
+
+function decode(file: string, c: Case, port: number, src: string): { rows: Row[]; stderr: string } {
+  const args = ['-r', file, '-n',
+    '-o', `l2tp.cookie_size:cookie${c.cookie.length / 2}`,
+    '-o', `l2tp.l2_specific:${c.l2spec}`,
+    '-d', 'l2tp.pw_type==0,eth',
+    ...(c.encap === 'udp' ? ['-d', `udp.port==${port},l2tp`] : []),
+    '-Y', `l2tp && ${c.v6 ? 'ipv6' : 'ip'}.src == ${src}`,
+    // Outer and inner headers share field names (eth.*, ip.* on an IPv4 underlay): take the last
+    // occurrence, which is the frame inside the pseudowire.
+    '-T', 'fields', '-E', 'occurrence=l', '-E', 'separator=|', ...FIELDS.flatMap((f) => ['-e', f])];
+  const r = spawnSync('tshark', args, { encoding: 'utf8', timeout: 60000 });
+  const rows = (r.stdout ?? '').split('\n').filter(Boolean).map((line) => {
+    const v = line.split('|');
+    return Object.fromEntries(FIELDS.map((f, i) => [f, v[i] ?? ''])) as Row;
+  });
+  return { rows, stderr: `${r.error ?? ''}${r.stderr ?? ''}` };
+}
+
+const truthy = (v: string) => v === '1' || v.toLowerCase() === 'true';
+
+t.test('tshark decodes what l2tpd sends', { skip }, async (t) => {
+  const sites = new Sites();
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'l2tpd-wire-'));
+  const captures: ChildProcess[] = [];
+  t.teardown(async () => {
+    for (const p of captures) await stopCapture(p);
+    await sites.close();
+    if (!process.env.L2TPD_KEEP_PCAP) rmSync(tmp, { recursive: true, force: true });
+  });
+  await sites.start(sites.a);
+  await sites.start(sites.b);
+
+  let n = 0;
+  for (const c of CASES) {
+    n++;
+    const id = 700 + n;
+    const port = 5000 + n;
+    const sidA = 0x2000 + n; // A's own session id
+    const sidB = 0x3000 + n; // B's session id = what A writes on the wire
+    const [a, b] = c.v6 ? [UNDERLAY.a6, UNDERLAY.b6] : [UNDERLAY.a4, UNDERLAY.b4];
+    const tunnel = (local: string, remote: string) => {
+      const w = ['add', 'tunnel', 'tunnel_id', String(id), 'peer_tunnel_id', String(id), 'encap', c.encap,
+        'local', local, 'remote', remote];
+      if (c.encap === 'udp') w.push('udp_sport', String(port), 'udp_dport', String(port));
+      return w;
+    };
+    sites.ok(sites.a, tunnel(a, b));
+    sites.ok(sites.b, tunnel(b, a));
+
+    const file = path.join(tmp, `case${n}.pcap`);
+    const cap = await startCapture(sites.a.ns, file);
+    captures.push(cap.proc);
+
+    const bridge = `brw${n}`;
+    const addrA = `203.0.113.${n * 4 + 1}`;
+    const addrB = `203.0.113.${n * 4 + 2}`;
+    const hostA = sites.host(sites.a, bridge, `${addrA}/30`);
+    const hostB = sites.host(sites.b, bridge, `${addrB}/30`);
+    const cookie = c.cookie ? ['cookie', c.cookie, 'peer_cookie', c.cookie] : [];
+    sites.ok(sites.a, ['add', 'session', 'name', `pww${n}`, 'tunnel_id', String(id), 'session_id', String(sidA),
+      'peer_session_id', String(sidB), 'l2spec_type', c.l2spec, 'seq', c.seqA, ...cookie, 'bridge', bridge]);
+    sites.ok(sites.b, ['add', 'session', 'name', `pww${n}`, 'tunnel_id', String(id), 'session_id', String(sidB),
+      'peer_session_id', String(sidA), 'l2spec_type', c.l2spec, 'seq', c.seqB, ...cookie, 'bridge', bridge]);
+
+    const got = sites.ping(hostA, addrB, 4, 8);
+    t.ok(got >= 3, `${c.label}: ping through the pseudowire (${got}/4)`);
+    await sleep(500);
+    await stopCapture(cap.proc);
+    t.ok(statSync(file).size > 24, `${c.label}: capture written`);
+
+    const { rows, stderr } = decode(file, c, port, a);
+    t.ok(rows.length >= got, `${c.label}: tshark decoded ${rows.length} L2TP packets from l2tpd`);
+    if (rows.length === 0) { t.comment(stderr); continue; }
+    const bad = (pred: (r: Row) => boolean) => rows.filter((r) => !pred(r)).map((r) => r['frame.number']);
+    if (c.encap === 'udp') {
+      t.same(bad((r) => r['l2tp.version'] === '3'), [], `${c.label}: version 3 in every packet`);
+      t.same(bad((r) => Number(r['l2tp.type']) === 0), [], `${c.label}: every packet a data message (T=0)`);
+      t.same(bad((r) => Number(r['l2tp.res']) === 0), [], `${c.label}: reserved field zero`);
+    }
+    t.same(bad((r) => Number(r['l2tp.sid']) === sidB), [], `${c.label}: session ID ${sidB} (the peer's) in every packet`);
+    if (c.cookie) {
+      t.same(bad((r) => r['l2tp.cookie'].replace(/:/g, '').toLowerCase() === c.cookie), [],
+        `${c.label}: cookie ${c.cookie} in every packet`);
+    } else {
+      t.same(bad((r) => r['l2tp.cookie'] === ''), [], `${c.label}: no cookie`);
+    }
+    if (c.l2spec === 'default') {
+      const sequenced = c.seqA !== 'none';
+      t.same(bad((r) => truthy(r['l2tp.l2_spec_s']) === sequenced), [], `${c.label}: S bit ${sequenced ? 'set' : 'clear'}`);
+      const seqs = rows.map((r) => Number(r['l2tp.l2_spec_sequence']));
+      if (sequenced) {
+        t.same(seqs, seqs.map((_, i) => i), `${c.label}: sequence numbers 0..${seqs.length - 1}, consecutive`);
+      } else {
+        t.ok(seqs.every((s) => s === 0), `${c.label}: sequence field zero when not sequencing`);
+      }
+    } else {
+      t.same(bad((r) => r['l2tp.l2_spec_s'] === '' && r['l2tp.l2_spec_sequence'] === ''), [],
+        `${c.label}: no sublayer decoded`);
+    }
+    // Every payload is an Ethernet frame from host A; the echo requests carry the right addresses.
+    const macA = mac(hostA);
+    const macB = mac(hostB);
+    // Payloads are host A's frames plus the site bridge's own IPv6 ND/MLD: all must decode as
+    // Ethernet with a known EtherType (a 4-byte misalignment would give garbage here).
+    t.same(bad((r) => ['0x0800', '0x0806', '0x86dd'].includes(r['eth.type'].toLowerCase())), [],
+      `${c.label}: every payload is an Ethernet frame (IPv4, ARP or IPv6)`);
+    const echoes = rows.filter((r) => r['icmp.type'] === '8');
+    t.ok(echoes.length >= got, `${c.label}: ${echoes.length} ICMP echo requests decoded inside`);
+    t.ok(echoes.every((r) => r['eth.src'].toLowerCase() === macA && r['eth.dst'].toLowerCase() === macB && r['eth.type'].toLowerCase() === '0x0800'
+      && r['ip.src'] === addrA && r['ip.dst'] === addrB),
+    `${c.label}: echo requests ${addrA} -> ${addrB}, host A's MAC -> host B's, EtherType IPv4`);
+
+    // Remove this case's sessions and tunnel so the next capture sees only its own traffic.
+    sites.ok(sites.a, ['del', 'session', 'tunnel_id', String(id), 'session_id', String(sidA)]);
+    sites.ok(sites.b, ['del', 'session', 'tunnel_id', String(id), 'session_id', String(sidB)]);
+    for (const d of [sites.a, sites.b]) sites.ok(d, ['del', 'tunnel', 'tunnel_id', String(id)]);
+  }
+});
