@@ -8,18 +8,6 @@
  * Seeded: the seed is printed; rerun with FUZZ_SEED=<seed>. FUZZ_ITERATIONS overrides the count.
  */
 import t from 'tap';
-import { Module } from 'node:module';
-// tap's ts-node runs without experimentalResolver: map `./x.js` to `./x.ts` before src is loaded.
-{
-  const M = Module as unknown as { _resolveFilename(r: string, ...a: unknown[]): string };
-  const orig = M._resolveFilename;
-  M._resolveFilename = function (r: string, ...a: unknown[]): string {
-    try { return orig.call(this, r, ...a); } catch (e) {
-      if (r.startsWith('.') && r.endsWith('.js')) return orig.call(this, r.slice(0, -3) + '.ts', ...a);
-      throw e;
-    }
-  };
-}
 import {
   DROP_REASON_NAMES, DecodeResult, DropReason, EncapKind, SequenceState, decodeCommon, decodeSession,
   type RxParams,

@@ -5,18 +5,6 @@
  * string, closure or boxed number per packet would trigger scavenges within this many rounds.
  */
 import t from 'tap';
-import { Module } from 'node:module';
-// tap's ts-node runs without experimentalResolver: map `./x.js` to `./x.ts` before src is loaded.
-{
-  const M = Module as unknown as { _resolveFilename(r: string, ...a: unknown[]): string };
-  const orig = M._resolveFilename;
-  M._resolveFilename = function (r: string, ...a: unknown[]): string {
-    try { return orig.call(this, r, ...a); } catch (e) {
-      if (r.startsWith('.') && r.endsWith('.js')) return orig.call(this, r.slice(0, -3) + '.ts', ...a);
-      throw e;
-    }
-  };
-}
 import { PerformanceObserver, performance } from 'node:perf_hooks';
 import {
   DecodeResult, DropReason, EncapKind, SequenceState, buildTxTemplate, decodeCommon, decodeSession, nextSeq,

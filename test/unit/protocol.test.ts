@@ -3,18 +3,6 @@
  * field by field, and encoded with the matching template and compared byte for byte.
  */
 import t from 'tap';
-import { Module } from 'node:module';
-// tap's ts-node runs without experimentalResolver: map `./x.js` to `./x.ts` before src is loaded.
-{
-  const M = Module as unknown as { _resolveFilename(r: string, ...a: unknown[]): string };
-  const orig = M._resolveFilename;
-  M._resolveFilename = function (r: string, ...a: unknown[]): string {
-    try { return orig.call(this, r, ...a); } catch (e) {
-      if (r.startsWith('.') && r.endsWith('.js')) return orig.call(this, r.slice(0, -3) + '.ts', ...a);
-      throw e;
-    }
-  };
-}
 import {
   DecodeResult, DropReason, EncapKind, L2SpecKind, MAX_HEADER_LEN, SequenceState, SeqAction,
   buildTxTemplate, decodeCommon, decodeSession, l2ssWord, makeRxContext, nextSeq, rxSessionHeaderLength,

@@ -5,18 +5,6 @@
  * rx_oos_packets = oosPackets.
  */
 import t from 'tap';
-import { Module } from 'node:module';
-// tap's ts-node runs without experimentalResolver: map `./x.js` to `./x.ts` before src is loaded.
-{
-  const M = Module as unknown as { _resolveFilename(r: string, ...a: unknown[]): string };
-  const orig = M._resolveFilename;
-  M._resolveFilename = function (r: string, ...a: unknown[]): string {
-    try { return orig.call(this, r, ...a); } catch (e) {
-      if (r.startsWith('.') && r.endsWith('.js')) return orig.call(this, r.slice(0, -3) + '.ts', ...a);
-      throw e;
-    }
-  };
-}
 import { DropReason, SeqAction, SequenceState, type SequenceConfig } from '../../src/protocol/index.js';
 
 /** A packet (ns, optionally at a time), an unsequenced packet, or a timer firing. */

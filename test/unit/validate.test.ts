@@ -1,16 +1,4 @@
 import t from 'tap';
-import { Module } from 'node:module';
-// tap's ts-node runs without experimentalResolver: map `./x.js` to `./x.ts` before src is loaded.
-{
-  const M = Module as unknown as { _resolveFilename(r: string, ...a: unknown[]): string };
-  const orig = M._resolveFilename;
-  M._resolveFilename = function (r: string, ...a: unknown[]): string {
-    try { return orig.call(this, r, ...a); } catch (e) {
-      if (r.startsWith('.') && r.endsWith('.js')) return orig.call(this, r.slice(0, -3) + '.ts', ...a);
-      throw e;
-    }
-  };
-}
 import { ConfigError, ConflictError } from '../../src/control/errors.js';
 import {
   checkAddSession,
