@@ -235,6 +235,11 @@ function normalizeSessionInner(input: unknown): SessionConfig {
     ? SESSION_DEFAULTS.l2spec_type : parseEnum('l2spec_type', input.l2spec_type, ['none', 'default'] as const);
   s.seq = input.seq === undefined
     ? SESSION_DEFAULTS.seq : parseEnum('seq', input.seq, ['none', 'send', 'recv', 'both'] as const);
+  // Sequence numbers live in the default sublayer: without it `send` has no effect on the wire
+  // and `recv`/`both` would drop every frame (Linux accepts both and behaves exactly so).
+  if (s.seq !== 'none' && s.l2spec_type === 'none') {
+    throw new ConfigError('seq', s.seq, 'none when l2spec_type is none (sequence numbers need l2spec_type default)');
+  }
   s.offset = input.offset === undefined
     ? SESSION_DEFAULTS.offset : parseUint('offset', input.offset, 0, OFFSET_MAX);
   s.peer_offset = input.peer_offset === undefined

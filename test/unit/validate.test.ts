@@ -83,11 +83,11 @@ t.test('tunnel: every refusal names field, value and what is allowed', async (t)
 t.test('session: defaults and normalisation', async (t) => {
   t.same(normalizeSession(S), { ...S, l2spec_type: 'default', seq: 'none', offset: 0, peer_offset: 0, reorder_timeout: 0 });
   const full = normalizeSession({
-    ...S, name: 'l2tpeth%d', cookie: '0123ABCD', peer_cookie: '0123456789abcdef', l2spec_type: 'None', seq: 'both',
+    ...S, name: 'l2tpeth%d', cookie: '0123ABCD', peer_cookie: '0123456789abcdef', l2spec_type: 'Default', seq: 'both',
     offset: '256', peer_offset: 8, reorder_timeout: '60000', mtu: '16000', bridge: 'br0', vlan: '4094', dev: 'eth1',
   });
   t.same(full, {
-    ...S, name: 'l2tpeth%d', cookie: '0123abcd', peer_cookie: '0123456789abcdef', l2spec_type: 'none', seq: 'both',
+    ...S, name: 'l2tpeth%d', cookie: '0123abcd', peer_cookie: '0123456789abcdef', l2spec_type: 'default', seq: 'both',
     offset: 256, peer_offset: 8, reorder_timeout: 60000, mtu: 16000, bridge: 'br0', vlan: 4094, dev: 'eth1',
   });
   t.equal(normalizeSession({ ...S, name: 'pw-site_b.1' }).name, 'pw-site_b.1');
@@ -95,6 +95,11 @@ t.test('session: defaults and normalisation', async (t) => {
 });
 
 t.test('session: every refusal names field, value and what is allowed', async (t) => {
+  for (const seq of ['send', 'recv', 'both']) {
+    refuses(t, () => normalizeSession({ ...S, l2spec_type: 'none', seq }), 'seq',
+      new RegExp(`^seq ${seq}: expected none when l2spec_type is none \\(sequence numbers need l2spec_type default\\)$`));
+  }
+  t.equal(normalizeSession({ ...S, l2spec_type: 'none', seq: 'none' }).seq, 'none', 'seq none with l2spec none is fine');
   for (const f of ['tunnel_id', 'session_id', 'peer_session_id']) {
     refuses(t, () => normalizeSession({ ...S, [f]: 0 }), f, new RegExp(`^${f} 0: expected an integer 1\\.\\.4294967295$`));
     const rest: Record<string, unknown> = { ...S };
