@@ -66,21 +66,56 @@ const DROP_REASONS: Array<[string, T]> = [
   ['socket_error', T.DropSocketError],
 ];
 
-export function createRegistry(src: MetricsSource, version: string): client.Registry {
-  const reg = new client.Registry();
-  client.collectDefaultMetrics({ register: reg });
-  for (const [name, field, help] of SESSION_COUNTERS) {
-    reg.registerMetric(family(name, help, 'counter', () => src.metricSessions().map((s) => ({
-      labels: { tunnel_id: s.tunnel_id, session_id: s.session_id, interface: s.interface },
-      value: src.sessionCounters[s.slot * SESSION_FIELDS + field],
-    }))));
+const escapeLabel = (v: string) => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+
+/**
+ * The per-session families (15 samples per session) are rendered here rather than through
+ * prom-client's formatter, which costs about 2 us per sample (300 ms for 10,000 sessions). The
+ * label text of each session is built once and cached by slot; a scrape is then one pass of
+ * string concatenation per family.
+ */
+class SessionFamilies {
+  private readonly labelCache: Array<{ tid: number; sid: number; ifname: string; text: string } | undefined> = [];
+  constructor(private readonly src: MetricsSource) {}
+
+  private labels(s: { tunnel_id: number; session_id: number; interface: string; slot: number }): string {
+    const c = this.labelCache[s.slot];
+    if (c && c.tid === s.tunnel_id && c.sid === s.session_id && c.ifname === s.interface) return c.text;
+    const text = `{tunnel_id="${s.tunnel_id}",session_id="${s.session_id}",interface="${escapeLabel(s.interface)}"}`;
+    this.labelCache[s.slot] = { tid: s.tunnel_id, sid: s.session_id, ifname: s.interface, text };
+    return text;
   }
-  reg.registerMetric(family('l2tp_session_last_rx_timestamp_seconds',
-    'Unix time of the last frame delivered on the session, 0 if none yet.', 'gauge',
-    () => src.metricSessions().map((s) => ({
-      labels: { tunnel_id: s.tunnel_id, session_id: s.session_id, interface: s.interface },
-      value: src.sessionCounters[s.slot * SESSION_FIELDS + S.LastRxMs] / 1000,
-    }))));
+
+  render(): string {
+    const sessions = this.src.metricSessions();
+    const labels = sessions.map((s) => this.labels(s));
+    const ctr = this.src.sessionCounters;
+    let out = '';
+    const one = (name: string, help: string, type: string, field: number, scale: number) => {
+      let text = `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n`;
+      for (let i = 0; i < sessions.length; i++) {
+        text += `${name}${labels[i]} ${ctr[sessions[i].slot * SESSION_FIELDS + field] / scale}\n`;
+      }
+      out += text;
+    };
+    for (const [name, field, help] of SESSION_COUNTERS) one(name, help, 'counter', field, 1);
+    one('l2tp_session_last_rx_timestamp_seconds', 'Unix time of the last frame delivered on the session, 0 if none yet.',
+      'gauge', S.LastRxMs, 1000);
+    return out;
+  }
+}
+
+class L2tpRegistry extends client.Registry {
+  constructor(private readonly sessionFamilies: SessionFamilies) { super(); }
+  override async metrics(): Promise<string> {
+    const rest = await super.metrics();
+    return `${this.sessionFamilies.render()}${rest}`;
+  }
+}
+
+export function createRegistry(src: MetricsSource, version: string): client.Registry {
+  const reg = new L2tpRegistry(new SessionFamilies(src));
+  client.collectDefaultMetrics({ register: reg });
   for (const [name, field, help] of TUNNEL_COUNTERS) {
     reg.registerMetric(family(name, help, 'counter', () => src.metricTunnels().map((t) => ({
       labels: { tunnel_id: t.tunnel_id }, value: src.tunnelCounters[t.slot * TUNNEL_FIELDS + field],

@@ -1,0 +1,57 @@
+/**
+ * createRegistry over a fake MetricsSource: every design.md family is rendered with the
+ * counter values of each session's row, labels are escaped, a reused slot gets fresh labels,
+ * and deleted sessions disappear.
+ */
+import t from 'tap';
+import { createRegistry, type MetricsSource } from '../../src/metrics/index.js';
+import { SESSION_FIELDS, SessionCounter as S, TUNNEL_FIELDS } from '../../src/dataplane/layout.js';
+
+function source() {
+  const sessions = [
+    { tunnel_id: 10, session_id: 1, interface: 'l2tpeth0', slot: 0 },
+    { tunnel_id: 10, session_id: 2, interface: 'we"ird\\if', slot: 3 },
+  ];
+  const sessionCounters = new Float64Array(8 * SESSION_FIELDS);
+  const tunnelCounters = new Float64Array(8 * TUNNEL_FIELDS);
+  sessionCounters[3 * SESSION_FIELDS + S.RxPackets] = 42;
+  sessionCounters[3 * SESSION_FIELDS + S.TxBytes] = 2 ** 40;
+  sessionCounters[3 * SESSION_FIELDS + S.LastRxMs] = 1_700_000_000_500;
+  const src: MetricsSource = {
+    metricSessions: () => sessions, metricTunnels: () => [{ tunnel_id: 10, slot: 0 }],
+    sessionCounters, tunnelCounters, hostRow: 7,
+  };
+  return { src, sessions, sessionCounters };
+}
+
+t.test('session families', async (t) => {
+  const { src, sessions, sessionCounters } = source();
+  const reg = createRegistry(src, '9.9.9');
+  let text = await reg.metrics();
+  const weird = 'tunnel_id="10",session_id="2",interface="we\\"ird\\\\if"';
+  for (const name of ['rx_packets', 'rx_bytes', 'tx_packets', 'tx_bytes', 'rx_errors', 'tx_errors',
+    'rx_seq_discards', 'rx_oos_packets', 'rx_cookie_discards']) {
+    t.match(text, new RegExp(`^# TYPE l2tp_session_${name}_total counter$`, 'm'), `${name} TYPE`);
+    t.match(text, new RegExp(`^l2tp_session_${name}_total\\{tunnel_id="10",session_id="1",interface="l2tpeth0"\\} 0$`, 'm'));
+  }
+  t.ok(text.includes(`l2tp_session_rx_packets_total{${weird}} 42\n`), 'row of slot 3, escaped interface label');
+  t.ok(text.includes(`l2tp_session_tx_bytes_total{${weird}} 1099511627776\n`), 'large counters exact');
+  t.ok(text.includes(`l2tp_session_last_rx_timestamp_seconds{${weird}} 1700000000.5\n`), 'last rx in seconds');
+  t.match(text, /^# TYPE l2tp_session_last_rx_timestamp_seconds gauge$/m);
+  t.match(text, /^l2tp_sessions 2$/m);
+  t.match(text, /^l2tp_tunnels 1$/m);
+  t.match(text, /^l2tpd_build_info\{version="9\.9\.9",node="v[\d.]+"\} 1$/m);
+  t.match(text, /^l2tp_tunnel_rx_drops_total\{tunnel_id="",reason="unknown_session"\} 0$/m, 'host row');
+  t.match(text, /^process_resident_memory_bytes \d+/m, 'default process metrics');
+  const families = [...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]);
+  t.equal(new Set(families).size, families.length, 'each family once');
+
+  // Slot 3 reused by another session: new labels, not the cached ones. Session 1 deleted.
+  sessions.splice(0, 2, { tunnel_id: 20, session_id: 7, interface: 'pw7', slot: 3 });
+  sessionCounters[3 * SESSION_FIELDS + S.RxPackets] = 1;
+  text = await reg.metrics();
+  t.ok(text.includes('l2tp_session_rx_packets_total{tunnel_id="20",session_id="7",interface="pw7"} 1\n'), 'reused slot relabelled');
+  t.notOk(text.includes('interface="l2tpeth0"'), 'deleted session gone');
+  t.notOk(text.includes('we\\"ird'), 'old labels gone');
+  t.match(text, /^l2tp_sessions 1$/m);
+});
