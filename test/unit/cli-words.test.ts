@@ -31,13 +31,15 @@ t.test('add tunnel: every word', async (t) => {
 });
 
 t.test('add session: every word', async (t) => {
-  t.same(parseCommand(w('add session name pw0 tunnel_id 3000 session_id 1000 peer_session_id 2000 cookie 0123ABCD peer_cookie 0011223344556677 l2spec_type none seq both offset 8 peer_offset 4 reorder_timeout 100 mtu 9000 bridge br0 vlan 1000 dev eth1')), {
+  t.same(parseCommand(w('add session name pw0 tunnel_id 3000 session_id 1000 peer_session_id 2000 cookie 0123ABCD peer_cookie 0011223344556677 l2spec_type default seq both offset 8 peer_offset 4 reorder_timeout 100 mtu 9000 bridge br0 vlan 1000 dev eth1')), {
     object: 'session', command: 'add',
     params: {
       tunnel_id: 3000, session_id: 1000, peer_session_id: 2000, name: 'pw0', cookie: '0123abcd', peer_cookie: '0011223344556677',
-      l2spec_type: 'none', seq: 'both', offset: 8, peer_offset: 4, reorder_timeout: 100, mtu: 9000, bridge: 'br0', vlan: 1000, dev: 'eth1',
+      l2spec_type: 'default', seq: 'both', offset: 8, peer_offset: 4, reorder_timeout: 100, mtu: 9000, bridge: 'br0', vlan: 1000, dev: 'eth1',
     },
   });
+  t.throws(() => parseCommand(w('add session tunnel_id 1 session_id 2 peer_session_id 3 l2spec_type none seq both')),
+    { name: 'UsageError', message: /^seq both: expected none when l2spec_type is none/ }, 'seq needs the default sublayer: usage error');
   t.same(parseCommand(w('session add tid 1 sid 2 psid 3')).params, {
     tunnel_id: 1, session_id: 2, peer_session_id: 3, l2spec_type: 'default', seq: 'none', offset: 0, peer_offset: 0, reorder_timeout: 0,
   }, 'aliases and defaults');
