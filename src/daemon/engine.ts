@@ -240,13 +240,12 @@ export class DaemonEngine implements Engine, MetricsSource {
         if (!n) removed++; else changed++;
       }
     }
-    for (const [id, t] of oldT) {
+    for (const id of oldT.keys()) {
       if (!newT.has(id) || changedTunnels.has(id)) {
         const rt = this.tunnels.get(id);
         if (rt) await this.stopTunnel(rt);
         this.failures.delete(`tunnel ${id}`);
         if (!newT.has(id)) removed++; else changed++;
-        void t;
       }
     }
     this.config = next;

@@ -339,8 +339,6 @@ export class Forwarder {
 
   /** Send the socket's queue with sendmmsg; on EAGAIN keep the rest and wait for writability. */
   private flush(sock: SocketState): void {
-    const sc = this.sc;
-    const tc = this.tc;
     while (sock.qCount > 0) {
       const sent = this.native.sendBatch(sock.fd, sock.qOffsets, sock.qLengths, sock.qPeers, sock.qHead, sock.qCount);
       if (sent < 0) {
@@ -355,7 +353,6 @@ export class Forwarder {
       }
     }
     if (sock.blocked) this.unblock(sock);
-    void sc; void tc;
   }
 
   /** Account for and release the first `n` queued messages. */
