@@ -3,7 +3,7 @@
  * every namespace is removed by name in teardown (and on exit), and nothing outside the
  * namespaces is touched. Addresses used inside are documentation ranges only.
  */
-import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { execFileSync, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node:child_process';
 
 let counter = 0;
 const created = new Set<string>();
@@ -67,4 +67,35 @@ export function vethBetween(nsA: string, ifA: string, addrA: string, nsB: string
     execFileSync('ip', ['-n', ns, ...(v6 ? ['-6'] : []), 'addr', 'add', addr, 'dev', ifn, ...(v6 ? ['nodad'] : [])]);
     execFileSync('ip', ['-n', ns, 'link', 'set', ifn, 'up']);
   }
+}
+
+/** Send `signal`, wait up to graceMs, then SIGKILL (bounded too). Resolves to the exit code, or null if it had to be killed. */
+export async function stopProcess(proc: ChildProcess, signal: NodeJS.Signals = 'SIGTERM', graceMs = 5000): Promise<number | null> {
+  if (proc.exitCode !== null || proc.signalCode !== null || proc.pid === undefined) return proc.exitCode;
+  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  try { proc.kill(signal); } catch { return proc.exitCode; }
+  const code = await Promise.race([exited, delay(graceMs).then(() => 'timeout' as const)]);
+  if (code !== 'timeout') return code;
+  try { proc.kill('SIGKILL'); } catch { /* already gone */ }
+  await Promise.race([exited, delay(3000)]);
+  return null;
+}
+
+/** Poll until `check` holds or `ms` pass; returns the last result. */
+export async function waitUntil(check: () => boolean, ms = 10000, stepMs = 100): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (check()) return true;
+    await delay(stepMs);
+  }
+  return check();
+}
+
+/** MAC address of an interface in a namespace, lowercase. */
+export function linkAddress(ns: string, ifname: string): string {
+  return (JSON.parse(nsExec(ns, 'ip', ['-j', 'link', 'show', ifname]))[0].address as string).toLowerCase();
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
 }

@@ -7,7 +7,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createNetns, deleteNetns, nsExec, nsRun, uniqueName, vethBetween } from './netns.js';
+import { createNetns, deleteNetns, nsExec, nsRun, stopProcess, uniqueName, vethBetween } from './netns.js';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const DAEMON = path.join(ROOT, 'dist', 'daemon', 'main.js');
@@ -76,11 +76,8 @@ export class Sites {
 
   async stop(d: Daemon, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
     const proc = d.proc;
-    if (!proc || proc.exitCode !== null) return proc?.exitCode ?? null;
-    const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
-    proc.kill(signal);
-    const code = await Promise.race([exited, sleep(8000).then(() => 'timeout' as const)]);
-    if (code === 'timeout') { proc.kill('SIGKILL'); return null; }
+    if (!proc) return null;
+    const code = await stopProcess(proc, signal, 8000);
     d.proc = null;
     return code;
   }

@@ -7,7 +7,7 @@
  * without 802.1Q; live otherwise).
  */
 import t from 'tap';
-import { hasCommand, netnsUnavailable, nsExec, nsRun, uniqueName } from '../helpers/netns.js';
+import { hasCommand, netnsUnavailable, nsExec, nsRun, uniqueName, waitUntil } from '../helpers/netns.js';
 import { Sites, UNDERLAY, sleep, type Daemon } from '../helpers/sites.js';
 
 const skip = netnsUnavailable() || (!hasCommand('ping') && 'ping (iputils-ping) is not installed');
@@ -44,16 +44,6 @@ function session(sites: Sites, d: Daemon, sid: number): ShownSession {
   const s = all.find((x) => x.session_id === sid);
   if (!s) throw new Error(`session ${sid} not shown: ${JSON.stringify(all)}`);
   return s;
-}
-
-/** Poll until `check` holds (link events are handled asynchronously). */
-async function until(check: () => boolean, ms = 10000): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (check()) return true;
-    await sleep(150);
-  }
-  return check();
 }
 
 /** Ping until replies come (a restored or re-attached port may need a moment), at most ~20 s. */
@@ -127,16 +117,16 @@ t.test('bridge: traffic, restart without flap, restore after external changes, o
 
   // Deleted behind l2tpd's back: recreated, re-enslaved, data plane switched to the new tap.
   nsExec(sites.a.ns, 'ip', ['link', 'del', pwA]);
-  t.ok(await until(() => link(sites.a.ns, pwA)?.master === brA), 'deleted tap recreated in its bridge');
-  t.ok(await until(() => session(sites, sites.a, 1).restored >= 1), 'restored counted in show session');
+  t.ok(await waitUntil(() => link(sites.a.ns, pwA)?.master === brA), 'deleted tap recreated in its bridge');
+  t.ok(await waitUntil(() => session(sites, sites.a, 1).restored >= 1), 'restored counted in show session');
   t.not(link(sites.a.ns, pwA)?.ifindex, tapA.ifindex, 'a new tap (new ifindex)');
   t.ok(await pingEventually(sites, hostA, '198.51.100.2') >= 2, 'traffic resumes after the tap was restored');
 
   // Removed from the bridge behind l2tpd's back: re-enslaved.
   const before = session(sites, sites.a, 1).restored;
   nsExec(sites.a.ns, 'ip', ['link', 'set', pwA, 'nomaster']);
-  t.ok(await until(() => link(sites.a.ns, pwA)?.master === brA), 're-enslaved after nomaster');
-  t.ok(await until(() => session(sites, sites.a, 1).restored > before), 'counted');
+  t.ok(await waitUntil(() => link(sites.a.ns, pwA)?.master === brA), 're-enslaved after nomaster');
+  t.ok(await waitUntil(() => session(sites, sites.a, 1).restored > before), 'counted');
   t.ok(await pingEventually(sites, hostA, '198.51.100.2') >= 2, 'traffic after re-enslaving');
 
   // del session: the tap and the bridge l2tpd created go; a pre-existing bridge stays.

@@ -5,7 +5,7 @@
  * `l2tpctl show session -s` must print the same numbers.
  */
 import t from 'tap';
-import { hasCommand, netnsUnavailable, nsExec, nsRun } from '../helpers/netns.js';
+import { hasCommand, linkAddress, netnsUnavailable, nsExec, nsRun } from '../helpers/netns.js';
 import { Sites, UNDERLAY, sleep, type Daemon } from '../helpers/sites.js';
 
 const skip = netnsUnavailable()
@@ -56,10 +56,6 @@ function parseShowStats(text: string): Record<string, number> {
   return out;
 }
 
-function macOf(ns: string, ifname: string): string {
-  return JSON.parse(nsExec(ns, 'ip', ['-j', 'link', 'show', ifname]))[0].address as string;
-}
-
 t.test('per-session counters on /metrics match the frames sent, exactly', { skip }, async (t) => {
   const sites = new Sites();
   t.teardown(() => sites.close());
@@ -87,8 +83,8 @@ t.test('per-session counters on /metrics match the frames sent, exactly', { skip
     nsExec(h, 'ip', ['link', 'set', 'eth0', 'mtu', '1400', 'up']);
   }
   const [hostA, hostB] = hosts;
-  nsExec(hostA, 'ip', ['neigh', 'replace', '198.51.100.2', 'lladdr', macOf(hostB, 'eth0'), 'dev', 'eth0', 'nud', 'permanent']);
-  nsExec(hostB, 'ip', ['neigh', 'replace', '198.51.100.1', 'lladdr', macOf(hostA, 'eth0'), 'dev', 'eth0', 'nud', 'permanent']);
+  nsExec(hostA, 'ip', ['neigh', 'replace', '198.51.100.2', 'lladdr', linkAddress(hostB, 'eth0'), 'dev', 'eth0', 'nud', 'permanent']);
+  nsExec(hostB, 'ip', ['neigh', 'replace', '198.51.100.1', 'lladdr', linkAddress(hostA, 'eth0'), 'dev', 'eth0', 'nud', 'permanent']);
   // Let the kernel's own chatter on new links (unsolicited IGMP reports come up to ~1 s apart,
   // twice) pass before the baseline, so the window holds only the pings.
   await sleep(3000);

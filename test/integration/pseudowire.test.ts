@@ -38,7 +38,7 @@ t.test('pseudowire matrix: udp/ip x IPv4/IPv6 x cookie 0/4/8 x l2spec none/defau
     sites.ok(sites.a, tunnelWords(tn, 'a'));
     sites.ok(sites.b, tunnelWords(tn, 'b'));
   }
-  const cases: Array<{ label: string; hostA: string; hostB: string; addrB: string; tunnel: number; sid: number }> = [];
+  const cases: Array<{ label: string; hostA: string; hostB: string; addrA: string; addrB: string }> = [];
   let n = 0;
   for (const tn of TUNNELS) {
     for (const cookie of COOKIES) {
@@ -57,8 +57,7 @@ t.test('pseudowire matrix: udp/ip x IPv4/IPv6 x cookie 0/4/8 x l2spec none/defau
         sites.ok(sites.a, ['add', 'session', 'name', `pwa${n}`, ...common]);
         sites.ok(sites.b, ['add', 'session', 'name', `pwb${n}`, ...common]);
         const label = `${tn.encap}/IPv${tn.v6 ? 6 : 4} cookie=${cookie.length ? cookie[1].length / 2 : 0} l2spec=${l2spec} inner IPv${inner6 ? 6 : 4}`;
-        cases.push({ label, hostA, hostB, addrB, tunnel: tn.id, sid });
-        void addrA;
+        cases.push({ label, hostA, hostB, addrA, addrB });
       }
     }
   }
@@ -76,8 +75,7 @@ t.test('pseudowire matrix: udp/ip x IPv4/IPv6 x cookie 0/4/8 x l2spec none/defau
 
   // Ping the other way on one session per tunnel.
   for (const c of cases.filter((_, i) => i % 6 === 0)) {
-    const addrA = c.addrB.replace(/2$/, '1');
-    t.ok(sites.ping(c.hostB, addrA, 3, 8) >= 2, `${c.label}: ping B->A`);
+    t.ok(sites.ping(c.hostB, c.addrA, 3, 8) >= 2, `${c.label}: ping B->A`);
   }
 });
 

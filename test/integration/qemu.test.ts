@@ -19,7 +19,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import t from 'tap';
-import { hasCommand, netnsUnavailable, nsExec, nsRun } from '../helpers/netns.js';
+import { hasCommand, netnsUnavailable, nsExec, nsRun, stopProcess, waitUntil } from '../helpers/netns.js';
 import { Sites, UNDERLAY, sleep } from '../helpers/sites.js';
 
 const QEMU = 'qemu-system-x86_64';
@@ -68,29 +68,11 @@ const CASES: Case[] = [
 
 interface SessionStats { session_id: number; stats: Record<string, number> }
 
-async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (cond()) return true;
-    await sleep(100);
-  }
-  return cond();
-}
-
-async function killQemu(proc: ChildProcess): Promise<void> {
-  if (proc.exitCode !== null || proc.signalCode !== null || proc.pid === undefined) return;
-  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-  try { process.kill(proc.pid, 'SIGTERM'); } catch { return; }
-  if (await Promise.race([exited.then(() => true), sleep(3000).then(() => false)])) return;
-  try { process.kill(proc.pid, 'SIGKILL'); } catch { /* gone */ }
-  await Promise.race([exited, sleep(3000)]);
-}
-
 t.test('interop with QEMU -netdev l2tpv3', { skip }, async (t) => {
   const sites = new Sites();
   const qemus: ChildProcess[] = [];
   t.teardown(async () => {
-    for (const q of qemus) await killQemu(q);
+    for (const q of qemus) await stopProcess(q, 'SIGTERM', 3000);
     await sites.close();
   });
   await sites.start(sites.a);
@@ -131,11 +113,11 @@ t.test('interop with QEMU -netdev l2tpv3', { skip }, async (t) => {
     const qlog: string[] = [];
     q.stdout!.on('data', (b: Buffer) => qlog.push(b.toString()));
     q.stderr!.on('data', (b: Buffer) => qlog.push(b.toString()));
-    const tapUp = await waitFor(() => q.exitCode === null
+    const tapUp = await waitUntil(() => q.exitCode === null
       && nsRun(sites.b.ns, 'ip', ['link', 'show', tap], 5000).status === 0, 15000);
     if (!tapUp) {
       t.fail(`${c.label}: QEMU did not create tap ${tap}: ${qlog.join('')}`);
-      await killQemu(q);
+      await stopProcess(q, 'SIGTERM', 3000);
       continue;
     }
     nsExec(sites.b.ns, 'ip', ['link', 'set', tap, 'master', bridge, 'up']);
@@ -160,7 +142,7 @@ t.test('interop with QEMU -netdev l2tpv3', { skip }, async (t) => {
       t.equal(s.stats.rx_packets, 0, `${c.label}: nothing delivered`);
     }
     t.equal(q.exitCode, null, `${c.label}: QEMU still running`);
-    await killQemu(q);
+    await stopProcess(q, 'SIGTERM', 3000);
     if (!c.works || t.passing() === false) t.comment(`QEMU output: ${qlog.join('').trim()}`);
   }
 });

@@ -8,7 +8,7 @@
  */
 import t from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { hasCommand, netnsUnavailable } from '../helpers/netns.js';
+import { hasCommand, netnsUnavailable, stopProcess, waitUntil } from '../helpers/netns.js';
 import { Sites, UNDERLAY, sleep } from '../helpers/sites.js';
 import { craft, diff, frameHex, l2ssHex, rawSocketUnavailable, sessionStats, udpData } from '../helpers/inject.js';
 
@@ -69,10 +69,8 @@ async function capture(ns: string, ifname: string): Promise<{ frames: Captured[]
       if (hex) frames.push({ index: parseInt(hex[1] + hex[2], 16), ts });
     }
   });
-  const exited = new Promise<void>((r) => p.once('exit', () => r()));
-  for (let i = 0; i < 100 && !ready; i++) await sleep(100);
-  if (!ready) throw new Error('tcpdump did not start');
-  return { frames, stop: async () => { await sleep(300); p.kill('SIGINT'); await exited; } };
+  if (!(await waitUntil(() => ready))) throw new Error('tcpdump did not start');
+  return { frames, stop: async () => { await sleep(300); await stopProcess(p, 'SIGINT'); } };
 }
 
 t.test('reorder_timeout live: crafted out-of-order packets, timer release, peer restart resync', {

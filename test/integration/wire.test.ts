@@ -13,7 +13,7 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { hasCommand, netnsUnavailable, nsExec } from '../helpers/netns.js';
+import { hasCommand, linkAddress, netnsUnavailable, nsExec, stopProcess } from '../helpers/netns.js';
 import { Sites, UNDERLAY, sleep } from '../helpers/sites.js';
 
 const skip = netnsUnavailable()
@@ -45,11 +45,6 @@ const FIELDS = ['frame.number', 'l2tp.version', 'l2tp.type', 'l2tp.res', 'l2tp.s
   'l2tp.l2_spec_sequence', 'eth.src', 'eth.dst', 'eth.type', 'ip.src', 'ip.dst', 'icmp.type'] as const;
 type Row = Record<(typeof FIELDS)[number], string>;
 
-function mac(ns: string): string {
-  const j = JSON.parse(nsExec(ns, 'ip', ['-j', 'link', 'show', 'eth0'])) as Array<{ address: string }>;
-  return j[0].address.toLowerCase();
-}
-
 /** Start tcpdump on the site's underlay and wait until it is listening. */
 async function startCapture(ns: string, file: string): Promise<{ proc: ChildProcess; err: string[] }> {
   const proc = spawn('ip', ['netns', 'exec', ns, 'tcpdump', '-i', 'ul0', '-n', '-U', '--immediate-mode', '-s', '0', '-Z', 'root', '-w', file],
@@ -60,15 +55,6 @@ async function startCapture(ns: string, file: string): Promise<{ proc: ChildProc
   while (Date.now() < deadline && !/listening on/.test(err.join('')) && proc.exitCode === null) await sleep(50);
   if (!/listening on/.test(err.join(''))) throw new Error(`tcpdump did not start: ${err.join('')}`);
   return { proc, err };
-}
-
-async function stopCapture(proc: ChildProcess): Promise<void> {
-  if (proc.exitCode !== null || proc.signalCode !== null || proc.pid === undefined) return;
-  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-  try { process.kill(proc.pid, 'SIGINT'); } catch { return; }
-  if (await Promise.race([exited.then(() => true), sleep(5000).then(() => false)])) return;
-  try { process.kill(proc.pid, 'SIGKILL'); } catch { /* gone */ }
-  await Promise.race([exited, sleep(3000)]);
 }
 
 function decode(file: string, c: Case, port: number, src: string): { rows: Row[]; stderr: string } {
@@ -96,7 +82,7 @@ t.test('tshark decodes what l2tpd sends', { skip }, async (t) => {
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'l2tpd-wire-'));
   const captures: ChildProcess[] = [];
   t.teardown(async () => {
-    for (const p of captures) await stopCapture(p);
+    for (const p of captures) await stopProcess(p, 'SIGINT');
     await sites.close();
     if (!process.env.L2TPD_KEEP_PCAP) rmSync(tmp, { recursive: true, force: true });
   });
@@ -138,7 +124,7 @@ t.test('tshark decodes what l2tpd sends', { skip }, async (t) => {
     const got = sites.ping(hostA, addrB, 4, 8);
     t.ok(got >= 3, `${c.label}: ping through the pseudowire (${got}/4)`);
     await sleep(500);
-    await stopCapture(cap.proc);
+    await stopProcess(cap.proc, 'SIGINT');
     t.ok(statSync(file).size > 24, `${c.label}: capture written`);
 
     const { rows, stderr } = decode(file, c, port, a);
@@ -171,8 +157,8 @@ t.test('tshark decodes what l2tpd sends', { skip }, async (t) => {
         `${c.label}: no sublayer decoded`);
     }
     // Every payload is an Ethernet frame from host A; the echo requests carry the right addresses.
-    const macA = mac(hostA);
-    const macB = mac(hostB);
+    const macA = linkAddress(hostA, 'eth0');
+    const macB = linkAddress(hostB, 'eth0');
     // Payloads are host A's frames plus the site bridge's own IPv6 ND/MLD: all must decode as
     // Ethernet with a known EtherType (a 4-byte misalignment would give garbage here).
     t.same(bad((r) => ['0x0800', '0x0806', '0x86dd'].includes(r['eth.type'].toLowerCase())), [],
