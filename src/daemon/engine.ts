@@ -17,7 +17,7 @@ import { DataPlane } from '../dataplane/index.js';
 import { HOST_ROW, MAX_SESSIONS, MAX_TUNNELS } from '../dataplane/layout.js';
 import { native } from '../native/index.js';
 import { Rtnl, type LinkEvent } from '../netlink/index.js';
-import { sessionOverhead } from './mtu.js';
+import { cookieBytes, sessionOverhead } from './mtu.js';
 import { SessionInterfaces, type SessionLinks } from './interfaces.js';
 import type { MetricsSource } from '../metrics/index.js';
 
@@ -146,7 +146,6 @@ export class DaemonEngine implements Engine, MetricsSource {
   addSession(input: SessionConfig): Promise<void> { return this.exclusive(() => this.doAddSession(input)); }
   delSession(tid: number, sid: number): Promise<void> { return this.exclusive(() => this.doDelSession(tid, sid)); }
   reload(): Promise<{ added: number; removed: number; changed: number }> { return this.exclusive(() => this.doReload()); }
-  reloadSerialized = () => this.reload();
 
   private async doAddTunnel(input: TunnelConfig): Promise<void> {
     const t = normalizeTunnel(input);
@@ -380,7 +379,7 @@ export class DaemonEngine implements Engine, MetricsSource {
       slot = this.sessionSlots.take();
       const spec: SessionSpec = {
         slot, tunnelSlot: tunnel.slot, sessionId: s.session_id, peerSessionId: s.peer_session_id,
-        tapFd: links.tap.fd, cookie: hexBytes(s.cookie), peerCookie: hexBytes(s.peer_cookie),
+        tapFd: links.tap.fd, cookie: [...cookieBytes(s.cookie)], peerCookie: [...cookieBytes(s.peer_cookie)],
         l2spec: s.l2spec_type ?? 'default', seq: s.seq ?? 'none', reorderTimeout: s.reorder_timeout ?? 0,
         offset: s.offset ?? 0, peerOffset: s.peer_offset ?? 0, mtu,
       };
@@ -469,13 +468,6 @@ export class DaemonEngine implements Engine, MetricsSource {
     }
     if (any) await this.sweepInterfaces();
   }
-}
-
-function hexBytes(hex: string | undefined): number[] {
-  if (!hex) return [];
-  const out: number[] = [];
-  for (let i = 0; i < hex.length; i += 2) out.push(parseInt(hex.slice(i, i + 2), 16));
-  return out;
 }
 
 /** Turn socket set-up errors into messages that name the word, the value and what is allowed. */

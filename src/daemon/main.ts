@@ -80,7 +80,7 @@ async function main(): Promise<void> {
   sdNotify('--ready', '--status=running');
 
   process.on('SIGHUP', () => {
-    engine.reloadSerialized().then(
+    engine.reload().then(
       (r) => log.info(r, 'SIGHUP: reloaded'),
       (err: Error) => log.error({ err: err.message }, 'SIGHUP: reload refused; running state kept'),
     );

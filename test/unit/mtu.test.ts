@@ -1,0 +1,17 @@
+/** Default session MTU overhead against the kernel's table (l2tpv3-protocol.md §6). */
+import t from 'tap';
+import { sessionOverhead } from '../../src/daemon/mtu.js';
+
+const base = { peer_session_id: 1 };
+t.test('1500-byte underlay gives the kernel l2tp_eth defaults', async (t) => {
+  const mtu = (encap: 'udp' | 'ip', family: 4 | 6, s: object) => 1500 - sessionOverhead({ encap }, { ...base, ...s }, family);
+  t.equal(mtu('udp', 4, {}), 1446, 'UDP/IPv4, default sublayer, no cookie');
+  t.equal(mtu('udp', 4, { l2spec_type: 'none' }), 1450, 'UDP/IPv4, no sublayer');
+  t.equal(mtu('udp', 4, { cookie: '0102030405060708' }), 1438, 'UDP/IPv4, 8-byte cookie');
+  t.equal(mtu('ip', 4, {}), 1458, 'IP/IPv4, default sublayer');
+  t.equal(mtu('ip', 4, { l2spec_type: 'none' }), 1462, 'IP/IPv4, no sublayer');
+  t.equal(mtu('ip', 4, { cookie: '0102030405060708' }), 1450, 'IP/IPv4, 8-byte cookie');
+  t.equal(mtu('udp', 6, {}), 1426, 'UDP/IPv6');
+  t.equal(mtu('ip', 6, {}), 1438, 'IP/IPv6');
+  t.equal(mtu('udp', 4, { offset: 16 }), 1430, 'offset padding counts: it is on the wire');
+});
