@@ -525,23 +525,26 @@ export class Forwarder {
       const processed = this.native.writeBatch(fd, this.dOffsets, this.dLengths, i, j - i);
       const refused = this.native.takeWriteErrors();
       const ok = processed > refused ? processed - refused : 0;
-      for (let k = i; k < j; k++) {
-        const sess = this.dSessions[k];
-        const row = sess * SESSION_FIELDS;
-        if (k - i < ok) {
-          const s = this.sessionsBySlot.get(sess);
-          const tRow = s ? s.tunnel.slot * TUNNEL_FIELDS : -1;
-          sc[row + S.RxPackets]++;
-          sc[row + S.RxBytes] += this.dBytes[k];
-          sc[row + S.LastRxMs] = this.now;
-          if (tRow >= 0) {
-            tc[tRow + T.RxPackets]++;
-            tc[tRow + T.RxBytes] += this.dBytes[k];
-          }
-        } else {
-          sc[row + S.RxTapDrops]++;
-          sc[row + S.RxErrors]++;
+      // A run of frames for one tap is one session: count it once per run.
+      const slot = this.dSessions[i];
+      const row = slot * SESSION_FIELDS;
+      let bytes = 0;
+      for (let k = i; k < i + ok; k++) bytes += this.dBytes[k];
+      if (ok > 0) {
+        sc[row + S.RxPackets] += ok;
+        sc[row + S.RxBytes] += bytes;
+        sc[row + S.LastRxMs] = this.now;
+        const s = this.sessionsBySlot.get(slot);
+        if (s) {
+          const tRow = s.tunnel.slot * TUNNEL_FIELDS;
+          tc[tRow + T.RxPackets] += ok;
+          tc[tRow + T.RxBytes] += bytes;
         }
+      }
+      const dropped = j - i - ok;
+      if (dropped > 0) {
+        sc[row + S.RxTapDrops] += dropped;
+        sc[row + S.RxErrors] += dropped;
       }
       i = j;
     }
