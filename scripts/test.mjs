@@ -1,10 +1,15 @@
 #!/usr/bin/env node
 // Runs the whole suite with node-tap and ends with one plain line "N passed, N failed, N skipped",
-// so a run that tested nothing is visible. Builds first (native addon and dist/) if needed.
+// so a run that tested nothing is visible. Installs (npm ci) and builds (addon, dist/) first if needed.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 
 const root = new URL('..', import.meta.url).pathname;
+// A fresh checkout: npm ci installs the pinned dependencies and builds the addon and dist/.
+if (!existsSync(`${root}node_modules/.package-lock.json`)) {
+  const r = spawnSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
+  if (r.status !== 0) { console.log('0 passed, 1 failed'); process.exit(r.status ?? 1); }
+}
 if (!existsSync(`${root}native-bindings/build/Release/l2tpd_native.node`)) {
   const r = spawnSync('npx', ['node-gyp', 'rebuild', '--directory', 'native-bindings'], { cwd: root, stdio: 'inherit' });
   if (r.status !== 0) process.exit(r.status ?? 1);
