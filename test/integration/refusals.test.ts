@@ -5,7 +5,7 @@
  * Also: a restarted daemon restores its tunnels and sessions from the config file.
  */
 import t from 'tap';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { netnsUnavailable } from '../helpers/netns.js';
 import { Sites, UNDERLAY } from '../helpers/sites.js';
 
@@ -66,4 +66,18 @@ t.test('refusals change nothing; restart restores', { skip }, async (t) => {
   const sessions = sites.json<Array<{ session_id: number; interface: string; state: string }>>(a, ['show', 'session']);
   t.same(sessions.map((s) => [s.session_id, s.interface, s.state]), [[10, 'pw1', 'up']], 'session restored after restart');
   t.equal(readFileSync(a.config, 'utf8'), before, 'config file as it was');
+
+  // A config entry that cannot start (its local address is not on the host) is kept, shown down
+  // with the reason, and does not stop the rest from running.
+  await sites.stop(a);
+  const cfg = JSON.parse(before) as { tunnels: object[] };
+  cfg.tunnels.push({ tunnel_id: 7, peer_tunnel_id: 7, encap: 'ip', local: '192.0.2.77', remote: UNDERLAY.b4 });
+  writeFileSync(a.config, `${JSON.stringify(cfg, null, 2)}\n`);
+  await sites.start(a);
+  const tunnels = sites.json<Array<{ tunnel_id: number; state: string; error?: string }>>(a, ['show', 'tunnel']);
+  const bad = tunnels.find((x) => x.tunnel_id === 7);
+  t.equal(bad?.state, 'down', 'unstartable tunnel shown down');
+  t.match(bad?.error ?? '', /192\.0\.2\.77.*this host/, `with its reason: "${bad?.error}"`);
+  t.equal(tunnels.find((x) => x.tunnel_id === 1)?.state, 'up', 'the other tunnel runs');
+  t.match(readFileSync(a.config, 'utf8'), /192\.0\.2\.77/, 'the entry stays in the config file');
 });
