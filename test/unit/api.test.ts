@@ -7,6 +7,7 @@ import pino from 'pino';
 import { startApiServer, socketActivated, MAX_BODY_BYTES, type Engine, type SessionView, type TunnelView } from '../../src/control/api.js';
 import type { Config, SessionConfig, TunnelConfig } from '../../src/control/model.js';
 import { checkAddSession, checkAddTunnel, checkDelSession, checkDelTunnel } from '../../src/control/validate.js';
+import { shortDir } from '../helpers/tmp.js';
 
 /** An in-memory engine with the same refusals as the daemon's. */
 class FakeEngine implements Engine {
@@ -102,7 +103,7 @@ const T = { tunnel_id: 3000, peer_tunnel_id: 4000, local: '192.0.2.1', remote: '
 const S = { tunnel_id: 3000, session_id: 1000, peer_session_id: 2000 };
 
 t.test('API over a real UNIX socket', async (t) => {
-  const dir = t.testdir({});
+  const dir = shortDir(t);
   const sock = path.join(dir, 'run', 'l2tpd', 'l2tpd.sock');
   const engine = new FakeEngine();
   const server = await startApiServer(sock, engine, pino({ level: 'silent' }));
@@ -204,7 +205,7 @@ t.test('API over a real UNIX socket', async (t) => {
 });
 
 t.test('requests are serialised: one engine call at a time', async (t) => {
-  const dir = t.testdir({});
+  const dir = shortDir(t);
   const sock = path.join(dir, 'c.sock');
   const engine = new FakeEngine();
   engine.delayMs = 20;
@@ -223,7 +224,7 @@ t.test('requests are serialised: one engine call at a time', async (t) => {
 });
 
 t.test('socket file handling', async (t) => {
-  const dir = t.testdir({ 'plain-file': 'x' });
+  const dir = shortDir(t, { 'plain-file': 'x' });
 
   // a path longer than sun_path is refused up front
   await t.rejects(startApiServer(`/tmp/${'x'.repeat(120)}.sock`, new FakeEngine()), /too long \(\d+ bytes; at most 107\)/);

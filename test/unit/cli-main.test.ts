@@ -1,12 +1,12 @@
 import t from 'tap';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import { main, DEFAULT_SOCKET } from '../../src/cli/main.js';
 import { startApiServer, type Engine, type SessionView, type TunnelView } from '../../src/control/api.js';
 import type { Config, SessionConfig, TunnelConfig } from '../../src/control/model.js';
 import { checkAddSession, checkAddTunnel, checkDelSession, checkDelTunnel } from '../../src/control/validate.js';
+import { shortDir } from '../helpers/tmp.js';
 
 /** In-memory engine with the daemon's refusals. */
 class FakeEngine implements Engine {
@@ -46,14 +46,6 @@ async function run(argv: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code:
 
 const ADD_TUNNEL = 'add tunnel tunnel_id 3000 peer_tunnel_id 4000 encap udp local 192.0.2.1 remote 192.0.2.2 udp_sport 5000 udp_dport 6000';
 const w = (s: string): string[] => s.split(' ');
-
-/** A short temp dir (UNIX socket paths are limited to 107 bytes; tap's fixture paths are long). */
-function shortDir(tt: tap.Test, files: Record<string, string> = {}): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'l2c-'));
-  for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), text);
-  tt.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 t.test('l2tpctl against the API server', async (t) => {
   const dir = shortDir(t);
