@@ -30,6 +30,7 @@ Native::Native(Napi::Env env, Napi::Object exports) : env_(env) {
       InstanceMethod("readBatch", &Native::ReadBatch, napi_enumerable),
       InstanceMethod("writeBatch", &Native::WriteBatch, napi_enumerable),
       InstanceMethod("takeWriteErrors", &Native::TakeWriteErrors, napi_enumerable),
+      InstanceMethod("readClock", &Native::ReadClock, napi_enumerable),
       InstanceMethod("pollStart", &Native::PollStart, napi_enumerable),
       InstanceMethod("pollStop", &Native::PollStop, napi_enumerable),
   });

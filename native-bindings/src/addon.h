@@ -61,6 +61,7 @@ class Native : public Napi::Addon<Native> {
   Napi::Value ReadBatch(const Napi::CallbackInfo& info);
   Napi::Value WriteBatch(const Napi::CallbackInfo& info);
   Napi::Value TakeWriteErrors(const Napi::CallbackInfo& info);
+  Napi::Value ReadClock(const Napi::CallbackInfo& info);
   // poll.cc
   Napi::Value PollStart(const Napi::CallbackInfo& info);
   Napi::Value PollStop(const Napi::CallbackInfo& info);

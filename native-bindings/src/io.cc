@@ -6,6 +6,8 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
+#include <time.h>
+
 #include <cerrno>
 #include <cstring>
 
@@ -258,6 +260,24 @@ Napi::Value Native::TakeWriteErrors(const Napi::CallbackInfo& info) {
   uint32_t n = write_errors_;
   write_errors_ = 0;
   return Napi::Number::New(info.Env(), n);
+}
+
+// readClock(out: Float64Array): out[0] = wall clock, out[1] = monotonic clock, both in ms.
+// Written into the caller's array because Date.now() and performance.now() return a fresh heap
+// number per call: once per batch, that alone makes the data plane collect garbage.
+Napi::Value Native::ReadClock(const Napi::CallbackInfo& info) {
+  Array<double> out;
+  if (!ArrayArg(info, 0, napi_float64_array, "out", &out)) return info.Env().Undefined();
+  if (out.length < 2) {
+    Napi::RangeError::New(info.Env(), "readClock: out needs 2 elements").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  timespec wall, mono;
+  clock_gettime(CLOCK_REALTIME, &wall);
+  clock_gettime(CLOCK_MONOTONIC, &mono);
+  out.data[0] = static_cast<double>(wall.tv_sec) * 1e3 + static_cast<double>(wall.tv_nsec) / 1e6;
+  out.data[1] = static_cast<double>(mono.tv_sec) * 1e3 + static_cast<double>(mono.tv_nsec) / 1e6;
+  return info.Env().Undefined();
 }
 
 }  // namespace l2tpd

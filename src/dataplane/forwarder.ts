@@ -20,6 +20,16 @@ import {
 
 export type Encap = 'udp' | 'ip';
 
+/**
+ * Session-table key: the id as an int32. Ids of 2^31 and above would otherwise be heap numbers,
+ * one allocation per lookup.
+ */
+function sessionKey(sessionId: number): number {
+  return sessionId | 0;
+}
+
+function noop(): void { /* placeholder until the real callback is set */ }
+
 /** What the control plane sends to add a tunnel. */
 export interface TunnelSpec {
   slot: number;
@@ -54,16 +64,22 @@ export interface SessionSpec {
 const TXQ_CAP = BATCH * 4;
 /** Batches handled per readiness event before yielding to other fds. */
 const ROUNDS = 8;
+/** Indices into Forwarder.clock. */
+const WALL = 0;
+const MONO = 1;
 /** Frames a session may hold for reordering (each holds a pool slot). */
 const REORDER_CAPACITY = 32;
 
 class SocketState {
   readonly ipv4HeaderIncluded: boolean;
+  /** By sessionKey(session id). */
   readonly sessions = new Map<number, SessionState>();
   /** The owning tunnel for a UDP socket; null for a raw socket shared by several tunnels. */
   tunnel: TunnelState | null = null;
   refs = 0;
   blocked = false;
+  /** Poll callback, made once: block/unblock re-register it without allocating a closure. */
+  onEvent: (fd: number, events: number) => void = noop;
   readonly feeders = new Set<SessionState>();
   // Transmit queue (head..head+count): what was encapsulated but not yet accepted by the kernel.
   readonly qOffsets = new Uint32Array(TXQ_CAP);
@@ -104,6 +120,8 @@ class SessionState {
   readonly maxFrame: number;
   ns = 0;
   readonly seq: SequenceState;
+  /** Tap poll callback, made once (see SocketState.onEvent). */
+  onReadable: () => void = noop;
 
   constructor(readonly spec: SessionSpec, readonly tunnel: TunnelState, encap: Encap) {
     this.tpl = buildTemplate({
@@ -176,11 +194,11 @@ export class Forwarder {
   private readonly heldStart: Uint32Array;
   private readonly heldLength: Int32Array;
   private readonly heldBytes: Int32Array;
-  /** Wall clock for last-rx counters and a monotonic clock for reorder deadlines, per batch. */
-  private now = 0;
-  private mono = 0;
+  /** [wall ms, monotonic ms], read once per batch: wall for last-rx counters, monotonic for reorder deadlines. */
+  private readonly clock = new Float64Array(2);
   private readonly holding = new Set<SessionState>();
   private reorderTimer: NodeJS.Timeout | null = null;
+  private readonly onReorderTimerBound = (): void => this.onReorderTimer();
   private reorderDeadline = -1;
 
   constructor(private readonly native: NativeAddon, pool: SharedArrayBuffer,
@@ -212,7 +230,8 @@ export class Forwarder {
       sock = new SocketState(spec.fd, spec.encap, spec.family);
       this.sockets.set(spec.fd, sock);
       const s = sock;
-      this.native.pollStart(spec.fd, POLL_READABLE, (_fd, events) => this.onSocketEvent(s, events));
+      sock.onEvent = (_fd, events): void => this.onSocketEvent(s, events);
+      this.native.pollStart(spec.fd, POLL_READABLE, sock.onEvent);
     }
     const tunnel = new TunnelState(spec.slot, spec.tunnelId, sock, spec.remote, spec.remotePort, spec.family);
     if (spec.encap === 'udp') sock.tunnel = tunnel;
@@ -239,13 +258,14 @@ export class Forwarder {
     if (!tunnel) throw new Error(`no tunnel in slot ${spec.tunnelSlot}`);
     if (this.sessionsBySlot.has(spec.slot)) throw new Error(`session slot ${spec.slot} already in use`);
     const sock = tunnel.socket;
-    if (sock.sessions.has(spec.sessionId)) throw new Error(`session ${spec.sessionId} already on this socket`);
+    if (sock.sessions.has(sessionKey(spec.sessionId))) throw new Error(`session ${spec.sessionId} already on this socket`);
     const s = new SessionState(spec, tunnel, sock.encap);
-    sock.sessions.set(spec.sessionId, s);
+    sock.sessions.set(sessionKey(spec.sessionId), s);
     tunnel.sessions.add(s);
     sock.feeders.add(s);
     this.sessionsBySlot.set(spec.slot, s);
-    if (!sock.blocked) this.native.pollStart(spec.tapFd, POLL_READABLE, () => this.onTapReadable(s));
+    s.onReadable = (): void => this.onTapReadable(s);
+    if (!sock.blocked) this.native.pollStart(spec.tapFd, POLL_READABLE, s.onReadable);
   }
 
   delSession(slot: number): void {
@@ -253,7 +273,7 @@ export class Forwarder {
     if (!s) return;
     this.native.pollStop(s.spec.tapFd);
     const sock = s.tunnel.socket;
-    sock.sessions.delete(s.spec.sessionId);
+    sock.sessions.delete(sessionKey(s.spec.sessionId));
     sock.feeders.delete(s);
     s.tunnel.sessions.delete(s);
     this.sessionsBySlot.delete(slot);
@@ -394,13 +414,13 @@ export class Forwarder {
   private block(sock: SocketState): void {
     sock.blocked = true;
     for (const s of sock.feeders) this.native.pollStop(s.spec.tapFd);
-    this.native.pollStart(sock.fd, POLL_READABLE | POLL_WRITABLE, (_fd, ev) => this.onSocketEvent(sock, ev));
+    this.native.pollStart(sock.fd, POLL_READABLE | POLL_WRITABLE, sock.onEvent);
   }
 
   private unblock(sock: SocketState): void {
     sock.blocked = false;
-    this.native.pollStart(sock.fd, POLL_READABLE, (_fd, ev) => this.onSocketEvent(sock, ev));
-    for (const s of sock.feeders) this.native.pollStart(s.spec.tapFd, POLL_READABLE, () => this.onTapReadable(s));
+    this.native.pollStart(sock.fd, POLL_READABLE, sock.onEvent);
+    for (const s of sock.feeders) this.native.pollStart(s.spec.tapFd, POLL_READABLE, s.onReadable);
   }
 
   // ---------------------------------------------------------------- decapsulation: socket -> tap
@@ -417,8 +437,7 @@ export class Forwarder {
         if (n < 0) this.tc[sock.counterRow * TUNNEL_FIELDS + T.DropSocketError]++;
         return;
       }
-      this.now = Date.now();
-      this.mono = performance.now();
+      this.native.readClock(this.clock);
       this.dCount = 0;
       for (let i = 0; i < n; i++) this.receive(sock, i);
       this.deliverBatch();
@@ -467,7 +486,7 @@ export class Forwarder {
       this.countTunnelDrop(sock.counterRow, r);
       return;
     }
-    const s = sock.sessions.get(dec.sessionId);
+    const s = sock.sessions.get(sessionKey(dec.sessionId));
     if (s === undefined) {
       this.countTunnelDrop(sock.counterRow, DropReason.UnknownSession);
       return;
@@ -533,7 +552,7 @@ export class Forwarder {
       if (ok > 0) {
         sc[row + S.RxPackets] += ok;
         sc[row + S.RxBytes] += bytes;
-        sc[row + S.LastRxMs] = this.now;
+        sc[row + S.LastRxMs] = this.clock[WALL];
         const s = this.sessionsBySlot.get(slot);
         if (s) {
           const tRow = s.tunnel.slot * TUNNEL_FIELDS;
@@ -570,7 +589,7 @@ export class Forwarder {
     this.heldStart[slot] = dec.frameStart;
     this.heldLength[slot] = dec.frameLength;
     this.heldBytes[slot] = l2tpBytes;
-    const action = s.seq.onPacket(dec.hasSeq, dec.seq, slot, this.mono);
+    const action = s.seq.onPacket(dec.hasSeq, dec.seq, slot, this.clock[MONO]);
     if (action === SeqAction.Held) this.setRxSlot(i, this.slots.take());
     this.drainSequencer(s, slot);
     if (s.seq.held > 0) this.armReorderTimer(s);
@@ -597,18 +616,18 @@ export class Forwarder {
     if (deadline < 0 || (this.reorderDeadline >= 0 && deadline >= this.reorderDeadline)) return;
     if (this.reorderTimer) clearTimeout(this.reorderTimer);
     this.reorderDeadline = deadline;
-    this.reorderTimer = setTimeout(() => this.onReorderTimer(), Math.max(0, deadline - performance.now()));
+    this.native.readClock(this.clock);
+    this.reorderTimer = setTimeout(this.onReorderTimerBound, Math.max(0, deadline - this.clock[MONO]));
   }
 
   /** Release (in order) frames whose reorder deadline passed, without waiting for the next packet. */
   private onReorderTimer(): void {
     this.reorderTimer = null;
     this.reorderDeadline = -1;
-    this.now = Date.now();
-    this.mono = performance.now();
+    this.native.readClock(this.clock);
     this.dCount = 0;
     for (const s of [...this.holding]) {
-      s.seq.expire(this.mono);
+      s.seq.expire(this.clock[MONO]);
       this.drainSequencer(s, -1);
       if (s.seq.held === 0) this.holding.delete(s);
     }

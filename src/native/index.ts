@@ -16,6 +16,11 @@ export interface NativeExtensions {
    * processed and carries on with the next one.
    */
   takeWriteErrors(): number;
+  /**
+   * out[0] = wall clock (ms since the epoch), out[1] = monotonic clock (ms). Fills the caller's
+   * array because Date.now() and performance.now() allocate a heap number per call.
+   */
+  readClock(out: Float64Array): void;
 }
 
 export type NativeAddon = NativeBindings & NativeExtensions;

@@ -198,8 +198,18 @@ async function bounds(): Promise<unknown> {
   native.setPeer(0, 4, '192.0.2.1', 1);
   const u32 = (...v: number[]): Uint32Array => new Uint32Array(v);
   const i32 = (...v: number[]): Int32Array => new Int32Array(v);
+  const clock = new Float64Array(2);
+  native.readClock(clock);
+  const wallSkew = clock[0] - Date.now();
+  const mono1 = clock[1];
+  const spinUntil = Date.now() + 5;
+  while (Date.now() < spinUntil) { /* let the monotonic clock move */ }
+  native.readClock(clock);
   return {
     beforeAttach,
+    clock: { wallSkew, mono1, monoStep: clock[1] - mono1 },
+    clockShort: errInfo(() => native.readClock(new Float64Array(1))),
+    clockBadType: errInfo(() => native.readClock(new Float32Array(2) as unknown as Float64Array)),
     recvOut: native.recvBatch(-1, u32(size - 100), 200, 1, new Int32Array(1), new Uint32Array(5)),
     recvHuge: native.recvBatch(-1, u32(0xffffffff), 2, 1, new Int32Array(1), new Uint32Array(5)),
     recvShortSources: native.recvBatch(-1, u32(0, 100), 100, 2, new Int32Array(2), new Uint32Array(5)),

@@ -69,8 +69,13 @@ if (!existsSync(ADDON)) {
     t.equal(r.writeNegative, -22, 'negative length');
     t.equal(r.writeFirstPast, -22);
     t.match(r.badType.message, /offsets/, 'wrong typed-array type is a TypeError');
+    t.ok(Math.abs(r.clock.wallSkew) < 1000, `readClock wall clock is Date.now() (off by ${r.clock.wallSkew} ms)`);
+    t.ok(r.clock.mono1 > 0 && r.clock.monoStep >= 4 && r.clock.monoStep < 1000,
+      `readClock monotonic clock advances in ms (${r.clock.monoStep} ms over a 5 ms spin)`);
+    t.match(r.clockShort.message, /2 elements/, 'readClock needs room for both clocks');
+    t.match(r.clockBadType.message, /out has the wrong type/, 'readClock takes a Float64Array');
     t.same(r.enumerable, ['attachPool', 'close', 'localPort', 'pathMtu', 'pollStart', 'pollStop', 'rawOpen',
-      'readBatch', 'recvBatch', 'sendBatch', 'setPeer', 'takeWriteErrors', 'tapOpen', 'tapSetPersist',
+      'readBatch', 'readClock', 'recvBatch', 'sendBatch', 'setPeer', 'takeWriteErrors', 'tapOpen', 'tapSetPersist',
       'udpOpen', 'writeBatch']);
   });
 
