@@ -51,6 +51,13 @@ for (const [k, rs] of Object.entries(pps)) {
   }
   points[k] = p;
 }
+// GC soak: one long window per direction for l2tpd at full rate (64 B).
+const soak = rows.filter((r) => r.kind === 'soak' && r.gc[0].gc !== undefined && r.gc[1].gc !== undefined).map((r) => ({
+  dir: r.dir, size: r.size, window_s: r.ns / 1e9, pps: r.packets / (r.ns / 1e9),
+  worker_gc_events: r.gc[1].gc - r.gc[0].gc, worker_gc_major: r.gc[1].major - r.gc[0].major,
+  worker_heap_growth_bytes: r.gc[1].heapUsed - r.gc[0].heapUsed, process_trace_gc_alloc: r.trace_gc_alloc ?? 0,
+  rss_growth_kb: r.rss_kb[1] - r.rss_kb[0],
+}));
 const tcp = {};
 for (const d of duts) {
   const rs = rows.filter((r) => r.kind === 'tcp' && r.dut === d);
@@ -68,7 +75,7 @@ for (const p of Object.values(points)) {
 if (tcp.l2tpd) ratios.tcp = { l2tpd_qemu: ratio(tcp.l2tpd.gbps, tcp.qemu?.gbps), l2tpd_cfwd: ratio(tcp.l2tpd.gbps, tcp.cfwd?.gbps) };
 
 const stamp = new Date().toISOString().replace(/[:]/g, '').replace(/\..*/, 'Z');
-const result = { date: new Date().toISOString(), mode, runs: +runs, window_s: +secs, warmup_s: +warm, machine, points, tcp, ratios };
+const result = { date: new Date().toISOString(), mode, runs: +runs, window_s: +secs, warmup_s: +warm, machine, points, tcp, ratios, soak };
 
 const f = (x, d = 0) => (x == null ? '–' : x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }));
 const k = (x) => f(x / 1000, 1);
@@ -111,6 +118,15 @@ if (gcRows.length) {
   md.push('|---|---|---|---|---|---|---|---|');
   for (const p of gcRows.sort((a, b) => a.dir.localeCompare(b.dir) || a.size - b.size)) {
     md.push(`| ${p.dir} | ${p.size} B | ${mm(p.worker_gc_events, f)} | ${mm(p.worker_gc_major, f)} | ${mm(p.worker_heap_growth_bytes, (x) => f(x / 1024, 1))} | ${mm(p.process_trace_gc_lines, f)} | ${mm(p.process_trace_gc_alloc, f)} | ${mm(p.rss_growth_kb, f)} |`);
+  }
+}
+if (soak.length) {
+  md.push('', `## l2tpd GC soak: ${f(soak[0].window_s, 0)} s at full rate, 64 B frames (goal: no GC, flat heap)`, '');
+  md.push('One long window per direction after the regular points (the daemon has been forwarding for a while, so start-up GCs are over). Counted as in the table above.', '');
+  md.push('| direction | kpps | worker GC events | of which major | "allocation failure" GCs (process) | worker heap growth (KiB) | KiB per s | RSS growth (KiB) |');
+  md.push('|---|---|---|---|---|---|---|---|');
+  for (const s of soak) {
+    md.push(`| ${s.dir} | ${k(s.pps)} | ${f(s.worker_gc_events)} | ${f(s.worker_gc_major)} | ${f(s.process_trace_gc_alloc)} | ${f(s.worker_heap_growth_bytes / 1024, 1)} | ${f(s.worker_heap_growth_bytes / 1024 / s.window_s, 1)} | ${f(s.rss_growth_kb)} |`);
   }
 }
 md.push('');

@@ -7,6 +7,8 @@
 #   BENCH_DUTS="cfwd qemu l2tpd"             forwarders to measure (default: all three)
 #   BENCH_SIZES="64 1400"                    frame sizes (bytes, Ethernet without FCS)
 #   BENCH_E2E=0                              skip the iperf3 end-to-end pairs
+#   BENCH_SOAK=S                             l2tpd GC soak: one S-second window per direction at 64 B
+#                                            after its regular points (default 10; 0 skips it)
 #   BENCH_KEEP=DIR                           copy the run's logs and raw data to DIR before cleanup
 #   BENCH_NODE_FLAGS="--cpu-prof --cpu-prof-dir=DIR"   extra node flags for l2tpd (profiling)
 #
@@ -22,6 +24,7 @@ WARM=${BENCH_WARM:-1}
 DUTS=${BENCH_DUTS:-"cfwd qemu l2tpd"}
 SIZES=${BENCH_SIZES:-"64 1400"}
 E2E=${BENCH_E2E:-1}
+SOAK=${BENCH_SOAK:-10}
 HZ=$(getconf CLK_TCK)
 
 die() { echo "bench: $*" >&2; exit 1; }
@@ -147,8 +150,9 @@ tracegc_alloc() { grep -E 'ms: (Scavenge|Mark-Compact|Mark-sweep|Minor)' "$1/out
 # G (generator/ethernet side) --veth g0|vg--> D: br0(vg, tap) + DUT, ul0 192.0.2.1 --veth--> S ul0 192.0.2.2
 NS_G="${TAG}g"; NS_D="${TAG}d"; NS_S="${TAG}s"
 
-measure() { # measure DUT DIR SIZE RUN
-  local dut=$1 dir=$2 size=$3 run=$4 total=$((WARM + SECS + 1)) gpid spid c0 c1 t0 t1 r0 r1 g0='{}' g1='{}' tg0=0 tg1=0 ta0=0 ta1=0
+measure() { # measure DUT DIR SIZE RUN [KIND WINDOW]: KIND pps (default) or soak
+  local dut=$1 dir=$2 size=$3 run=$4 kind=${5:-pps} SECS=${6:-$SECS}
+  local total=$((WARM + SECS + 1)) gpid spid c0 c1 t0 t1 r0 r1 g0='{}' g1='{}' tg0=0 tg1=0 ta0=0 ta1=0
   if [[ $dir == encap ]]; then
     spawn ip netns exec "$NS_S" taskset -c 1 "$GEN" sink 192.0.2.2 1701 1 $((total + 2)) >"$TMP/sink.out"; spid=$LASTPID
     sleep 0.2
@@ -176,8 +180,8 @@ measure() { # measure DUT DIR SIZE RUN
   [[ -n $spid ]] && sink=$(sed -n 's/^valid=\([0-9]*\) invalid=\([0-9]*\)$/{"valid":\1,"invalid":\2}/p' "$TMP/sink.out")
   [[ -n $sink ]] || sink='{}'
   local offered; offered=$(sed -n 's/.*pps=\([0-9]*\).*/\1/p' "$TMP/gen.out")
-  echo "{\"kind\":\"pps\",\"dut\":\"$dut\",\"dir\":\"$dir\",\"size\":$size,\"run\":$run,\"packets\":$((c1 - c0)),\"ns\":$((s1 - s0)),\"ticks\":$((t1 - t0)),\"hz\":$HZ,\"offered_pps\":${offered:-0},\"input_drops\":$((d1 - d0)),\"preemptions\":$((p1 - p0)),\"rss_kb\":[$r0,$r1],\"sink\":$sink,\"gc\":[$g0,$g1],\"trace_gc_lines\":$((tg1 - tg0)),\"trace_gc_alloc\":$((ta1 - ta0))}" >>"$RAW"
-  log "$dut $dir ${size}B run $run: $(( (c1 - c0) * 1000000000 / (s1 - s0) )) pps (offered ${offered:-?}), cpu ticks $((t1 - t0))"
+  echo "{\"kind\":\"$kind\",\"dut\":\"$dut\",\"dir\":\"$dir\",\"size\":$size,\"run\":$run,\"packets\":$((c1 - c0)),\"ns\":$((s1 - s0)),\"ticks\":$((t1 - t0)),\"hz\":$HZ,\"offered_pps\":${offered:-0},\"input_drops\":$((d1 - d0)),\"preemptions\":$((p1 - p0)),\"rss_kb\":[$r0,$r1],\"sink\":$sink,\"gc\":[$g0,$g1],\"trace_gc_lines\":$((tg1 - tg0)),\"trace_gc_alloc\":$((ta1 - ta0))}" >>"$RAW"
+  log "$dut $dir ${size}B $kind $run: $(( (c1 - c0) * 1000000000 / (s1 - s0) )) pps (offered ${offered:-?}), cpu ticks $((t1 - t0))"
 }
 
 half_tunnel() {
@@ -193,6 +197,9 @@ half_tunnel() {
     for dir in encap decap; do for size in $SIZES; do for run in $(seq 1 "$RUNS"); do
       measure "$dut" "$dir" "$size" "$run"
     done; done; done
+    if [[ $dut == l2tpd ]] && (( SOAK > 0 )); then
+      for dir in decap encap; do measure "$dut" "$dir" 64 1 soak "$SOAK"; done
+    fi
     stop_dut "$dut" "$NS_D" "$DUTPID"
     wait_for 10 bash -c "! ip -n $NS_D link show tb0" || die "tap of $dut was not removed"
   done
