@@ -23,7 +23,7 @@ const PEER_V4 = (192 << 24) | (0 << 16) | (2 << 8) | 2;
 
 /** An addon stand-in: each call does what the syscall would, on the pool, without allocating. */
 class SimulatedAddon {
-  bytes = new Uint8Array(0);
+  bytes: Uint8Array<ArrayBufferLike> = new Uint8Array(0);
   readonly callbacks = new Map<number, (fd: number, events: number) => void>();
   readonly events = new Map<number, number>();
   // Decap traffic: session A (cookie), then session B (sequenced), alternating runs of 16.
