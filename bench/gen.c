@@ -11,8 +11,6 @@
  *       SESSION, default sublayer 0) each carrying the same SIZE-byte frame as `eth`.
  *   gen sink LOCAL_IP PORT SESSION SECS
  *       recvmmsg counter: datagrams with a valid L2TPv3 header for SESSION vs anything else.
- *   gen ethsink IFACE SECS
- *       AF_PACKET counter of frames received on IFACE carrying gen's source MAC.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -176,33 +174,7 @@ int main(int argc, char **argv) {
     return 0;
   }
 
-  if (!strcmp(mode, "ethsink") && argc == 4) {
-    int fd = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
-    if (fd < 0) die("socket AF_PACKET");
-    struct sockaddr_ll ll = {.sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL),
-                             .sll_ifindex = (int)if_nametoindex(argv[2])};
-    if (!ll.sll_ifindex) die("if_nametoindex");
-    if (bind(fd, (struct sockaddr *)&ll, sizeof ll) < 0) die("bind AF_PACKET");
-    struct timeval tv = {0, 200000};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    for (int i = 0; i < BATCH; i++) {
-      iov[i] = (struct iovec){rx[i], MAXF};
-      m[i].msg_hdr = (struct msghdr){.msg_iov = &iov[i], .msg_iovlen = 1};
-    }
-    unsigned long long ok = 0, other = 0;
-    double end = now() + atof(argv[3]);
-    while (!stop && now() < end) {
-      int n = recvmmsg(fd, m, BATCH, MSG_WAITFORONE, NULL);
-      for (int i = 0; i < n; i++) {
-        if (m[i].msg_len >= 14 && !memcmp(rx[i] + 6, SRC_MAC, 6)) ok++;
-        else other++;
-      }
-    }
-    printf("valid=%llu invalid=%llu\n", ok, other);
-    return 0;
-  }
-
   fprintf(stderr, "usage: gen eth IFACE SIZE SECS | gen l2tp SRC_IP SRC_PORT DST_IP DST_PORT SESSION SIZE SECS |\n"
-                  "       gen sink LOCAL_IP PORT SESSION SECS | gen ethsink IFACE SECS\n");
+                  "       gen sink LOCAL_IP PORT SESSION SECS\n");
   return 2;
 }
