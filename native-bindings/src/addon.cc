@@ -33,6 +33,7 @@ Native::Native(Napi::Env env, Napi::Object exports) : env_(env) {
       InstanceMethod("readClock", &Native::ReadClock, napi_enumerable),
       InstanceMethod("pollStart", &Native::PollStart, napi_enumerable),
       InstanceMethod("pollStop", &Native::PollStop, napi_enumerable),
+      InstanceMethod("pollPause", &Native::PollPause, napi_enumerable),
   });
 }
 
@@ -113,6 +114,16 @@ Napi::Value Native::AttachPool(const Napi::CallbackInfo& info) {
   pool_ = static_cast<uint8_t*>(data);
   pool_len_ = len;
   return env.Undefined();
+}
+
+bool IntArg(const Napi::CallbackInfo& info, size_t i, const char* what, int64_t* out) {
+  if (i >= info.Length() || !info[i].IsNumber()) {
+    Napi::TypeError::New(info.Env(), std::string(what) + " must be a number")
+        .ThrowAsJavaScriptException();
+    return false;
+  }
+  *out = info[i].As<Napi::Number>().Int64Value();
+  return true;
 }
 
 Napi::Value ThrowErrno(Napi::Env env, int err, const char* syscall, const std::string& detail) {

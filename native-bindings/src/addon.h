@@ -65,6 +65,7 @@ class Native : public Napi::Addon<Native> {
   // poll.cc
   Napi::Value PollStart(const Napi::CallbackInfo& info);
   Napi::Value PollStop(const Napi::CallbackInfo& info);
+  Napi::Value PollPause(const Napi::CallbackInfo& info);
 
   Napi::Value OpenSocket(const Napi::CallbackInfo& info, int type);
   bool RequirePool(Napi::Env env);
@@ -94,6 +95,8 @@ class Native : public Napi::Addon<Native> {
   uint32_t write_errors_ = 0;
 };
 
+// Number argument i as int64; false + pending TypeError naming `what` otherwise.
+bool IntArg(const Napi::CallbackInfo& info, size_t i, const char* what, int64_t* out);
 // Throws (as a pending JS exception) an Error with code/errno/syscall. Returns undefined.
 Napi::Value ThrowErrno(Napi::Env env, int err, const char* syscall, const std::string& detail = "");
 // Parses an address for `family` (4 or 6; IPv6 may carry %scope). false + pending exception on error.

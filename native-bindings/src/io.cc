@@ -41,15 +41,6 @@ bool ArrayArg(const Napi::CallbackInfo& info, size_t i, napi_typedarray_type wan
   return true;
 }
 
-bool IntArg(const Napi::CallbackInfo& info, size_t i, int64_t* out) {
-  if (i >= info.Length() || !info[i].IsNumber()) {
-    Napi::TypeError::New(info.Env(), "expected a number argument").ThrowAsJavaScriptException();
-    return false;
-  }
-  *out = info[i].As<Napi::Number>().Int64Value();
-  return true;
-}
-
 inline bool InPool(uint64_t offset, uint64_t len, size_t pool_len) {
   return offset <= pool_len && len <= pool_len - offset;
 }
@@ -83,9 +74,9 @@ Napi::Value Native::RecvBatch(const Napi::CallbackInfo& info) {
   int64_t fd, capacity, count;
   Array<uint32_t> offsets, sources;
   Array<int32_t> lengths;
-  if (!IntArg(info, 0, &fd) ||
-      !ArrayArg(info, 1, napi_uint32_array, "offsets", &offsets) || !IntArg(info, 2, &capacity) ||
-      !IntArg(info, 3, &count) || !ArrayArg(info, 4, napi_int32_array, "lengths", &lengths) ||
+  if (!IntArg(info, 0, "fd", &fd) ||
+      !ArrayArg(info, 1, napi_uint32_array, "offsets", &offsets) || !IntArg(info, 2, "capacity", &capacity) ||
+      !IntArg(info, 3, "count", &count) || !ArrayArg(info, 4, napi_int32_array, "lengths", &lengths) ||
       !ArrayArg(info, 5, napi_uint32_array, "sources", &sources) || !RequirePool(env))
     return env.Undefined();
   if (count <= 0) return Result(env, 0);
@@ -129,10 +120,10 @@ Napi::Value Native::SendBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int64_t fd, first, count;
   Array<uint32_t> offsets, lengths, peers;
-  if (!IntArg(info, 0, &fd) || !ArrayArg(info, 1, napi_uint32_array, "offsets", &offsets) ||
+  if (!IntArg(info, 0, "fd", &fd) || !ArrayArg(info, 1, napi_uint32_array, "offsets", &offsets) ||
       !ArrayArg(info, 2, napi_uint32_array, "lengths", &lengths) ||
-      !ArrayArg(info, 3, napi_uint32_array, "peers", &peers) || !IntArg(info, 4, &first) ||
-      !IntArg(info, 5, &count) || !RequirePool(env))
+      !ArrayArg(info, 3, napi_uint32_array, "peers", &peers) || !IntArg(info, 4, "first", &first) ||
+      !IntArg(info, 5, "count", &count) || !RequirePool(env))
     return env.Undefined();
   if (count <= 0) return Result(env, 0);
   const uint64_t end = static_cast<uint64_t>(first) + static_cast<uint64_t>(count);
@@ -146,7 +137,6 @@ Napi::Value Native::SendBatch(const Napi::CallbackInfo& info) {
   }
 
   EnsureMessages(count);
-  int sock_type = 0;  // looked up only if needed (below)
   for (int64_t i = 0; i < count; i++) {
     const uint64_t j = first + i;
     Peer& peer = peers_[peers.data[j]];
@@ -154,20 +144,6 @@ Napi::Value Native::SendBatch(const Napi::CallbackInfo& info) {
     iovs_[i].iov_len = lengths.data[j];
     msghdr& h = msgs_[i].msg_hdr;
     h.msg_name = &peer.addr;
-    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&peer.addr);
-    if (peer.addr.ss_family == AF_INET6 && sin6->sin6_port != 0) {
-      // Raw IPv6 reads sin6_port as the protocol and fails with EINVAL if it differs, so a
-      // raw socket gets a copy of the address with port 0 (IPv4 raw ignores the port).
-      if (sock_type == 0) {
-        socklen_t optlen = sizeof(sock_type);
-        if (getsockopt(static_cast<int>(fd), SOL_SOCKET, SO_TYPE, &sock_type, &optlen) != 0) sock_type = -1;
-      }
-      if (sock_type == SOCK_RAW) {
-        addrs_[i] = peer.addr;
-        reinterpret_cast<sockaddr_in6*>(&addrs_[i])->sin6_port = 0;
-        h.msg_name = &addrs_[i];
-      }
-    }
     h.msg_namelen = peer.len;
     h.msg_iov = &iovs_[i];
     h.msg_iovlen = 1;
@@ -197,8 +173,8 @@ Napi::Value Native::ReadBatch(const Napi::CallbackInfo& info) {
   int64_t fd, capacity, count;
   Array<uint32_t> offsets;
   Array<int32_t> lengths;
-  if (!IntArg(info, 0, &fd) || !ArrayArg(info, 1, napi_uint32_array, "offsets", &offsets) ||
-      !IntArg(info, 2, &capacity) || !IntArg(info, 3, &count) ||
+  if (!IntArg(info, 0, "fd", &fd) || !ArrayArg(info, 1, napi_uint32_array, "offsets", &offsets) ||
+      !IntArg(info, 2, "capacity", &capacity) || !IntArg(info, 3, "count", &count) ||
       !ArrayArg(info, 4, napi_int32_array, "lengths", &lengths) || !RequirePool(env))
     return env.Undefined();
   if (count <= 0) return Result(env, 0);
@@ -230,9 +206,9 @@ Napi::Value Native::WriteBatch(const Napi::CallbackInfo& info) {
   int64_t fd, first, count;
   Array<uint32_t> offsets;
   Array<int32_t> lengths;
-  if (!IntArg(info, 0, &fd) || !ArrayArg(info, 1, napi_uint32_array, "offsets", &offsets) ||
-      !ArrayArg(info, 2, napi_int32_array, "lengths", &lengths) || !IntArg(info, 3, &first) ||
-      !IntArg(info, 4, &count) || !RequirePool(env))
+  if (!IntArg(info, 0, "fd", &fd) || !ArrayArg(info, 1, napi_uint32_array, "offsets", &offsets) ||
+      !ArrayArg(info, 2, napi_int32_array, "lengths", &lengths) || !IntArg(info, 3, "first", &first) ||
+      !IntArg(info, 4, "count", &count) || !RequirePool(env))
     return env.Undefined();
   if (count <= 0) return Result(env, 0);
   const uint64_t end = static_cast<uint64_t>(first) + static_cast<uint64_t>(count);

@@ -49,7 +49,9 @@ Napi::Value Native::PollStart(const Napi::CallbackInfo& info) {
     polls_[fd] = h;
   }
   h->events = events;
-  h->callback = Napi::Persistent(info[2].As<Napi::Function>());
+  // Re-arming with the same callback (after pollPause, or a new mask) keeps the reference.
+  if (h->callback.IsEmpty() || !h->callback.Value().StrictEquals(info[2]))
+    h->callback = Napi::Persistent(info[2].As<Napi::Function>());
   int rc = uv_poll_start(&h->poll, ToUv(events), OnPoll);
   if (rc != 0) {
     StopPoll(fd);
@@ -65,6 +67,20 @@ Napi::Value Native::PollStop(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   StopPoll(info[0].As<Napi::Number>().Int32Value());
+  return env.Undefined();
+}
+
+// pollPause(fd): stop reporting readiness but keep the handle and callback, so the next
+// pollStart on this fd only re-arms it (backpressure pauses taps often; rebuilding is waste).
+Napi::Value Native::PollPause(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t fd;
+  if (!IntArg(info, 0, "fd", &fd)) return env.Undefined();
+  auto it = polls_.find(static_cast<int>(fd));
+  if (it != polls_.end()) {
+    it->second->events = 0;
+    uv_poll_stop(&it->second->poll);
+  }
   return env.Undefined();
 }
 

@@ -24,16 +24,6 @@ namespace {
 
 constexpr int kDefaultBuf = 4 * 1024 * 1024;
 
-bool IntArg(const Napi::CallbackInfo& info, size_t i, const char* what, int64_t* out) {
-  if (i >= info.Length() || !info[i].IsNumber()) {
-    Napi::TypeError::New(info.Env(), std::string(what) + " must be a number")
-        .ThrowAsJavaScriptException();
-    return false;
-  }
-  *out = info[i].As<Napi::Number>().Int64Value();
-  return true;
-}
-
 bool FamilyArg(const Napi::CallbackInfo& info, size_t i, int* family) {
   int64_t f;
   if (!IntArg(info, i, "family", &f)) return false;

@@ -14,7 +14,7 @@ import { SlotAllocator, slotOffset } from './slots.js';
 import { POLL_READABLE, POLL_WRITABLE, SOURCE_STRIDE } from '../native/types.js';
 import type { NativeAddon } from '../native/index.js';
 import {
-  DecodeResult, DropReason, SeqAction, SequenceState, buildTemplate, decodeCommon, decodeSession, nextSeq,
+  DecodeResult, DropReason, SeqAction, SequenceState, buildTemplate, decodeCommon, decodeSession, makeRxContext, nextSeq,
   writeHeader, type HeaderTemplate, type RxParams,
 } from '../protocol/index.js';
 
@@ -27,8 +27,6 @@ export type Encap = 'udp' | 'ip';
 function sessionKey(sessionId: number): number {
   return sessionId | 0;
 }
-
-function noop(): void { /* placeholder until the real callback is set */ }
 
 /** What the control plane sends to add a tunnel. */
 export interface TunnelSpec {
@@ -69,6 +67,8 @@ const WALL = 0;
 const MONO = 1;
 /** Frames a session may hold for reordering (each holds a pool slot). */
 const REORDER_CAPACITY = 32;
+/** Tap deliveries one receive batch can queue: a batch plus all one session releases from its reorder queue. */
+const DELIVERY_CAPACITY = BATCH + REORDER_CAPACITY + 1;
 
 class SocketState {
   readonly ipv4HeaderIncluded: boolean;
@@ -79,8 +79,7 @@ class SocketState {
   refs = 0;
   blocked = false;
   /** Poll callback, made once: block/unblock re-register it without allocating a closure. */
-  onEvent: (fd: number, events: number) => void = noop;
-  readonly feeders = new Set<SessionState>();
+  readonly onEvent: (fd: number, events: number) => void;
   // Transmit queue (head..head+count): what was encapsulated but not yet accepted by the kernel.
   readonly qOffsets = new Uint32Array(TXQ_CAP);
   readonly qLengths = new Uint32Array(TXQ_CAP);
@@ -90,7 +89,9 @@ class SocketState {
   qHead = 0;
   qCount = 0;
 
-  constructor(readonly fd: number, readonly encap: Encap, readonly family: 4 | 6) {
+  constructor(readonly fd: number, readonly encap: Encap, readonly family: 4 | 6,
+    onEvent: (sock: SocketState, events: number) => void) {
+    this.onEvent = (_fd, events): void => onEvent(this, events);
     this.ipv4HeaderIncluded = encap === 'ip' && family === 4;
   }
 
@@ -115,25 +116,25 @@ class SessionState {
   readonly tpl: HeaderTemplate;
   readonly rx: RxParams;
   readonly seqSend: boolean;
-  readonly recvSeq: boolean;
   /** Largest frame accepted in either direction: MTU + Ethernet header + one VLAN tag. */
   readonly maxFrame: number;
   ns = 0;
   readonly seq: SequenceState;
   /** Tap poll callback, made once (see SocketState.onEvent). */
-  onReadable: () => void = noop;
+  readonly onReadable: () => void;
 
-  constructor(readonly spec: SessionSpec, readonly tunnel: TunnelState, encap: Encap) {
+  constructor(readonly spec: SessionSpec, readonly tunnel: TunnelState, encap: Encap,
+    onReadable: (s: SessionState) => void) {
+    this.onReadable = (): void => onReadable(this);
     this.tpl = buildTemplate({
       encap, peerSessionId: spec.peerSessionId, cookie: Uint8Array.from(spec.cookie),
       l2spec: spec.l2spec, offset: spec.offset,
     });
-    this.rx = { peerCookie: Uint8Array.from(spec.peerCookie), l2spec: spec.l2spec, peerOffset: spec.peerOffset };
+    this.rx = makeRxContext({ peerCookie: Uint8Array.from(spec.peerCookie), l2spec: spec.l2spec, peerOffset: spec.peerOffset });
     this.seqSend = spec.l2spec === 'default' && (spec.seq === 'send' || spec.seq === 'both');
-    this.recvSeq = spec.seq === 'recv' || spec.seq === 'both';
     this.maxFrame = Math.min(spec.mtu + 18, FRAME_CAPACITY);
     this.seq = new SequenceState({
-      recvSeq: this.recvSeq, reorderTimeoutMs: spec.reorderTimeout,
+      recvSeq: spec.seq === 'recv' || spec.seq === 'both', reorderTimeoutMs: spec.reorderTimeout,
       capacity: spec.reorderTimeout > 0 ? REORDER_CAPACITY : 1,
     });
   }
@@ -144,7 +145,7 @@ class SessionState {
 }
 
 /** Parse an IPv4/IPv6 literal into the four address words recvBatch reports (big-endian). */
-export function addressWords(address: string, family: 4 | 6, out: Uint32Array, at = 1): void {
+function addressWords(address: string, family: 4 | 6, out: Uint32Array, at = 1): void {
   out.fill(0, at, at + 4);
   if (family === 4) {
     const p = address.split('.').map(Number);
@@ -178,18 +179,19 @@ export class Forwarder {
   private readonly rxLengths = new Int32Array(BATCH);
   private readonly rxSources = new Uint32Array(BATCH * SOURCE_STRIDE);
   // Tap deliveries of the current receive batch.
-  // Sized for a batch plus everything one session can release from its reorder queue at once.
-  private readonly dFds = new Int32Array(BATCH + REORDER_CAPACITY + 1);
-  private readonly dOffsets = new Uint32Array(BATCH + REORDER_CAPACITY + 1);
-  private readonly dLengths = new Int32Array(BATCH + REORDER_CAPACITY + 1);
-  private readonly dSessions = new Int32Array(BATCH + REORDER_CAPACITY + 1);
-  private readonly dBytes = new Int32Array(BATCH + REORDER_CAPACITY + 1);
+  private readonly dFds = new Int32Array(DELIVERY_CAPACITY);
+  private readonly dOffsets = new Uint32Array(DELIVERY_CAPACITY);
+  private readonly dLengths = new Int32Array(DELIVERY_CAPACITY);
+  private readonly dSessions = new Int32Array(DELIVERY_CAPACITY);
+  private readonly dTunnels = new Int32Array(DELIVERY_CAPACITY);
+  private readonly dBytes = new Int32Array(DELIVERY_CAPACITY);
+  /** Slot to give back once the frame is written (a held frame), or -1. */
+  private readonly dRelease = new Int32Array(DELIVERY_CAPACITY);
   private dCount = 0;
   // Tap read batch.
   private readonly tSlots = new Int32Array(BATCH);
   private readonly tOffsets = new Uint32Array(BATCH);
   private readonly tLengths = new Int32Array(BATCH);
-  private readonly dRelease = new Int32Array(BATCH + REORDER_CAPACITY + 1);
   /** Where a held frame lives in its slot (frame start, length, L2TP bytes), by slot index. */
   private readonly heldStart: Uint32Array;
   private readonly heldLength: Int32Array;
@@ -214,10 +216,6 @@ export class Forwarder {
     for (let i = 0; i < BATCH; i++) this.setRxSlot(i, this.slots.take());
   }
 
-  get freeSlots(): number {
-    return this.slots.free;
-  }
-
   private setRxSlot(i: number, slot: number): void {
     this.rxSlots[i] = slot;
     this.rxOffsets[i] = slotOffset(slot);
@@ -227,10 +225,8 @@ export class Forwarder {
     if (this.tunnels.has(spec.slot)) throw new Error(`tunnel slot ${spec.slot} already in use`);
     let sock = this.sockets.get(spec.fd);
     if (!sock) {
-      sock = new SocketState(spec.fd, spec.encap, spec.family);
+      sock = new SocketState(spec.fd, spec.encap, spec.family, (so, events) => this.onSocketEvent(so, events));
       this.sockets.set(spec.fd, sock);
-      const s = sock;
-      sock.onEvent = (_fd, events): void => this.onSocketEvent(s, events);
       this.native.pollStart(spec.fd, POLL_READABLE, sock.onEvent);
     }
     const tunnel = new TunnelState(spec.slot, spec.tunnelId, sock, spec.remote, spec.remotePort, spec.family);
@@ -259,12 +255,10 @@ export class Forwarder {
     if (this.sessionsBySlot.has(spec.slot)) throw new Error(`session slot ${spec.slot} already in use`);
     const sock = tunnel.socket;
     if (sock.sessions.has(sessionKey(spec.sessionId))) throw new Error(`session ${spec.sessionId} already on this socket`);
-    const s = new SessionState(spec, tunnel, sock.encap);
+    const s = new SessionState(spec, tunnel, sock.encap, (ss) => this.onTapReadable(ss));
     sock.sessions.set(sessionKey(spec.sessionId), s);
     tunnel.sessions.add(s);
-    sock.feeders.add(s);
     this.sessionsBySlot.set(spec.slot, s);
-    s.onReadable = (): void => this.onTapReadable(s);
     if (!sock.blocked) this.native.pollStart(spec.tapFd, POLL_READABLE, s.onReadable);
   }
 
@@ -274,7 +268,6 @@ export class Forwarder {
     this.native.pollStop(s.spec.tapFd);
     const sock = s.tunnel.socket;
     sock.sessions.delete(sessionKey(s.spec.sessionId));
-    sock.feeders.delete(s);
     s.tunnel.sessions.delete(s);
     this.sessionsBySlot.delete(slot);
     // Frames held for reordering go back to the pool; queued transmits still go out.
@@ -413,14 +406,14 @@ export class Forwarder {
 
   private block(sock: SocketState): void {
     sock.blocked = true;
-    for (const s of sock.feeders) this.native.pollStop(s.spec.tapFd);
+    for (const s of sock.sessions.values()) this.native.pollPause(s.spec.tapFd);
     this.native.pollStart(sock.fd, POLL_READABLE | POLL_WRITABLE, sock.onEvent);
   }
 
   private unblock(sock: SocketState): void {
     sock.blocked = false;
     this.native.pollStart(sock.fd, POLL_READABLE, sock.onEvent);
-    for (const s of sock.feeders) this.native.pollStart(s.spec.tapFd, POLL_READABLE, s.onReadable);
+    for (const s of sock.sessions.values()) this.native.pollStart(s.spec.tapFd, POLL_READABLE, s.onReadable);
   }
 
   // ---------------------------------------------------------------- decapsulation: socket -> tap
@@ -438,7 +431,6 @@ export class Forwarder {
         return;
       }
       this.native.readClock(this.clock);
-      this.dCount = 0;
       for (let i = 0; i < n; i++) this.receive(sock, i);
       this.deliverBatch();
       if (n < BATCH) return;
@@ -512,7 +504,7 @@ export class Forwarder {
       return;
     }
     const l2tpBytes = start + len - dec.l2tpStart;
-    if (dec.hasSeq || s.recvSeq) {
+    if (dec.hasSeq || s.seq.recvSeq) {
       this.sequence(s, i, l2tpBytes);
       return;
     }
@@ -521,13 +513,14 @@ export class Forwarder {
 
   /** Queue a frame for its tap; `release` is a slot to give back once written (a held frame), or -1. */
   private queueDelivery(s: SessionState, frameStart: number, frameLength: number, l2tpBytes: number, release: number): void {
-    if (this.dCount === this.dFds.length) this.deliverBatch();
+    if (this.dCount === DELIVERY_CAPACITY) this.deliverBatch();
     const d = this.dCount++;
     this.dRelease[d] = release;
     this.dFds[d] = s.spec.tapFd;
     this.dOffsets[d] = frameStart;
     this.dLengths[d] = frameLength;
     this.dSessions[d] = s.slot;
+    this.dTunnels[d] = s.tunnel.slot;
     this.dBytes[d] = l2tpBytes;
   }
 
@@ -553,12 +546,9 @@ export class Forwarder {
         sc[row + S.RxPackets] += ok;
         sc[row + S.RxBytes] += bytes;
         sc[row + S.LastRxMs] = this.clock[WALL];
-        const s = this.sessionsBySlot.get(slot);
-        if (s) {
-          const tRow = s.tunnel.slot * TUNNEL_FIELDS;
-          tc[tRow + T.RxPackets] += ok;
-          tc[tRow + T.RxBytes] += bytes;
-        }
+        const tRow = this.dTunnels[i] * TUNNEL_FIELDS;
+        tc[tRow + T.RxPackets] += ok;
+        tc[tRow + T.RxBytes] += bytes;
       }
       const dropped = j - i - ok;
       if (dropped > 0) {
@@ -616,7 +606,7 @@ export class Forwarder {
     if (deadline < 0 || (this.reorderDeadline >= 0 && deadline >= this.reorderDeadline)) return;
     if (this.reorderTimer) clearTimeout(this.reorderTimer);
     this.reorderDeadline = deadline;
-    this.native.readClock(this.clock);
+    // The clock was read for this batch (or this timer run) just before.
     this.reorderTimer = setTimeout(this.onReorderTimerBound, Math.max(0, deadline - this.clock[MONO]));
   }
 
@@ -625,8 +615,8 @@ export class Forwarder {
     this.reorderTimer = null;
     this.reorderDeadline = -1;
     this.native.readClock(this.clock);
-    this.dCount = 0;
-    for (const s of [...this.holding]) {
+    // Deleting the current entry while iterating a Set is safe.
+    for (const s of this.holding) {
       s.seq.expire(this.clock[MONO]);
       this.drainSequencer(s, -1);
       if (s.seq.held === 0) this.holding.delete(s);

@@ -6,7 +6,7 @@
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import {
-  MAX_SESSIONS, MAX_TUNNELS, SESSION_COUNTER_BYTES, SESSION_COUNTER_NAMES, SESSION_FIELDS,
+  SESSION_COUNTER_BYTES, SESSION_COUNTER_NAMES, SESSION_FIELDS,
   SLOT_COUNT, SLOT_SIZE, TUNNEL_COUNTER_BYTES, TUNNEL_COUNTER_NAMES, TUNNEL_FIELDS,
 } from './layout.js';
 import type { DataPlaneReply, DataPlaneRequest, WorkerInit } from './messages.js';
@@ -99,4 +99,3 @@ function readRow(arr: Float64Array, base: number, names: readonly string[]): Rec
   return out;
 }
 
-export { MAX_SESSIONS, MAX_TUNNELS };

@@ -1,6 +1,7 @@
 /**
  * Data-plane worker entry: owns the Forwarder, applies the control plane's requests in order
- * and answers each with {id, ok} or {id, ok: false, error}.
+ * and answers each with {id, ok} or {id, ok: false, error} — except `stop`, which closes the
+ * port first (the main thread sees the worker exit instead).
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { native } from '../native/index.js';

@@ -59,7 +59,10 @@ export interface NativeBindings {
   /** Bound local port of a socket (getsockname). */
   localPort(fd: number): number;
 
-  /** Destination table for sendBatch, per thread: peerId -> sockaddr. port is ignored for raw. */
+  /**
+   * Destination table for sendBatch, per thread: peerId -> sockaddr. Pass port 0 for a raw
+   * socket: raw IPv6 reads sin6_port as the protocol and refuses any other value (EINVAL).
+   */
   setPeer(peerId: number, family: 4 | 6, address: string, port: number): void;
 
   /**
@@ -88,4 +91,6 @@ export interface NativeBindings {
    */
   pollStart(fd: number, events: number, callback: (fd: number, events: number) => void): void;
   pollStop(fd: number): void;
+  /** Stop the callbacks for fd but keep its handle: the next pollStart only re-arms it. */
+  pollPause(fd: number): void;
 }

@@ -38,6 +38,7 @@ class SimulatedAddon {
     this.events.set(fd, events);
   }
   pollStop(fd: number): void { this.events.set(fd, 0); }
+  pollPause(fd: number): void { this.events.set(fd, 0); }
   takeWriteErrors(): number { return 0; }
   ticks = 0;
   readClock(out: Float64Array): void {

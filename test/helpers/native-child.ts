@@ -90,8 +90,17 @@ async function udp(a: Args): Promise<unknown> {
     native.pollStart(tx, POLL_READABLE, () => calls.push('old'));
     native.pollStart(tx, POLL_WRITABLE, (_fd, ev) => { calls.push(`new:${ev}`); native.pollStop(tx); resolve(); });
   });
+  // pollPause stops the callbacks but keeps the handle: a datagram waits until pollStart re-arms it.
+  const paused: string[] = [];
+  await new Promise<void>((resolve) => {
+    const onReadable = (): void => { paused.push('fired'); native.pollStop(rx1); resolve(); };
+    native.pollStart(rx1, POLL_READABLE, onReadable);
+    native.pollPause(rx1);
+    native.sendBatch(tx, new Uint32Array([0]), new Uint32Array([10]), new Uint32Array([3]), 0, 1);
+    setTimeout(() => { paused.push('rearm'); native.pollStart(rx1, POLL_READABLE, onReadable); }, 200);
+  });
   for (const fd of [tx, rx1, rx2]) native.close(fd);
-  return { sent, events, ports, r1, r2, again, trunc, calls };
+  return { sent, events, ports, r1, r2, again, trunc, calls, paused };
 }
 
 /**
@@ -105,7 +114,7 @@ async function raw(a: Args): Promise<unknown> {
   native.attachPool(sab);
   const tx = native.rawOpen(family, a.src as string, 115, {});
   const rx = native.rawOpen(family, a.dst as string, 115, {});
-  native.setPeer(0, family, a.dst as string, 1701);  // port ignored for raw (v6 would EINVAL on it)
+  native.setPeer(0, family, a.dst as string, 0);  // raw: port 0 (raw IPv6 reads it as the protocol)
   pool.set([0, 0, 0, 7, 1, 2, 3, 4], 0);  // session 7, cookie 01020304
   const sent = native.sendBatch(tx, new Uint32Array([0]), new Uint32Array([8]), new Uint32Array([0]), 0, 1);
   await readable(rx);

@@ -74,7 +74,7 @@ if (!existsSync(ADDON)) {
       `readClock monotonic clock advances in ms (${r.clock.monoStep} ms over a 5 ms spin)`);
     t.match(r.clockShort.message, /2 elements/, 'readClock needs room for both clocks');
     t.match(r.clockBadType.message, /out has the wrong type/, 'readClock takes a Float64Array');
-    t.same(r.enumerable, ['attachPool', 'close', 'localPort', 'pathMtu', 'pollStart', 'pollStop', 'rawOpen',
+    t.same(r.enumerable, ['attachPool', 'close', 'localPort', 'pathMtu', 'pollPause', 'pollStart', 'pollStop', 'rawOpen',
       'readBatch', 'readClock', 'recvBatch', 'sendBatch', 'setPeer', 'takeWriteErrors', 'tapOpen', 'tapSetPersist',
       'udpOpen', 'writeBatch']);
   });
@@ -111,6 +111,7 @@ if (!existsSync(ADDON)) {
         t.equal(r.trunc.lastIn, 0x5a, 'capacity filled');
         t.equal(r.trunc.sentinel, 0xee, 'nothing written past capacity');
         t.same(r.calls, ['new:2'], 'second pollStart replaced events and callback');
+        t.same(r.paused, ['rearm', 'fired'], 'no callback while paused; pollStart re-arms the kept handle');
       });
     }
 
