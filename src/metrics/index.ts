@@ -22,6 +22,30 @@ export interface MetricsSource {
 }
 
 type Sample = { labels: Record<string, string | number>; value: number };
+type MetricSession = ReturnType<MetricsSource['metricSessions']>[number];
+type MetricTunnel = ReturnType<MetricsSource['metricTunnels']>[number];
+
+/**
+ * The running tunnels and sessions, read from the source once per scrape and shared by every
+ * family. Outside a scrape (e.g. registry.getMetricsAsJSON()) each read goes to the source.
+ */
+class ScrapeSnapshot {
+  private current: { tunnels: MetricTunnel[]; sessions: MetricSession[] } | undefined;
+  constructor(private readonly src: MetricsSource) {}
+
+  async during<R>(fn: () => Promise<R>): Promise<R> {
+    const snap = { tunnels: this.src.metricTunnels(), sessions: this.src.metricSessions() };
+    this.current = snap;
+    try {
+      return await fn();
+    } finally {
+      if (this.current === snap) this.current = undefined;
+    }
+  }
+
+  tunnels(): MetricTunnel[] { return this.current?.tunnels ?? this.src.metricTunnels(); }
+  sessions(): MetricSession[] { return this.current?.sessions ?? this.src.metricSessions(); }
+}
 
 function family(name: string, help: string, type: 'counter' | 'gauge', values: () => Sample[]): client.Metric {
   return {
@@ -76,9 +100,9 @@ const escapeLabel = (v: string) => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n'
  */
 class SessionFamilies {
   private readonly labelCache: Array<{ tid: number; sid: number; ifname: string; text: string } | undefined> = [];
-  constructor(private readonly src: MetricsSource) {}
+  constructor(private readonly src: MetricsSource, private readonly snapshot: ScrapeSnapshot) {}
 
-  private labels(s: { tunnel_id: number; session_id: number; interface: string; slot: number }): string {
+  private labels(s: MetricSession): string {
     const c = this.labelCache[s.slot];
     if (c && c.tid === s.tunnel_id && c.sid === s.session_id && c.ifname === s.interface) return c.text;
     const text = `{tunnel_id="${s.tunnel_id}",session_id="${s.session_id}",interface="${escapeLabel(s.interface)}"}`;
@@ -87,7 +111,7 @@ class SessionFamilies {
   }
 
   render(): string {
-    const sessions = this.src.metricSessions();
+    const sessions = this.snapshot.sessions();
     const labels = sessions.map((s) => this.labels(s));
     const ctr = this.src.sessionCounters;
     let out = '';
@@ -106,25 +130,28 @@ class SessionFamilies {
 }
 
 class L2tpRegistry extends client.Registry {
-  constructor(private readonly sessionFamilies: SessionFamilies) { super(); }
+  constructor(private readonly snapshot: ScrapeSnapshot, private readonly sessionFamilies: SessionFamilies) { super(); }
   override async metrics(): Promise<string> {
-    const rest = await super.metrics();
-    return `${this.sessionFamilies.render()}${rest}`;
+    return this.snapshot.during(async () => {
+      const rest = await super.metrics();
+      return `${this.sessionFamilies.render()}${rest}`;
+    });
   }
 }
 
 export function createRegistry(src: MetricsSource, version: string): client.Registry {
-  const reg = new L2tpRegistry(new SessionFamilies(src));
+  const snapshot = new ScrapeSnapshot(src);
+  const reg = new L2tpRegistry(snapshot, new SessionFamilies(src, snapshot));
   client.collectDefaultMetrics({ register: reg });
   for (const [name, field, help] of TUNNEL_COUNTERS) {
-    reg.registerMetric(family(name, help, 'counter', () => src.metricTunnels().map((t) => ({
+    reg.registerMetric(family(name, help, 'counter', () => snapshot.tunnels().map((t) => ({
       labels: { tunnel_id: t.tunnel_id }, value: src.tunnelCounters[t.slot * TUNNEL_FIELDS + field],
     }))));
   }
   reg.registerMetric(family('l2tp_tunnel_rx_drops_total',
     'Packets dropped before a session was found, by reason. tunnel_id="" counts raw IP packets that matched no tunnel.',
     'counter', () => {
-      const rows = [...src.metricTunnels().map((t) => ({ id: String(t.tunnel_id), slot: t.slot })), { id: '', slot: src.hostRow }];
+      const rows = [...snapshot.tunnels().map((t) => ({ id: String(t.tunnel_id), slot: t.slot })), { id: '', slot: src.hostRow }];
       const out: Sample[] = [];
       for (const r of rows) {
         for (const [reason, field] of DROP_REASONS) {
@@ -133,8 +160,8 @@ export function createRegistry(src: MetricsSource, version: string): client.Regi
       }
       return out;
     }));
-  reg.registerMetric(family('l2tp_tunnels', 'Tunnels running.', 'gauge', () => [{ labels: {}, value: src.metricTunnels().length }]));
-  reg.registerMetric(family('l2tp_sessions', 'Sessions running.', 'gauge', () => [{ labels: {}, value: src.metricSessions().length }]));
+  reg.registerMetric(family('l2tp_tunnels', 'Tunnels running.', 'gauge', () => [{ labels: {}, value: snapshot.tunnels().length }]));
+  reg.registerMetric(family('l2tp_sessions', 'Sessions running.', 'gauge', () => [{ labels: {}, value: snapshot.sessions().length }]));
   reg.registerMetric(family('l2tpd_build_info', 'l2tpd version and runtime.', 'gauge',
     () => [{ labels: { version, node: process.version }, value: 1 }]));
   return reg;
