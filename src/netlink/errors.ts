@@ -47,7 +47,7 @@ export function errnoName(errno: number): string {
 }
 
 /** errno name → positive number (0 when unknown). */
-export function errnoNumber(code: string): number {
+function errnoNumber(code: string): number {
   if (code === 'EOPNOTSUPP') return 95;
   const v = (osConstants.errno as Record<string, number | undefined>)[code];
   return typeof v === 'number' ? v : 0;

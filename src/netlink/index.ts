@@ -43,8 +43,6 @@ export interface LinkInfo {
   /** IFLA_IFALIAS */
   alias?: string;
   operstate: OperState;
-  /** IFLA_ADDRESS as aa:bb:cc:dd:ee:ff */
-  mac?: string;
 }
 
 export interface LinkEvent { type: 'new' | 'del'; link: LinkInfo }
@@ -81,9 +79,6 @@ export function parseLinkInfo(payload: Buffer): LinkInfo {
     } catch { /* malformed linkinfo: leave kind unset */ }
   }
   if (attrs.ifalias !== undefined && attrs.ifalias !== '') info.alias = attrs.ifalias;
-  if (attrs.address && attrs.address.length > 0) {
-    info.mac = [...attrs.address].map((b) => b.toString(16).padStart(2, '0')).join(':');
-  }
   return info;
 }
 
@@ -233,11 +228,7 @@ export class Rtnl {
   /** After a successful create: apply settings; on failure remove what we just created. */
   private async finishCreate(name: string, op: string, set: SetLinkOptions): Promise<LinkInfo> {
     try {
-      const clean: SetLinkOptions = {};
-      if (set.up !== undefined) clean.up = set.up;
-      if (set.mtu !== undefined) clean.mtu = set.mtu;
-      if (set.alias !== undefined) clean.alias = set.alias;
-      await this.setLink(name, clean);
+      await this.setLink(name, set);
       const link = await this.linkByName(name);
       if (!link) throw new NetlinkError(op, 'ENODEV', 19, 'vanished right after creation');
       return link;

@@ -11,7 +11,6 @@ export const RTM_DELLINK = 17;
 export const RTM_GETLINK = 18;
 export const RTM_SETLINK = 19;
 export const NLMSG_ERROR = 2;
-export const NLMSG_DONE = 3;
 
 /** Flatten a StreamData (nested attribute stream) into one Buffer. */
 export function toBuf(d: StreamData): Buffer {
