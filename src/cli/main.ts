@@ -6,15 +6,16 @@
  *
  * `main(argv, io)` does everything and returns the exit code, so tests run it in-process.
  */
-import * as fs from 'node:fs';
 import * as http from 'node:http';
-import * as path from 'node:path';
 import { Command, CommanderError } from 'commander';
-import { MAX_SOCKET_PATH, type SessionView, type TunnelView } from '../control/api.js';
+import {
+  DEFAULT_SOCKET, MAX_SOCKET_PATH, socketPathTooLong, type SessionView, type TunnelView,
+} from '../control/api.js';
+import { packageVersion } from '../control/version.js';
 import { formatJson, formatKeyValues, formatSessions, formatTunnels } from './format.js';
-import { USAGE, UsageError, parseCommand, type ParsedCommand } from './words.js';
+import { STATS_FLAGS, USAGE, UsageError, parseCommand, type ParsedCommand } from './words.js';
 
-export const DEFAULT_SOCKET = '/run/l2tpd/l2tpd.sock';
+export { DEFAULT_SOCKET };
 export const EXIT_OK = 0;
 export const EXIT_REFUSED = 1;
 export const EXIT_USAGE = 2;
@@ -63,7 +64,7 @@ interface Reply {
 /** One HTTP request over the UNIX socket; resolves with any status, rejects when unreachable. */
 export function apiRequest(socketPath: string, method: string, urlPath: string, body?: unknown, timeoutMs = 30_000): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH) {
+    if (socketPathTooLong(socketPath)) {
       reject(new UnreachableError(socketPath, 'ENAMETOOLONG'));
       return;
     }
@@ -97,17 +98,6 @@ export function apiRequest(socketPath: string, method: string, urlPath: string, 
     req.end(payload);
   });
 }
-
-function version(): string {
-  try {
-    const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version?: string };
-    return pkg.version ?? 'unknown';
-  } catch {
-    return 'unknown';
-  }
-}
-
-const STATS_FLAGS = new Set(['-s', '-stats', '-statistics', '--stats', '--statistics']);
 
 /** Normalise iproute2-style single-dash long options before commander sees them. */
 function preprocess(argv: string[]): { args: string[]; stats: boolean } {
@@ -170,7 +160,8 @@ async function run(cmd: ParsedCommand, socketPath: string, json: boolean, out: W
       const qs = q.toString();
       const list = ((await call('GET', `/v1/sessions${qs ? `?${qs}` : ''}`)) as { sessions: SessionView[] }).sessions;
       if (!json && list.some((s) => s.peer_tunnel_id === undefined)) {
-        // "Peer session X, tunnel Y" needs the tunnel's peer id; older views may lack it.
+        // "Peer session X, tunnel Y" needs the tunnel's peer id; SessionView.peer_tunnel_id is
+        // optional (l2tpd's engine always sets it, other Engine implementations may not).
         const tunnels = ((await call('GET', '/v1/tunnels')) as { tunnels: TunnelView[] }).tunnels;
         for (const s of list) {
           s.peer_tunnel_id ??= tunnels.find((t) => t.tunnel_id === s.tunnel_id)?.peer_tunnel_id;
@@ -196,7 +187,7 @@ export async function main(argv: string[], io: CliIO = {}): Promise<number> {
     .description('Control l2tpd with the words of `ip l2tp`.')
     .option('--socket <path>', `control socket of l2tpd (env L2TPD_SOCKET, default ${DEFAULT_SOCKET})`)
     .option('-j, --json', 'print complete objects as JSON')
-    .version(version(), '-V, --version')
+    .version(packageVersion(), '-V, --version')
     .argument('[words...]', 'OBJECT COMMAND WORDS (see below)')
     .allowUnknownOption()
     .allowExcessArguments()
@@ -235,10 +226,7 @@ export async function main(argv: string[], io: CliIO = {}): Promise<number> {
     await run(cmd, socketPath, opts.json === true, out, io.timeoutMs ?? 30_000);
     return EXIT_OK;
   } catch (e) {
-    if (e instanceof UnreachableError || e instanceof RefusedError) {
-      err.write(`l2tpctl: ${e.message}\n`);
-      return EXIT_REFUSED;
-    }
+    // Unreachable, refused, or anything else: the message, exit 1.
     err.write(`l2tpctl: ${(e as Error).message ?? String(e)}\n`);
     return EXIT_REFUSED;
   }

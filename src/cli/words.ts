@@ -9,7 +9,11 @@
  */
 import { ConfigError } from '../control/errors.js';
 import type { SessionConfig, TunnelConfig } from '../control/model.js';
-import { normalizeSession, normalizeTunnel, parseId } from '../control/validate.js';
+import { DEFAULT_SOCKET } from '../control/api.js';
+import { MAX_SESSION_MTU } from '../dataplane/layout.js';
+import {
+  MTU_MIN, normalizeSession, normalizeTunnel, parseId, VLAN_MAX, VLAN_MIN,
+} from '../control/validate.js';
 
 export class UsageError extends Error {
   /** The word at fault, when there is one. */
@@ -39,18 +43,19 @@ export const USAGE = `Usage: l2tpctl [--socket PATH] [-j|--json] OBJECT COMMAND 
        l2tpctl add session [name NAME] tunnel_id ID session_id ID peer_session_id ID
                 [cookie HEX] [peer_cookie HEX] [l2spec_type {none|default}]
                 [seq {none|send|recv|both}] [offset N] [peer_offset N]
-                [reorder_timeout MS] [mtu N] [bridge NAME] [vlan ID dev TRUNK]
+                [reorder_timeout MS] [mtu MTU] [bridge NAME] [vlan VLAN dev TRUNK]
        l2tpctl del tunnel tunnel_id ID
        l2tpctl del session tunnel_id ID session_id ID
-       l2tpctl show tunnel [tunnel_id ID]
+       l2tpctl show tunnel [tunnel_id ID] [-s]
        l2tpctl show session [tunnel_id ID] [session_id ID] [-s]
        l2tpctl reload
        l2tpctl status
 
 Where: ID   := 1..4294967295        PORT := 1..65535     ADDR := IPv4 or IPv6 address
        HEX  := 8 or 16 hex digits    N    := 0..256       MS   := 0..60000
+       MTU  := ${MTU_MIN}..${MAX_SESSION_MTU}             VLAN := ${VLAN_MIN}..${VLAN_MAX}
        NAME := interface name (1..15 bytes; "l2tpeth%d" allowed for session names)
-Environment: L2TPD_SOCKET (default /run/l2tpd/l2tpd.sock)
+Environment: L2TPD_SOCKET (default ${DEFAULT_SOCKET})
 `;
 
 /** A keyword and the placeholder of its value (undefined for a flag). */
@@ -87,6 +92,9 @@ const W = {
   dev: { name: 'dev', arg: 'TRUNK' },
   stats: { name: '-s', aliases: ['-stats', '-statistics', '--stats', '--statistics'] },
 } satisfies Record<string, Word>;
+
+/** The counter flag and its spellings (l2tpctl accepts them anywhere on the command line). */
+export const STATS_FLAGS: ReadonlySet<string> = new Set([W.stats.name, ...W.stats.aliases]);
 
 interface Grammar {
   words: Word[];
@@ -192,7 +200,7 @@ function id(field: string, value: string | undefined): number | undefined {
 /** Turn collected word values into the JSON shape validate.ts takes (strings are fine there). */
 function toObject(values: Map<string, string>): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [k, v] of values) if (k !== '-s') out[k] = v;
+  for (const [k, v] of values) out[k] = v;
   return out;
 }
 

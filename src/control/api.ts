@@ -1,8 +1,8 @@
 /**
  * Control API: HTTP/1.1 + JSON over a UNIX stream socket, `node:http` only (design.md "Control
  * API", dependencies.md §8). The daemon implements `Engine`; this file validates requests,
- * serialises them (one engine call at a time, so check-then-apply inside the engine is atomic)
- * and maps errors to status codes:
+ * runs them one at a time and maps errors to status codes (check-then-apply is made atomic by
+ * the engine itself: DaemonEngine.exclusive, which also covers SIGHUP reloads and repairs):
  *   200/201 done · 400 ConfigError or bad JSON ({error, field, value, allowed}) ·
  *   404/409 ConflictError ({error, field?, value?}) · 404 unknown route · 405 wrong method ·
  *   413 body over 1 MiB · 500 anything else ({error}).
@@ -70,8 +70,9 @@ export type ReloadResult = Record<string, unknown>;
 
 /**
  * Implemented by the daemon. Each method validates conflicts against its own state (use
- * checkAddTunnel, checkAddSession, checkDelTunnel and checkDelSession from validate.ts) and throws ConflictError/ConfigError to refuse;
- * calls are serialised by the API server.
+ * checkAddTunnel, checkAddSession, checkDelTunnel and checkDelSession from validate.ts) and throws ConflictError/ConfigError to refuse.
+ * The API server sends one request at a time, but the engine has other callers (SIGHUP, link
+ * repairs): it must serialise its own mutations (DaemonEngine.exclusive) to keep check-then-apply atomic.
  */
 export interface Engine {
   listTunnels(): Promise<TunnelView[]>;
@@ -97,6 +98,13 @@ export const SOCKET_MODE = 0o660;
 export const SOCKET_DIR_MODE = 0o750;
 /** sizeof(sockaddr_un.sun_path) - 1: longer paths cannot be bound or connected to. */
 export const MAX_SOCKET_PATH = 107;
+/** Control socket of l2tpd when neither --socket nor L2TPD_SOCKET says otherwise. */
+export const DEFAULT_SOCKET = '/run/l2tpd/l2tpd.sock';
+
+/** True when `socketPath` is longer than MAX_SOCKET_PATH bytes (cannot be bound or connected to). */
+export function socketPathTooLong(socketPath: string): boolean {
+  return Buffer.byteLength(socketPath) > MAX_SOCKET_PATH;
+}
 
 class HttpError extends Error {
   constructor(readonly status: number, message: string, readonly headers: Record<string, string> = {}) {
@@ -399,7 +407,7 @@ export async function startApiServer(
   server.requestTimeout = 30_000;
   server.headersTimeout = 10_000;
   const activated = socketActivated(env);
-  if (!activated && Buffer.byteLength(socketPath) > MAX_SOCKET_PATH) {
+  if (!activated && socketPathTooLong(socketPath)) {
     throw new Error(`socket path ${socketPath} is too long (${Buffer.byteLength(socketPath)} bytes; at most ${MAX_SOCKET_PATH})`);
   }
   if (activated) {

@@ -153,14 +153,19 @@ function required(field: string, input: Obj, allowed: string): unknown {
 // ---------------------------------------------------------------------------------------------
 // Tunnels and sessions.
 
-/** Validate one tunnel and fill in defaults. Field names in errors are prefixed by `path`. */
-export function normalizeTunnel(input: unknown, path = ''): TunnelConfig {
+/** Run `fn`; a ConfigError it throws gets its field name prefixed by `path`. */
+function withPrefix<T>(path: string, fn: () => T): T {
   try {
-    return normalizeTunnelInner(input);
+    return fn();
   } catch (err) {
     if (err instanceof ConfigError) throw err.withPrefix(path);
     throw err;
   }
+}
+
+/** Validate one tunnel and fill in defaults. Field names in errors are prefixed by `path`. */
+export function normalizeTunnel(input: unknown, path = ''): TunnelConfig {
+  return withPrefix(path, () => normalizeTunnelInner(input));
 }
 
 function normalizeTunnelInner(input: unknown): TunnelConfig {
@@ -212,12 +217,7 @@ function normalizeTunnelInner(input: unknown): TunnelConfig {
 
 /** Validate one session and fill in defaults. Field names in errors are prefixed by `path`. */
 export function normalizeSession(input: unknown, path = ''): SessionConfig {
-  try {
-    return normalizeSessionInner(input);
-  } catch (err) {
-    if (err instanceof ConfigError) throw err.withPrefix(path);
-    throw err;
-  }
+  return withPrefix(path, () => normalizeSessionInner(input));
 }
 
 function normalizeSessionInner(input: unknown): SessionConfig {
@@ -260,7 +260,7 @@ function normalizeSessionInner(input: unknown): SessionConfig {
         `dev: missing; vlan ${vlan} needs dev TRUNK (the interface carrying the VLAN)`);
     }
     const dev = parseIfname('dev', input.dev);
-    const sub = `${dev}.${vlan}`;
+    const sub = vlanIfname({ dev, vlan })!;
     if (Buffer.byteLength(sub) > IFNAME_MAX) {
       throw new ConfigError('dev', input.dev, `a trunk name short enough for "${sub}" to fit ${IFNAME_MAX} bytes`,
         `dev ${dev}: the VLAN interface name "${sub}" would exceed ${IFNAME_MAX} bytes`);
@@ -296,16 +296,24 @@ export function sessionBridge(s: SessionConfig): string | undefined {
   return undefined;
 }
 
+/** The VLAN interface `TRUNK.ID` of a session with `vlan ID dev TRUNK`. */
+export function vlanIfname(s: Pick<SessionConfig, 'dev' | 'vlan'>): string | undefined {
+  return s.vlan !== undefined && s.dev !== undefined ? `${s.dev}.${s.vlan}` : undefined;
+}
+
 /** Interfaces a session refers to but does not own (bridge, trunk, VLAN sub-interface). */
 function usedNames(s: SessionConfig): string[] {
   const out: string[] = [];
   const br = sessionBridge(s);
   if (br !== undefined) out.push(br);
-  if (s.dev !== undefined) out.push(s.dev, `${s.dev}.${s.vlan}`);
+  if (s.dev !== undefined) out.push(s.dev);
+  const vlanIf = vlanIfname(s);
+  if (vlanIf !== undefined) out.push(vlanIf);
   return out;
 }
 
-function ownName(s: SessionConfig): string | undefined {
+/** The session's own interface name, when fixed by the config (not a `%d` pattern). */
+export function ownName(s: SessionConfig): string | undefined {
   return s.name !== undefined && !s.name.includes('%') ? s.name : undefined;
 }
 
@@ -393,41 +401,33 @@ function asConfigError(err: unknown, path: string): unknown {
  */
 export function validateConfig(input: unknown): Config {
   if (!isObject(input)) throw new ConfigError('config', input, 'an object {"tunnels": [...], "sessions": [...]}');
-  for (const key of Object.keys(input)) {
-    if (key !== 'tunnels' && key !== 'sessions') {
-      throw new ConfigError(key, input[key], 'one of: tunnels, sessions',
-        `unknown field "${key}" in config; expected one of: tunnels, sessions`);
-    }
-  }
+  rejectUnknown('config', input, ['tunnels', 'sessions']);
   const cfg = emptyConfig();
   for (const key of ['tunnels', 'sessions'] as const) {
     if (input[key] !== undefined && !Array.isArray(input[key])) {
       throw new ConfigError(key, input[key], `an array of ${key.slice(0, -1)} objects`);
     }
   }
-  const tunnels = (input.tunnels ?? []) as unknown[];
-  const sessions = (input.sessions ?? []) as unknown[];
-  tunnels.forEach((raw, i) => {
-    const path = `tunnels[${i}]`;
-    const t = normalizeTunnel(raw, `${path}.`);
-    try {
-      checkAddTunnel(cfg, t);
-    } catch (err) {
-      throw asConfigError(err, path);
-    }
-    cfg.tunnels.push(t);
-  });
-  sessions.forEach((raw, i) => {
-    const path = `sessions[${i}]`;
-    const s = normalizeSession(raw, `${path}.`);
-    try {
-      checkAddSession(cfg, s);
-    } catch (err) {
-      throw asConfigError(err, path);
-    }
-    cfg.sessions.push(s);
-  });
+  addEntries(cfg, 'tunnels', input.tunnels, normalizeTunnel, checkAddTunnel, cfg.tunnels);
+  addEntries(cfg, 'sessions', input.sessions, normalizeSession, checkAddSession, cfg.sessions);
   return cfg;
+}
+
+/** Normalise each entry of `key` (path `key[i].`), cross-check it against `cfg` and append it to `list`. */
+function addEntries<T>(
+  cfg: Config, key: 'tunnels' | 'sessions', raw: unknown,
+  normalize: (input: unknown, path: string) => T, check: (cfg: Config, entry: T) => void, list: T[],
+): void {
+  ((raw ?? []) as unknown[]).forEach((entry, i) => {
+    const path = `${key}[${i}]`;
+    const x = normalize(entry, `${path}.`);
+    try {
+      check(cfg, x);
+    } catch (err) {
+      throw asConfigError(err, path);
+    }
+    list.push(x);
+  });
 }
 
 /** Same config with tunnels sorted by tunnel_id and sessions by (tunnel_id, session_id). */

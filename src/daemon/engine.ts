@@ -8,17 +8,17 @@ import { isIP } from 'node:net';
 import type { Config, SessionConfig, TunnelConfig } from '../control/model.js';
 import { ConfigError, ConflictError } from '../control/errors.js';
 import {
-  checkAddSession, checkAddTunnel, checkDelSession, checkDelTunnel, normalizeSession, normalizeTunnel,
+  checkAddSession, checkAddTunnel, checkDelSession, checkDelTunnel, MTU_MIN, normalizeSession, normalizeTunnel,
   sessionBridge, validateConfig,
 } from '../control/validate.js';
 import type { ConfigStore } from '../control/store.js';
 import type { Engine, SessionView, TunnelView } from '../control/api.js';
-import { DataPlane } from '../dataplane/index.js';
+import { DataPlane, type SessionSpec } from '../dataplane/index.js';
 import { HOST_ROW, MAX_SESSIONS, MAX_TUNNELS } from '../dataplane/layout.js';
 import { native } from '../native/index.js';
 import { Rtnl, type LinkEvent } from '../netlink/index.js';
 import { cookieBytes, sessionOverhead } from './mtu.js';
-import { SessionInterfaces, type SessionLinks } from './interfaces.js';
+import { SessionInterfaces, sessionKey, type SessionLinks } from './interfaces.js';
 import type { MetricsSource } from '../metrics/index.js';
 
 const IPPROTO_L2TP = 115;
@@ -32,16 +32,13 @@ interface RunningTunnel {
   rawKey?: string;
 }
 
-type SessionSpec = Parameters<DataPlane['addSession']>[0];
-
 interface RunningSession {
   cfg: SessionConfig;
   slot: number;
   /** The tap (fd, name, ifindex) and the bridge / VLAN interface it is wired to. */
   links: SessionLinks;
-  /** What the data plane was given, to hand it a new tap fd after a restore. */
+  /** What the data plane was given (including the effective mtu), to hand it a new tap fd after a restore. */
   spec: SessionSpec;
-  mtu: number;
   /** Times the interfaces were put back after being changed behind l2tpd's back. */
   restored: number;
 }
@@ -58,8 +55,6 @@ class SlotPool {
   }
   give(slot: number): void { this.free.push(slot); }
 }
-
-const sessionKey = (tid: number, sid: number) => `${tid}/${sid}`;
 
 export class DaemonEngine implements Engine, MetricsSource {
   private config: Config = { tunnels: [], sessions: [] };
@@ -90,8 +85,8 @@ export class DaemonEngine implements Engine, MetricsSource {
       try { await this.startTunnel(t); } catch (err) { this.recordFailure(`tunnel ${t.tunnel_id}`, err); }
     }
     for (const s of this.config.sessions) {
-      if (!this.tunnels.has(s.tunnel_id)) { this.recordFailure(`session ${s.tunnel_id}/${s.session_id}`, new Error('tunnel not running')); continue; }
-      try { await this.startSession(s); } catch (err) { this.recordFailure(`session ${s.tunnel_id}/${s.session_id}`, err); }
+      if (!this.tunnels.has(s.tunnel_id)) { this.recordFailure(`session ${sessionKey(s.tunnel_id, s.session_id)}`, new Error('tunnel not running')); continue; }
+      try { await this.startSession(s); } catch (err) { this.recordFailure(`session ${sessionKey(s.tunnel_id, s.session_id)}`, err); }
     }
     await this.sweepInterfaces();
     this.watchLinks();
@@ -176,14 +171,14 @@ export class DaemonEngine implements Engine, MetricsSource {
   private sessionView(s: SessionConfig, withStats: boolean): SessionView {
     const rt = this.sessions.get(sessionKey(s.tunnel_id, s.session_id));
     const t = this.config.tunnels.find((x) => x.tunnel_id === s.tunnel_id);
-    const failure = this.failures.get(`session ${s.tunnel_id}/${s.session_id}`);
+    const failure = this.failures.get(`session ${sessionKey(s.tunnel_id, s.session_id)}`);
     const bridge = sessionBridge(s);
     return {
       ...s,
       peer_tunnel_id: t?.peer_tunnel_id,
       interface: rt?.links.ifname ?? s.name ?? '',
       ...(rt ? { ifindex: rt.links.ifindex } : {}),
-      mtu: rt?.mtu ?? s.mtu ?? 0,
+      mtu: rt?.spec.mtu ?? s.mtu ?? 0,
       ...(bridge !== undefined ? { bridge } : {}),
       restored: rt?.restored ?? 0,
       state: rt ? 'up' : 'down',
@@ -212,7 +207,7 @@ export class DaemonEngine implements Engine, MetricsSource {
     const next = { ...this.config, sessions: this.config.sessions.filter((s) => !(s.tunnel_id === tid && s.session_id === sid)) };
     this.store.save(next);
     this.config = next;
-    this.failures.delete(`session ${tid}/${sid}`);
+    this.failures.delete(`session ${sessionKey(tid, sid)}`);
     const rt = this.sessions.get(sessionKey(tid, sid));
     if (rt) await this.stopSession(rt, true);
     await this.sweepInterfaces();
@@ -365,7 +360,7 @@ export class DaemonEngine implements Engine, MetricsSource {
   private defaultMtu(t: TunnelConfig, s: SessionConfig, family: 4 | 6): number {
     let underlay = 1500;
     try { underlay = native.pathMtu(family, t.remote); } catch { /* no route yet: the kernel's 1500 fallback */ }
-    return Math.max(68, underlay - sessionOverhead(t, s, family));
+    return Math.max(MTU_MIN, underlay - sessionOverhead(t, s, family));
   }
 
   private async startSession(s: SessionConfig): Promise<void> {
@@ -385,13 +380,13 @@ export class DaemonEngine implements Engine, MetricsSource {
       };
       this.dataplane.resetSession(slot);
       await this.dataplane.addSession(spec);
-      this.sessions.set(sessionKey(s.tunnel_id, s.session_id), { cfg: s, slot, links, spec, mtu, restored: 0 });
+      this.sessions.set(sessionKey(s.tunnel_id, s.session_id), { cfg: s, slot, links, spec, restored: 0 });
     } catch (err) {
       if (slot !== undefined) this.sessionSlots.give(slot);
       await undo();
       throw err;
     }
-    this.failures.delete(`session ${s.tunnel_id}/${s.session_id}`);
+    this.failures.delete(`session ${sessionKey(s.tunnel_id, s.session_id)}`);
   }
 
   /** Stop a session; `remove` (del session) also deletes its tap, otherwise it stays for a restart. */
@@ -448,7 +443,7 @@ export class DaemonEngine implements Engine, MetricsSource {
     for (const rs of [...this.sessions.values()]) {
       if (this.sessions.get(sessionKey(rs.cfg.tunnel_id, rs.cfg.session_id)) !== rs) continue;
       try {
-        const repairs = await this.ifaces.repair(rs.cfg, rs.links, rs.mtu);
+        const repairs = await this.ifaces.repair(rs.cfg, rs.links, rs.spec.mtu);
         for (const r of repairs) {
           if (r.newTap) {
             // The data plane still polls the old fd: switch it to the new tap.

@@ -26,21 +26,20 @@
 import type { Logger } from 'pino';
 import type { SessionConfig } from '../control/model.js';
 import { ConfigError, ConflictError } from '../control/errors.js';
-import { sessionBridge } from '../control/validate.js';
+import { ownName, sessionBridge, vlanIfname } from '../control/validate.js';
 import { native, type TapHandle } from '../native/index.js';
 import { NetlinkError, type LinkInfo, type Rtnl } from '../netlink/index.js';
 
 export const SHARED_ALIAS = 'l2tpd';
-export const sessionAlias = (tid: number, sid: number): string => `l2tpd:${tid}/${sid}`;
+/** How a session is keyed in maps and messages: `<tunnel_id>/<session_id>`. */
+export const sessionKey = (tid: number, sid: number): string => `${tid}/${sid}`;
+export const sessionAlias = (tid: number, sid: number): string => `l2tpd:${sessionKey(tid, sid)}`;
 
 /** Parse a session tap's alias; undefined for anything else. */
 export function parseSessionAlias(alias: string | undefined): { tunnel_id: number; session_id: number } | undefined {
   const m = alias === undefined ? null : /^l2tpd:(\d+)\/(\d+)$/.exec(alias);
   return m ? { tunnel_id: Number(m[1]), session_id: Number(m[2]) } : undefined;
 }
-
-export const vlanIfname = (s: SessionConfig): string | undefined =>
-  (s.vlan !== undefined && s.dev !== undefined ? `${s.dev}.${s.vlan}` : undefined);
 
 /** What a running session holds: the open tap and the interfaces it is wired to. */
 export interface SessionLinks {
@@ -104,7 +103,7 @@ export class SessionInterfaces {
   /** The session's tap: re-attached if l2tpd left it persistent, created otherwise. */
   private async openTap(s: SessionConfig, mtu: number, undos: Undo[]): Promise<{ tap: TapHandle; link: LinkInfo }> {
     const alias = sessionAlias(s.tunnel_id, s.session_id);
-    const explicit = s.name !== undefined && !s.name.includes('%') ? s.name : undefined;
+    const explicit = ownName(s);
     const mine = (await this.rtnl.listLinks()).filter((l) => l.alias === alias);
     let name = s.name ?? 'l2tpeth%d';
     if (explicit) {
@@ -163,8 +162,7 @@ export class SessionInterfaces {
    */
   async release(links: SessionLinks, remove: boolean): Promise<void> {
     if (!remove) { native.close(links.tap.fd); return; }
-    try { native.tapSetPersist(links.tap.fd, false); } catch { /* fd detached (tap deleted behind our back) */ }
-    native.close(links.tap.fd);
+    dropTap(links.tap);
     // If the fd was no longer attached, the persist flag could not be cleared: delete by mark.
     const l = await this.rtnl.linkByIndex(links.ifindex).catch(() => undefined);
     if (l && parseSessionAlias(l.alias)) await this.rtnl.deleteLink(l.index).catch(() => undefined);
@@ -186,7 +184,7 @@ export class SessionInterfaces {
       if (br) shared.add(br);
       const v = vlanIfname(s);
       if (v) shared.add(v);
-      byKey.set(`${s.tunnel_id}/${s.session_id}`, s);
+      byKey.set(sessionKey(s.tunnel_id, s.session_id), s);
     }
     const removed: string[] = [];
     const links = await this.rtnl.listLinks();
@@ -196,8 +194,8 @@ export class SessionInterfaces {
       let stale = false;
       const owner = parseSessionAlias(l.alias);
       if (owner) {
-        const s = byKey.get(`${owner.tunnel_id}/${owner.session_id}`);
-        const named = s?.name !== undefined && !s.name.includes('%') ? s.name : undefined;
+        const s = byKey.get(sessionKey(owner.tunnel_id, owner.session_id));
+        const named = s === undefined ? undefined : ownName(s);
         stale = !keep.running.has(l.index) && (!s || (named !== undefined && named !== l.name));
       } else if (l.alias === SHARED_ALIAS) {
         stale = !shared.has(l.name);

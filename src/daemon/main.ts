@@ -6,17 +6,18 @@
 import { execFile } from 'node:child_process';
 import { Command, InvalidArgumentError } from 'commander';
 import { ConfigStore } from '../control/store.js';
-import { startApiServer } from '../control/api.js';
+import { DEFAULT_SOCKET, startApiServer } from '../control/api.js';
+import { packageVersion } from '../control/version.js';
 import { DataPlane } from '../dataplane/index.js';
 import { Rtnl } from '../netlink/index.js';
 import { createRegistry, startMetricsServer } from '../metrics/index.js';
 import { createLogger } from './logger.js';
 import { DaemonEngine } from './engine.js';
 
+export { DEFAULT_SOCKET };
 export const DEFAULT_CONFIG = '/etc/l2tpd/l2tpd.json';
-export const DEFAULT_SOCKET = '/run/l2tpd/l2tpd.sock';
 export const DEFAULT_METRICS = '127.0.0.1:9701';
-const VERSION = '0.1.0';
+const VERSION = packageVersion();
 
 function parseListen(value: string): { host: string; port: number } | null {
   if (value === 'off') return null;
