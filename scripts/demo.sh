@@ -56,8 +56,8 @@ ip -n "$SA" addr add 192.0.2.1/24 dev ul0; ip -n "$SA" link set ul0 up
 ip -n "$SB" addr add 192.0.2.2/24 dev ul0; ip -n "$SB" link set ul0 up
 
 step "a host behind VLAN 1000 on each site"
-echo "(This kernel has no 802.1Q: a veth \"vlan1000\" stands in for the VLAN interface eth1.1000."
-echo " On a real host, 'bridge brvlan1000' would hold eth1.1000, or use 'vlan 1000 dev eth1'.)"
+echo "(A veth \"vlan1000\" stands in for the VLAN interface eth1.1000, so the demo also runs on kernels"
+echo " without 802.1Q. On a real host, 'bridge brvlan1000' would hold eth1.1000, or use 'vlan 1000 dev eth1'.)"
 for pair in "$SA:$HA:198.51.100.1" "$SB:$HB:198.51.100.2"; do
   IFS=: read -r site host addr <<<"$pair"
   ip -n "$site" link add brvlan1000 type bridge

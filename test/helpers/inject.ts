@@ -4,7 +4,8 @@
  */
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { ROOT, type Daemon, type Sites } from './sites.js';
+import { ROOT } from './paths.js';
+import type { Daemon, Sites } from './sites.js';
 
 export const CRAFTER = path.join(ROOT, 'test', 'helpers', 'crafter.cjs');
 

@@ -7,8 +7,10 @@
  * where <tmp>/tsconfig.json is
  *   {"extends": "<repo>/tsconfig.json", "ts-node": {"experimentalResolver": true, "transpileOnly": true}}.
  * - experimentalResolver is what maps src's `./x.js` imports onto `./x.ts` for CommonJS; without
- *   it (the repo tsconfig as of writing) any `.js`-suffixed relative import of a .ts file fails
- *   with MODULE_NOT_FOUND, under tap as well as in a child.
+ *   it any `.js`-suffixed relative import of a .ts file fails with MODULE_NOT_FOUND. The repo
+ *   tsconfig.json now sets it too (its "ts-node" section, which tap reads); the temp config
+ *   predates that and repeats it. TS_NODE_PROJECT is still needed: ts-node looks for a tsconfig
+ *   from the working directory, not from the script, so a child started elsewhere finds none.
  * - `--import …/import.mjs`, not `-r …/register`: under tap, @tapjs/processinfo injects an ESM
  *   `--import` hook into every spawned node's NODE_OPTIONS; once any ESM hook is registered Node
  *   loads the main script through the ESM loader, and `-r register` (CJS only) then fails with
@@ -18,10 +20,12 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { pathToFileURL } from 'node:url';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
+import { ROOT } from './paths';
 import type { ChildOp, ChildResult } from './netlink-child';
 
-export const REPO = resolve(__dirname, '..', '..');
+/** The repository root: paths.ts ROOT, under the name forwarder-alloc.test.ts imports. */
+export const REPO = ROOT;
 export const TS_NODE_IMPORT = join(REPO, 'node_modules', '@isaacs', 'ts-node-temp-fork-for-pr-2009', 'import.mjs');
 export const CHILD = join(REPO, 'test', 'helpers', 'netlink-child.ts');
 

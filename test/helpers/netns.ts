@@ -22,6 +22,17 @@ export function hasCommand(cmd: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
 }
 
+/** Can this kernel create an 802.1Q interface? Tried on a veth in a throwaway namespace. */
+export function vlanSupported(): boolean {
+  const ns = createNetns('vq');
+  try {
+    nsExec(ns, 'ip', ['link', 'add', 'vq0', 'type', 'veth', 'peer', 'name', 'vq1']);
+    return nsRun(ns, 'ip', ['link', 'add', 'link', 'vq0', 'name', 'vq0.5', 'type', 'vlan', 'id', '5']).status === 0;
+  } finally {
+    deleteNetns(ns);
+  }
+}
+
 /** Short unique name (interface names are limited to 15 bytes). */
 export function uniqueName(prefix: string): string {
   return `${prefix}${process.pid % 10000}x${counter++}`;
@@ -74,10 +85,10 @@ export async function stopProcess(proc: ChildProcess, signal: NodeJS.Signals = '
   if (proc.exitCode !== null || proc.signalCode !== null || proc.pid === undefined) return proc.exitCode;
   const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
   try { proc.kill(signal); } catch { return proc.exitCode; }
-  const code = await Promise.race([exited, delay(graceMs).then(() => 'timeout' as const)]);
+  const code = await Promise.race([exited, sleep(graceMs).then(() => 'timeout' as const)]);
   if (code !== 'timeout') return code;
   try { proc.kill('SIGKILL'); } catch { /* already gone */ }
-  await Promise.race([exited, delay(3000)]);
+  await Promise.race([exited, sleep(3000)]);
   return null;
 }
 
@@ -86,16 +97,39 @@ export async function waitUntil(check: () => boolean, ms = 10000, stepMs = 100):
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
     if (check()) return true;
-    await delay(stepMs);
+    await sleep(stepMs);
   }
   return check();
 }
 
-/** MAC address of an interface in a namespace, lowercase. */
-export function linkAddress(ns: string, ifname: string): string {
-  return (JSON.parse(nsExec(ns, 'ip', ['-j', 'link', 'show', ifname]))[0].address as string).toLowerCase();
+/** One link as `ip -d -j link show` prints it (the fields the tests read). */
+export interface IpLink {
+  ifindex: number; ifname: string; mtu: number; flags: string[]; address?: string; master?: string;
+  ifalias?: string; operstate?: string; link?: string;
+  linkinfo?: { info_kind?: string; info_data?: Record<string, unknown> };
 }
 
-function delay(ms: number): Promise<void> {
+/** `ip -d -j link show dev NAME` in a namespace; undefined when there is no such link. */
+export function ipLink(ns: string, ifname: string): IpLink | undefined {
+  const r = spawnSync('ip', ['-n', ns, '-d', '-j', 'link', 'show', 'dev', ifname], { encoding: 'utf8' });
+  if (r.status !== 0) return undefined;
+  return (JSON.parse(r.stdout) as IpLink[])[0];
+}
+
+/** Like ipLink, but the link must exist. */
+export function mustLink(ns: string, ifname: string): IpLink {
+  const l = ipLink(ns, ifname);
+  if (!l) throw new Error(`no link ${ifname} in namespace ${ns}`);
+  return l;
+}
+
+/** MAC address of an interface in a namespace, lowercase. */
+export function linkAddress(ns: string, ifname: string): string {
+  const address = mustLink(ns, ifname).address;
+  if (!address) throw new Error(`link ${ifname} in namespace ${ns} has no address`);
+  return address.toLowerCase();
+}
+
+export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }

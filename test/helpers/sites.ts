@@ -7,15 +7,28 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createNetns, deleteNetns, nsExec, nsRun, stopProcess, uniqueName, vethBetween } from './netns.js';
+import { createNetns, deleteNetns, nsExec, nsRun, sleep, stopProcess, uniqueName, vethBetween } from './netns.js';
+import { ROOT } from './paths.js';
 
-export const ROOT = path.resolve(__dirname, '..', '..');
+// Re-exported for the integration tests that take it from here with the fixture.
+export { sleep };
+
 export const DAEMON = path.join(ROOT, 'dist', 'daemon', 'main.js');
 export const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
 
 export const UNDERLAY = {
   a4: '192.0.2.1', b4: '192.0.2.2', a6: '2001:db8::1', b6: '2001:db8::2',
 };
+
+/**
+ * `add tunnel` words with tunnel_id = peer_tunnel_id = id; the UDP ports only with encap udp
+ * (`ports` is [udp_sport, udp_dport]).
+ */
+export function tunnelWords(id: number, encap: 'udp' | 'ip', local: string, remote: string, ports: [number, number]): string[] {
+  const w = ['add', 'tunnel', 'tunnel_id', String(id), 'peer_tunnel_id', String(id), 'encap', encap, 'local', local, 'remote', remote];
+  if (encap === 'udp') w.push('udp_sport', String(ports[0]), 'udp_dport', String(ports[1]));
+  return w;
+}
 
 export interface Daemon {
   ns: string;
@@ -139,8 +152,4 @@ export class Sites {
     for (const n of this.namespaces.reverse()) deleteNetns(n);
     rmSync(this.tmp, { recursive: true, force: true });
   }
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

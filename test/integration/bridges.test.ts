@@ -7,29 +7,15 @@
  * without 802.1Q; live otherwise).
  */
 import t from 'tap';
-import { hasCommand, netnsUnavailable, nsExec, nsRun, uniqueName, waitUntil } from '../helpers/netns.js';
+import { hasCommand, ipLink, netnsUnavailable, nsExec, nsRun, uniqueName, vlanSupported, waitUntil, type IpLink } from '../helpers/netns.js';
 import { Sites, UNDERLAY, sleep, type Daemon } from '../helpers/sites.js';
 
 const skip = netnsUnavailable() || (!hasCommand('ping') && 'ping (iputils-ping) is not installed');
 
-interface IpLink { ifindex: number; ifname: string; master?: string; mtu: number; flags: string[]; ifalias?: string; linkinfo?: { info_kind?: string } }
 interface ShownSession { session_id: number; interface: string; ifindex?: number; mtu: number; bridge?: string; vlan?: number; dev?: string; state: string; restored: number }
-
-function link(ns: string, name: string): IpLink | undefined {
-  const r = nsRun(ns, 'ip', ['-d', '-j', 'link', 'show', 'dev', name]);
-  if (r.status !== 0) return undefined;
-  return (JSON.parse(r.stdout) as IpLink[])[0];
-}
 
 function linkNames(ns: string): string[] {
   return (JSON.parse(nsExec(ns, 'ip', ['-j', 'link', 'show'])) as IpLink[]).map((l) => l.ifname).sort();
-}
-
-/** Can this kernel create an 802.1Q interface? Tried in a throwaway namespace of the fixture. */
-function vlanSupported(sites: Sites): boolean {
-  const ns = sites.ns('vq');
-  nsExec(ns, 'ip', ['link', 'add', 'vq0', 'type', 'veth', 'peer', 'name', 'vq1']);
-  return nsRun(ns, 'ip', ['link', 'add', 'link', 'vq0', 'name', 'vq0.5', 'type', 'vlan', 'id', '5']).status === 0;
 }
 
 function tunnel(sites: Sites): void {
@@ -76,21 +62,21 @@ t.test('bridge: traffic, restart without flap, restore after external changes, o
   t.match(sa, { interface: pwA, mtu: 1446, bridge: brA, state: 'up', restored: 0 }, 'show session A: interface, default MTU, bridge');
   const sb = session(sites, sites.b, 1);
   t.match(sb.interface, /^l2tpeth\d+$/, `session B without name got ${sb.interface} from the kernel`);
-  const tapA = link(sites.a.ns, pwA)!;
+  const tapA = ipLink(sites.a.ns, pwA)!;
   t.equal(tapA.master, brA, 'tap A enslaved to the bridge');
   t.equal(tapA.ifalias, 'l2tpd:100/1', 'tap A marked with its session');
   t.ok(tapA.flags.includes('UP'), 'tap A up');
-  const bridgeA = link(sites.a.ns, brA)!;
+  const bridgeA = ipLink(sites.a.ns, brA)!;
   t.equal(bridgeA.ifalias, 'l2tpd', 'bridge l2tpd created is marked');
   t.ok(bridgeA.flags.includes('UP'), 'created bridge is up');
   t.equal(bridgeA.linkinfo?.info_kind, 'bridge');
-  t.equal(link(sites.b.ns, brB)!.ifalias, undefined, 'pre-existing bridge left unmarked');
-  t.equal(link(sites.b.ns, sb.interface)!.master, brB, 'tap B enslaved to the pre-existing bridge');
+  t.equal(ipLink(sites.b.ns, brB)!.ifalias, undefined, 'pre-existing bridge left unmarked');
+  t.equal(ipLink(sites.b.ns, sb.interface)!.master, brB, 'tap B enslaved to the pre-existing bridge');
   t.ok(await pingEventually(sites, hostA, '198.51.100.2') >= 2, 'host A reaches host B across bridges and the pseudowire');
 
   // Restart both daemons: taps persist with the same ifindex and bridge membership.
   const bIf = sb.interface;
-  const bIndex = link(sites.b.ns, bIf)!.ifindex;
+  const bIndex = ipLink(sites.b.ns, bIf)!.ifindex;
   // A leftover marked by l2tpd that the config does not name, and an unmarked bridge: only the former goes.
   const stale = uniqueName('brs');
   const foreign = uniqueName('brf');
@@ -100,43 +86,43 @@ t.test('bridge: traffic, restart without flap, restore after external changes, o
   }
   t.equal(await sites.stop(sites.a), 0, 'A stopped on SIGTERM');
   t.equal(await sites.stop(sites.b), 0, 'B stopped on SIGTERM');
-  const down = link(sites.a.ns, pwA);
+  const down = ipLink(sites.a.ns, pwA);
   t.equal(down?.ifindex, tapA.ifindex, 'tap A kept while the daemon is down');
   t.equal(down?.master, brA, 'tap A still in its bridge while the daemon is down');
   await sites.start(sites.a);
   await sites.start(sites.b);
-  t.equal(link(sites.a.ns, pwA)?.ifindex, tapA.ifindex, 'A re-attached: same ifindex');
-  t.equal(link(sites.a.ns, pwA)?.master, brA, 'A: bridge membership kept');
+  t.equal(ipLink(sites.a.ns, pwA)?.ifindex, tapA.ifindex, 'A re-attached: same ifindex');
+  t.equal(ipLink(sites.a.ns, pwA)?.master, brA, 'A: bridge membership kept');
   t.equal(session(sites, sites.a, 1).ifindex, tapA.ifindex, 'show session reports the ifindex');
   const sb2 = session(sites, sites.b, 1);
   t.equal(sb2.interface, bIf, 'B (no name): same l2tpethN after restart');
-  t.equal(link(sites.b.ns, bIf)?.ifindex, bIndex, 'B re-attached: same ifindex');
-  t.equal(link(sites.a.ns, stale), undefined, 'marked leftover bridge removed at start');
-  t.ok(link(sites.a.ns, foreign), 'unmarked bridge not touched at start');
+  t.equal(ipLink(sites.b.ns, bIf)?.ifindex, bIndex, 'B re-attached: same ifindex');
+  t.equal(ipLink(sites.a.ns, stale), undefined, 'marked leftover bridge removed at start');
+  t.ok(ipLink(sites.a.ns, foreign), 'unmarked bridge not touched at start');
   t.ok(await pingEventually(sites, hostA, '198.51.100.2') >= 2, 'traffic resumes after restart');
 
   // Deleted behind l2tpd's back: recreated, re-enslaved, data plane switched to the new tap.
   nsExec(sites.a.ns, 'ip', ['link', 'del', pwA]);
-  t.ok(await waitUntil(() => link(sites.a.ns, pwA)?.master === brA), 'deleted tap recreated in its bridge');
+  t.ok(await waitUntil(() => ipLink(sites.a.ns, pwA)?.master === brA), 'deleted tap recreated in its bridge');
   t.ok(await waitUntil(() => session(sites, sites.a, 1).restored >= 1), 'restored counted in show session');
-  t.not(link(sites.a.ns, pwA)?.ifindex, tapA.ifindex, 'a new tap (new ifindex)');
+  t.not(ipLink(sites.a.ns, pwA)?.ifindex, tapA.ifindex, 'a new tap (new ifindex)');
   t.ok(await pingEventually(sites, hostA, '198.51.100.2') >= 2, 'traffic resumes after the tap was restored');
 
   // Removed from the bridge behind l2tpd's back: re-enslaved.
   const before = session(sites, sites.a, 1).restored;
   nsExec(sites.a.ns, 'ip', ['link', 'set', pwA, 'nomaster']);
-  t.ok(await waitUntil(() => link(sites.a.ns, pwA)?.master === brA), 're-enslaved after nomaster');
+  t.ok(await waitUntil(() => ipLink(sites.a.ns, pwA)?.master === brA), 're-enslaved after nomaster');
   t.ok(await waitUntil(() => session(sites, sites.a, 1).restored > before), 'counted');
   t.ok(await pingEventually(sites, hostA, '198.51.100.2') >= 2, 'traffic after re-enslaving');
 
   // del session: the tap and the bridge l2tpd created go; a pre-existing bridge stays.
   sites.ok(sites.a, ['del', 'session', 'tunnel_id', '100', 'session_id', '1']);
   sites.ok(sites.b, ['del', 'session', 'tunnel_id', '100', 'session_id', '1']);
-  t.equal(link(sites.a.ns, pwA), undefined, 'A: tap removed on del');
-  t.equal(link(sites.a.ns, brA), undefined, 'A: bridge l2tpd created removed on del');
-  t.equal(link(sites.b.ns, bIf), undefined, 'B: tap removed on del');
-  t.ok(link(sites.b.ns, brB), 'B: pre-existing bridge kept');
-  t.ok(link(sites.a.ns, foreign), 'A: unmarked bridge still not touched');
+  t.equal(ipLink(sites.a.ns, pwA), undefined, 'A: tap removed on del');
+  t.equal(ipLink(sites.a.ns, brA), undefined, 'A: bridge l2tpd created removed on del');
+  t.equal(ipLink(sites.b.ns, bIf), undefined, 'B: tap removed on del');
+  t.ok(ipLink(sites.b.ns, brB), 'B: pre-existing bridge kept');
+  t.ok(ipLink(sites.a.ns, foreign), 'A: unmarked bridge still not touched');
 });
 
 t.test('a created bridge shared by two sessions goes only with the last one', { skip, timeout: 120000 }, async (t) => {
@@ -151,13 +137,13 @@ t.test('a created bridge shared by two sessions goes only with the last one', { 
   }
   const s1 = session(sites, sites.a, 1);
   t.equal(s1.mtu, 1400, 'mtu word overrides the default');
-  t.equal(link(sites.a.ns, s1.interface)?.mtu, 1400, 'tap MTU set');
-  t.equal(link(sites.a.ns, br)?.mtu, 1400, 'created bridge MTU consistent with the session');
+  t.equal(ipLink(sites.a.ns, s1.interface)?.mtu, 1400, 'tap MTU set');
+  t.equal(ipLink(sites.a.ns, br)?.mtu, 1400, 'created bridge MTU consistent with the session');
   sites.ok(sites.a, ['del', 'session', 'tunnel_id', '100', 'session_id', '1']);
-  t.ok(link(sites.a.ns, br), 'bridge kept while session 2 uses it');
-  t.equal(link(sites.a.ns, s1.interface), undefined, 'session 1 tap removed');
+  t.ok(ipLink(sites.a.ns, br), 'bridge kept while session 2 uses it');
+  t.equal(ipLink(sites.a.ns, s1.interface), undefined, 'session 1 tap removed');
   sites.ok(sites.a, ['del', 'session', 'tunnel_id', '100', 'session_id', '2']);
-  t.equal(link(sites.a.ns, br), undefined, 'bridge removed with the last session naming it');
+  t.equal(ipLink(sites.a.ns, br), undefined, 'bridge removed with the last session naming it');
 
   // Refused after the bridge was created (the name is taken by an interface l2tpd does not own):
   // the bridge is removed again, the foreign interface untouched.
@@ -168,13 +154,13 @@ t.test('a created bridge shared by two sessions goes only with the last one', { 
   t.equal(r.status, 1, 'refused');
   t.match(r.stderr, new RegExp(`name ${taken}: interface ${taken} already exists and was not created by l2tpd`), r.stderr.trim());
   t.same(linkNames(sites.a.ns), before, 'bridge created for the refused session removed again');
-  t.equal(link(sites.a.ns, taken)?.ifalias, undefined, 'foreign interface not marked');
+  t.equal(ipLink(sites.a.ns, taken)?.ifalias, undefined, 'foreign interface not marked');
 });
 
 t.test('vlan ID dev TRUNK', { skip, timeout: 120000 }, async (t) => {
   const sites = new Sites();
   t.teardown(() => sites.close());
-  const has8021q = vlanSupported(sites);
+  const has8021q = vlanSupported();
   await sites.start(sites.a);
   await sites.start(sites.b);
   tunnel(sites);
@@ -197,11 +183,11 @@ t.test('vlan ID dev TRUNK', { skip, timeout: 120000 }, async (t) => {
     const pw = uniqueName('pwv');
     sites.ok(sites.a, ['add', 'session', 'tunnel_id', '100', 'session_id', '5', 'peer_session_id', '5', 'name', pw, 'vlan', '5', 'dev', trunk]);
     t.match(session(sites, sites.a, 5), { bridge: 'brvlan5', vlan: 5, dev: trunk });
-    t.equal(link(sites.a.ns, `${trunk}.5`)?.master, 'brvlan5', 'VLAN interface in the per-VLAN bridge');
-    t.equal(link(sites.a.ns, pw)?.master, 'brvlan5', 'session interface in the per-VLAN bridge');
+    t.equal(ipLink(sites.a.ns, `${trunk}.5`)?.master, 'brvlan5', 'VLAN interface in the per-VLAN bridge');
+    t.equal(ipLink(sites.a.ns, pw)?.master, 'brvlan5', 'session interface in the per-VLAN bridge');
     sites.ok(sites.a, ['del', 'session', 'tunnel_id', '100', 'session_id', '5']);
-    t.equal(link(sites.a.ns, `${trunk}.5`), undefined, 'created VLAN interface removed');
-    t.equal(link(sites.a.ns, 'brvlan5'), undefined, 'created bridge removed');
-    t.ok(link(sites.a.ns, trunk), 'trunk kept');
+    t.equal(ipLink(sites.a.ns, `${trunk}.5`), undefined, 'created VLAN interface removed');
+    t.equal(ipLink(sites.a.ns, 'brvlan5'), undefined, 'created bridge removed');
+    t.ok(ipLink(sites.a.ns, trunk), 'trunk kept');
   });
 });

@@ -6,8 +6,8 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { hasCommand, netnsUnavailable } from '../helpers/netns.js';
+import { ROOT } from '../helpers/paths.js';
 
-const ROOT = path.resolve(__dirname, '..', '..');
 const skip = netnsUnavailable()
   || (!hasCommand('ping') && 'ping (iputils-ping) is not installed')
   || (!hasCommand('curl') && 'curl is not installed');
@@ -24,10 +24,12 @@ t.test('scripts/demo.sh', { skip }, async (t) => {
   t.match(out, /^\s+RX: packets bytes/m, 'show session -s counters');
   t.match(out, /^l2tp_session_rx_packets_total\{tunnel_id="1000",session_id="1000",interface="l2tpvlan1000"\} [1-9]\d*$/m, '/metrics excerpt');
   t.match(out, /^l2tp_sessions 1$/m);
-  t.match(out, /no 802\.1Q/, 'says the VLAN interface is a stand-in');
+  t.match(out, /veth "vlan1000" stands in for the VLAN interface/, 'says the VLAN interface is a stand-in');
+  t.match(out, /^  \S+: eth0 198\.51\.100\.1\/24 -> \S+: vlan1000 in bridge brvlan1000$/m, 'hosts on the veth stand-in');
   t.match(out, /^PASS: /m);
   t.match(out, /demo: cleaned up/);
   const pid = /l2demo-a-(\d+)/.exec(out)?.[1];
+  t.ok(pid, 'the output names the demo namespaces');
   const left = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout;
   t.notMatch(left, new RegExp(`l2demo-\\w+-${pid}\\b`), 'its namespaces are gone');
 });

@@ -2,7 +2,8 @@
  * End to end: two l2tpd daemons in namespaces, configured with l2tpctl, carry Ethernet between
  * hosts behind their session interfaces. One daemon pair runs four tunnels at once
  * (udp/ip x IPv4/IPv6 underlay), each with six sessions (cookie none/4/8 x l2spec none/default),
- * and every session is pinged both ways.
+ * and every session is pinged from A to B (the replies cross back B to A); one session per
+ * tunnel is also pinged from B to A.
  */
 import t from 'tap';
 import { hasCommand, netnsUnavailable, nsRun } from '../helpers/netns.js';

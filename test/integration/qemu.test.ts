@@ -20,7 +20,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import t from 'tap';
 import { hasCommand, netnsUnavailable, nsExec, nsRun, stopProcess, waitUntil } from '../helpers/netns.js';
-import { Sites, UNDERLAY, sleep } from '../helpers/sites.js';
+import { Sites, UNDERLAY, sleep, tunnelWords } from '../helpers/sites.js';
 
 const QEMU = 'qemu-system-x86_64';
 const skip = netnsUnavailable()
@@ -84,10 +84,7 @@ t.test('interop with QEMU -netdev l2tpv3', { skip }, async (t) => {
     const sid = 0x1000 + n;
     const port = 17000 + n;
     const [local, remote] = c.v6 ? [UNDERLAY.a6, UNDERLAY.b6] : [UNDERLAY.a4, UNDERLAY.b4];
-    const tunnel = ['add', 'tunnel', 'tunnel_id', String(id), 'peer_tunnel_id', String(id), 'encap', c.encap,
-      'local', local, 'remote', remote];
-    if (c.encap === 'udp') tunnel.push('udp_sport', String(port), 'udp_dport', String(port + 100));
-    sites.ok(sites.a, tunnel);
+    sites.ok(sites.a, tunnelWords(id, c.encap, local, remote, [port, port + 100]));
     const bridge = `brq${n}`;
     // Inner traffic 198.51.100.0/24, one /30 per case.
     const addrA = `198.51.100.${n * 4 + 1}`;

@@ -4,82 +4,9 @@ import * as http from 'node:http';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import pino from 'pino';
-import { startApiServer, socketActivated, MAX_BODY_BYTES, type Engine, type SessionView, type TunnelView } from '../../src/control/api.js';
-import type { Config, SessionConfig, TunnelConfig } from '../../src/control/model.js';
-import { checkAddSession, checkAddTunnel, checkDelSession, checkDelTunnel } from '../../src/control/validate.js';
+import { startApiServer, socketActivated, MAX_BODY_BYTES } from '../../src/control/api.js';
+import { FakeEngine } from '../helpers/fake-engine.js';
 import { shortDir } from '../helpers/tmp.js';
-
-/** An in-memory engine with the same refusals as the daemon's. */
-class FakeEngine implements Engine {
-  cfg: Config = { tunnels: [], sessions: [] };
-  active = 0;
-  maxActive = 0;
-  delayMs = 0;
-  failNext?: Error;
-  calls: string[] = [];
-
-  private async enter<R>(name: string, fn: () => R): Promise<R> {
-    this.calls.push(name);
-    this.active++;
-    this.maxActive = Math.max(this.maxActive, this.active);
-    try {
-      if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
-      if (this.failNext) {
-        const e = this.failNext;
-        this.failNext = undefined;
-        throw e;
-      }
-      return fn();
-    } finally {
-      this.active--;
-    }
-  }
-
-  listTunnels(): Promise<TunnelView[]> {
-    return this.enter('listTunnels', () => this.cfg.tunnels.map((x) => ({
-      ...x, state: 'up', sessions: this.cfg.sessions.filter((s) => s.tunnel_id === x.tunnel_id).length,
-    })));
-  }
-  addTunnel(x: TunnelConfig): Promise<void> {
-    return this.enter('addTunnel', () => { checkAddTunnel(this.cfg, x); this.cfg.tunnels.push(x); });
-  }
-  delTunnel(id: number): Promise<void> {
-    return this.enter('delTunnel', () => {
-      checkDelTunnel(this.cfg, id);
-      this.cfg.tunnels = this.cfg.tunnels.filter((x) => x.tunnel_id !== id);
-    });
-  }
-  listSessions(f: { tunnel_id?: number; session_id?: number }, withStats: boolean): Promise<SessionView[]> {
-    return this.enter('listSessions', () => this.cfg.sessions
-      .filter((s) => (f.tunnel_id === undefined || s.tunnel_id === f.tunnel_id) && (f.session_id === undefined || s.session_id === f.session_id))
-      .map((s, i) => ({
-        ...s,
-        interface: s.name ?? `l2tpeth${i}`,
-        mtu: s.mtu ?? 1446,
-        peer_tunnel_id: this.cfg.tunnels.find((x) => x.tunnel_id === s.tunnel_id)?.peer_tunnel_id,
-        ...(withStats ? { stats: { rx_packets: 1, rx_bytes: 100, tx_packets: 2, tx_bytes: 200 } } : {}),
-      })));
-  }
-  addSession(s: SessionConfig): Promise<SessionView> {
-    return this.enter('addSession', () => {
-      checkAddSession(this.cfg, s);
-      this.cfg.sessions.push(s);
-      return { ...s, interface: s.name ?? 'l2tpeth0', mtu: 1446 };
-    });
-  }
-  delSession(tid: number, sid: number): Promise<void> {
-    return this.enter('delSession', () => {
-      checkDelSession(this.cfg, tid, sid);
-      this.cfg.sessions = this.cfg.sessions.filter((s) => !(s.tunnel_id === tid && s.session_id === sid));
-    });
-  }
-  reload(): Promise<{ added: number; removed: number; changed: number }> {
-    return this.enter('reload', () => ({ added: 0, removed: 0, changed: 0 }));
-  }
-  status(): Promise<Record<string, unknown>> {
-    return this.enter('status', () => ({ tunnels: this.cfg.tunnels.length, sessions: this.cfg.sessions.length }));
-  }
-}
 
 interface Res { status: number; body: any; headers: http.IncomingHttpHeaders }
 

@@ -1,11 +1,37 @@
 /**
- * createRegistry over a fake MetricsSource: every design.md family is rendered with the
- * counter values of each session's row, labels are escaped, a reused slot gets fresh labels,
- * and deleted sessions disappear.
+ * createRegistry over a fake MetricsSource: every design.md family is rendered; every counter of
+ * the data-plane layout (SESSION_COUNTER_NAMES, TUNNEL_COUNTER_NAMES) appears as a family (or a
+ * reason of l2tp_tunnel_rx_drops_total) carrying the value of its own field; labels are escaped,
+ * a reused slot gets fresh labels, and deleted sessions disappear.
  */
 import t from 'tap';
 import { createRegistry, type MetricsSource } from '../../src/metrics/index.js';
-import { SESSION_FIELDS, SessionCounter as S, TUNNEL_FIELDS } from '../../src/dataplane/layout.js';
+import {
+  SESSION_COUNTER_NAMES, SESSION_FIELDS, SessionCounter as S, TUNNEL_COUNTER_NAMES, TUNNEL_FIELDS,
+} from '../../src/dataplane/layout.js';
+
+/** Fields of slot 3 whose values the test sets by hand; every other field gets 1000 + index. */
+const SET_BY_HAND: number[] = [S.RxPackets, S.TxBytes, S.LastRxMs];
+
+/**
+ * Where each data-plane counter (layout.ts names, indexed by field) appears in /metrics. Tunnel
+ * counters not exported as a metric family are listed as such, so a counter added to the layout
+ * without a metric fails here until it is placed.
+ */
+function sessionFamily(name: (typeof SESSION_COUNTER_NAMES)[number]): { family: string; type: string; scale: number } {
+  return name === 'last_rx_ms'
+    ? { family: 'l2tp_session_last_rx_timestamp_seconds', type: 'gauge', scale: 1000 }
+    : { family: `l2tp_session_${name}_total`, type: 'counter', scale: 1 };
+}
+const TUNNEL_NOT_EXPORTED = ['rx_errors', 'rx_invalid'];
+const DROP_LABEL: Record<string, string> = { drop_control: 'control_message' };
+function tunnelSample(name: (typeof TUNNEL_COUNTER_NAMES)[number]): { family: string; labels: string } | undefined {
+  if (TUNNEL_NOT_EXPORTED.includes(name)) return undefined;
+  if (name.startsWith('drop_')) {
+    return { family: 'l2tp_tunnel_rx_drops_total', labels: `tunnel_id="10",reason="${DROP_LABEL[name] ?? name.slice(5)}"` };
+  }
+  return { family: `l2tp_tunnel_${name}_total`, labels: 'tunnel_id="10"' };
+}
 
 function source() {
   const sessions = [
@@ -17,6 +43,9 @@ function source() {
   sessionCounters[3 * SESSION_FIELDS + S.RxPackets] = 42;
   sessionCounters[3 * SESSION_FIELDS + S.TxBytes] = 2 ** 40;
   sessionCounters[3 * SESSION_FIELDS + S.LastRxMs] = 1_700_000_000_500;
+  SESSION_COUNTER_NAMES.forEach((_, i) => { if (!SET_BY_HAND.includes(i)) sessionCounters[3 * SESSION_FIELDS + i] = 1000 + i; });
+  // Tunnel 10 (slot 0): field i holds 100 + i. The host row (slot 7) stays zero.
+  TUNNEL_COUNTER_NAMES.forEach((_, i) => { tunnelCounters[i] = 100 + i; });
   const src: MetricsSource = {
     metricSessions: () => sessions, metricTunnels: () => [{ tunnel_id: 10, slot: 0 }],
     sessionCounters, tunnelCounters, hostRow: 7,
@@ -43,6 +72,28 @@ t.test('session families', async (t) => {
   t.match(text, /^l2tpd_build_info\{version="9\.9\.9",node="v[\d.]+"\} 1$/m);
   t.match(text, /^l2tp_tunnel_rx_drops_total\{tunnel_id="",reason="unknown_session"\} 0$/m, 'host row');
   t.match(text, /^process_resident_memory_bytes \d+/m, 'default process metrics');
+
+  // Every session counter of the layout is a family, with session 2's (slot 3) value.
+  SESSION_COUNTER_NAMES.forEach((name, i) => {
+    const { family, type, scale } = sessionFamily(name);
+    t.match(text, new RegExp(`^# TYPE ${family} ${type}$`, 'm'), `session ${name}: ${family} ${type}`);
+    if (!SET_BY_HAND.includes(i)) {
+      t.ok(text.includes(`${family}{${weird}} ${(1000 + i) / scale}\n`), `session ${name}: value of its own field`);
+    }
+  });
+  // Every tunnel counter of the layout is a family (or a reason of the drops family) with tunnel
+  // 10's value, except the ones listed as not exported.
+  t.same(TUNNEL_NOT_EXPORTED.filter((n) => !(TUNNEL_COUNTER_NAMES as readonly string[]).includes(n)), [],
+    'the not-exported tunnel counters exist in the layout');
+  TUNNEL_COUNTER_NAMES.forEach((name, i) => {
+    const sample = tunnelSample(name);
+    if (!sample) {
+      t.notOk(text.includes(`l2tp_tunnel_${name}_total`), `tunnel ${name}: not exported`);
+      return;
+    }
+    t.match(text, new RegExp(`^# TYPE ${sample.family} counter$`, 'm'), `tunnel ${name}: ${sample.family} counter`);
+    t.ok(text.includes(`${sample.family}{${sample.labels}} ${100 + i}\n`), `tunnel ${name}: value of its own field`);
+  });
   const families = [...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]);
   t.equal(new Set(families).size, families.length, 'each family once');
 

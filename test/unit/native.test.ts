@@ -6,33 +6,14 @@
  */
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { createNetns, deleteNetns, netnsUnavailable, uniqueName, vethBetween } from '../helpers/netns';
+import { REPO, childEnv } from '../helpers/netlink-run';
 
-const REPO = resolve(__dirname, '..', '..');
 const ADDON = join(REPO, 'native-bindings', 'build', 'Release', 'l2tpd_native.node');
 const CHILD = join(REPO, 'test', 'helpers', 'native-child.ts');
 const REGISTER = join(REPO, 'node_modules', '@isaacs', 'ts-node-temp-fork-for-pr-2009', 'register');
-
-// ts-node for the child, with the resolver that maps `./x.js` imports onto `./x.ts`.
-const tsDir = mkdtempSync(join(tmpdir(), 'l2tpd-native-test-'));
-writeFileSync(join(tsDir, 'tsconfig.json'), JSON.stringify({
-  extends: join(REPO, 'tsconfig.json'),
-  'ts-node': { experimentalResolver: true, transpileOnly: true },
-}));
-t.teardown(() => rmSync(tsDir, { recursive: true, force: true }));
-
-function childEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    if (k === 'NODE_OPTIONS' || k.startsWith('TAP') || k.startsWith('_TAPJS') || k.startsWith('TS_NODE_')) continue;
-    env[k] = v;
-  }
-  env.TS_NODE_PROJECT = join(tsDir, 'tsconfig.json');
-  return env;
-}
 
 interface ChildOutput { status: number | null; stderr: string; result: any }
 

@@ -1,12 +1,13 @@
 /**
  * src/netlink against a real kernel, inside throwaway network namespaces. Rtnl runs in a child
  * (`ip netns exec NS node --import=<ts-node fork>/import.mjs test/helpers/netlink-child.ts OPS`), see
- * test/helpers/netlink-run.ts. Relative imports here are extensionless on purpose: the repo
- * tsconfig does not enable ts-node's experimentalResolver, so `./x.js` → `./x.ts` fails under tap.
+ * test/helpers/netlink-run.ts. Relative imports here are extensionless; `./x.js` would work as
+ * well, since tsconfig.json turns on ts-node's experimentalResolver (which maps `./x.js` to
+ * `./x.ts`) for tap too.
  */
 import t, { type Test } from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { createNetns, deleteNetns, hasCommand, netnsUnavailable, uniqueName } from '../helpers/netns';
+import { createNetns, deleteNetns, hasCommand, ipLink, netnsUnavailable, uniqueName } from '../helpers/netns';
 import { childLoaderUnavailable, runChild, type ChildRun } from '../helpers/netlink-run';
 import type { ChildOp, ChildResult } from '../helpers/netlink-child';
 import { decodeLinkMessage, semantic, straceSendBuffers } from '../helpers/netlink-wire';
@@ -14,18 +15,6 @@ import { decodeLinkMessage, semantic, straceSendBuffers } from '../helpers/netli
 const RTM_NEWLINK = 16;
 const NLM_F_REQUEST = 0x1, NLM_F_ACK = 0x4, NLM_F_EXCL = 0x200, NLM_F_CREATE = 0x400;
 const IFLA_IFNAME = 3, IFLA_LINK = 5, IFLA_LINKINFO = 18, IFLA_INFO_KIND = 1, IFLA_INFO_DATA = 2, IFLA_VLAN_ID = 1;
-
-interface IpLink {
-  ifindex: number; ifname: string; mtu: number; flags: string[]; master?: string; ifalias?: string;
-  operstate?: string; link?: string;
-  linkinfo?: { info_kind?: string; info_data?: Record<string, unknown> };
-}
-
-function ipLink(ns: string, name: string): IpLink | undefined {
-  const r = spawnSync('ip', ['-n', ns, '-d', '-j', 'link', 'show', 'dev', name], { encoding: 'utf8' });
-  if (r.status !== 0) return undefined;
-  return (JSON.parse(r.stdout) as IpLink[])[0];
-}
 
 function ip(ns: string, ...args: string[]): string {
   return execFileSync('ip', ['-n', ns, ...args], { encoding: 'utf8' });
@@ -90,7 +79,7 @@ t.test('in a namespace', { skip: nsSkip }, async (t) => {
     const created = value<{ index: number; name: string; mtu: number; up: boolean; kind: string; alias: string }>(res[0]);
     tt.match(created, { name: br, mtu: 1400, up: true, kind: 'bridge', alias });
     tt.match(res[1], { ok: false, error: { isNetlinkError: true, code: 'EEXIST', errno: 17, op: `create bridge ${br}`, message: new RegExp(`^create bridge ${br}: EEXIST`) } });
-    tt.equal(value(res[2]), null, 'linkByName(absent) → undefined');
+    tt.equal(value(res[2]), null, 'linkByName(absent) → undefined (sent by the child as null)');
     const names = value<{ name: string; index: number }[]>(res[3]).map((l) => l.name);
     tt.ok(names.includes('lo') && names.includes(br), 'listLinks has lo and the bridge');
 

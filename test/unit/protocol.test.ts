@@ -4,7 +4,7 @@
  */
 import t from 'tap';
 import {
-  DecodeResult, DropReason, EncapKind, L2SpecKind, MAX_HEADER_LEN, SequenceState, SeqAction,
+  DROP_REASON_COUNT, DROP_REASON_NAMES, DecodeResult, DropReason, EncapKind, L2SpecKind, MAX_HEADER_LEN, SequenceState, SeqAction,
   buildTxTemplate, decodeCommon, decodeSession, l2ssWord, makeRxContext, nextSeq, rxSessionHeaderLength,
   writeHeader, type RxParams, type TxTemplateConfig,
 } from '../../src/protocol/index.js';
@@ -241,7 +241,7 @@ function ipv4Header(payloadLen: number, optWords = 0, src = 0xc0000201): Uint8Ar
   return h;
 }
 
-t.test('raw IPv4 receive: header length read from IHL (20 and 24 bytes)', async (t) => {
+t.test('raw IPv4 receive: header length read from IHL (20, 24 and 60 bytes)', async (t) => {
   for (const opt of [0, 1, 10]) {
     const l2tp = hex(`00001234 0102030405060708 40000007 ${ARP}`);
     const ip = ipv4Header(l2tp.length, opt, 0xc6336401);
@@ -303,6 +303,13 @@ t.test('every decode drop reason is reachable', async (t) => {
     DropReason.UnknownSession, DropReason.ForeignSource, DropReason.CookieMismatch, DropReason.ShortFrame,
     DropReason.Oversize, DropReason.SeqDiscard, DropReason.Window, DropReason.Flushed];
   t.equal(new Set(all).size, all.length, 'drop reasons are distinct');
+  // The list above names every reason: as many as DROP_REASON_COUNT, numbered 0..COUNT-1, each
+  // with its own name in DROP_REASON_NAMES (the per-reason tables and metrics labels).
+  t.equal(all.length, DROP_REASON_COUNT, `all ${DROP_REASON_COUNT} drop reasons listed`);
+  t.same([...all].sort((x, y) => x - y), Array.from({ length: DROP_REASON_COUNT }, (_, i) => i), 'drop reasons are 0..DROP_REASON_COUNT-1');
+  t.equal(DROP_REASON_NAMES.length, DROP_REASON_COUNT, 'one name per drop reason');
+  t.equal(new Set(DROP_REASON_NAMES).size, DROP_REASON_NAMES.length, 'drop reason names are distinct');
+  t.ok(DROP_REASON_NAMES.every((n) => /^[a-z_]+$/.test(n)), 'drop reason names are non-empty snake_case labels');
 });
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {

@@ -5,15 +5,17 @@
  */
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readlinkSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { validateConfig } from '../../src/control/validate.js';
+import { hasCommand } from '../helpers/netns.js';
+import { ROOT } from '../helpers/paths.js';
+import { shortDir } from '../helpers/tmp.js';
 
-const ROOT = path.resolve(__dirname, '..', '..');
 const UNIT = path.join(ROOT, 'systemd', 'l2tpd.service');
 const SOCKET = path.join(ROOT, 'systemd', 'l2tpd.socket');
-const hasAnalyze = spawnSync('sh', ['-c', 'command -v systemd-analyze'], { stdio: 'ignore' }).status === 0;
+const hasAnalyze = hasCommand('systemd-analyze');
 const built = existsSync(path.join(ROOT, 'dist', 'daemon', 'main.js'));
 
 function rewritten(file: string): string {
@@ -48,8 +50,7 @@ t.test('l2tpd.service declares the service contract', async (t) => {
 t.test('systemd-analyze verify passes with no warnings', {
   skip: !hasAnalyze ? 'systemd-analyze is not installed' : !built ? 'dist/ not built (npm run build)' : false,
 }, async (t) => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'l2tpd-unit-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = shortDir(t);
   writeFileSync(path.join(dir, 'l2tpd.service'), rewritten(UNIT));
   writeFileSync(path.join(dir, 'l2tpd.socket'), rewritten(SOCKET));
   const r = spawnSync('systemd-analyze', ['verify', path.join(dir, 'l2tpd.service'), path.join(dir, 'l2tpd.socket')],
@@ -66,8 +67,7 @@ t.test('systemd-analyze verify passes with no warnings', {
 });
 
 t.test('install-service.sh with DESTDIR stages the whole install', { skip: built ? false : 'dist/ not built' }, async (t) => {
-  const dest = mkdtempSync(path.join(os.tmpdir(), 'l2tpd-dest-'));
-  t.teardown(() => rmSync(dest, { recursive: true, force: true }));
+  const dest = shortDir(t);
   const run = () => spawnSync('bash', [path.join(ROOT, 'scripts', 'install-service.sh')], {
     encoding: 'utf8', timeout: 120000, env: { ...process.env, DESTDIR: dest },
   });

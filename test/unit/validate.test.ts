@@ -16,6 +16,16 @@ const T6 = { tunnel_id: 3001, peer_tunnel_id: 4001, local: '2001:db8::1', remote
 const TIP = { tunnel_id: 3002, peer_tunnel_id: 4002, encap: 'ip', local: '192.0.2.1', remote: '198.51.100.2' };
 const S = { tunnel_id: 3000, session_id: 1000, peer_session_id: 2000 };
 
+/** Assert validateConfig accepts `input` and keeps these tunnels and (tunnel_id, session_id) sessions, in order. */
+function accepts(tt: tap.Test, input: unknown, tunnels: number[], sessions: Array<[number, number]>, what: string): void {
+  let cfg: Config | undefined;
+  tt.doesNotThrow(() => { cfg = validateConfig(input); }, `accepted: ${what}`);
+  tt.same(cfg && {
+    tunnels: cfg.tunnels.map((x) => x.tunnel_id),
+    sessions: cfg.sessions.map((x) => [x.tunnel_id, x.session_id]),
+  }, { tunnels, sessions }, `${what}: every tunnel and session kept`);
+}
+
 /** Assert a ConfigError naming field, value and allowed, with message matching `re`. */
 function refuses(tt: tap.Test, fn: () => unknown, field: string, re: RegExp): void {
   try {
@@ -152,10 +162,12 @@ t.test('validateConfig: cross-checks', async (t) => {
   refuses(t, () => validateConfig({ tunnels: [T4, { ...T4, tunnel_id: 9 }] }), 'tunnels[1].udp_sport',
     /local 192\.0\.2\.1 udp_sport 5000 is already used by tunnel 3000/);
   // same port on another local address is fine; IP encap tunnels may share a local address
-  t.ok(validateConfig({ tunnels: [T4, { ...T4, tunnel_id: 9, local: '192.0.2.9' }, TIP, { ...TIP, tunnel_id: 3003 }] }));
+  accepts(t, { tunnels: [T4, { ...T4, tunnel_id: 9, local: '192.0.2.9' }, TIP, { ...TIP, tunnel_id: 3003 }] },
+    [3000, 9, 3002, 3003], [], 'same UDP port on another address; IP tunnels sharing a local address');
   refuses(t, () => validateConfig({ tunnels: [T4], sessions: [{ ...S, tunnel_id: 9 }] }), 'sessions[0].tunnel_id', /tunnel 9 does not exist/);
   // UDP: same session ID in two tunnels is fine; IP: unique on the host
-  t.ok(validateConfig({ tunnels: [T4, T6], sessions: [S, { ...S, tunnel_id: 3001 }] }));
+  accepts(t, { tunnels: [T4, T6], sessions: [S, { ...S, tunnel_id: 3001 }] },
+    [3000, 3001], [[3000, 1000], [3001, 1000]], 'UDP: session 1000 in two tunnels');
   refuses(t, () => validateConfig({
     tunnels: [T4, TIP, { ...TIP, tunnel_id: 3003 }],
     sessions: [S, { ...S, tunnel_id: 3002 }, { ...S, tunnel_id: 3003 }],
@@ -167,8 +179,9 @@ t.test('validateConfig: cross-checks', async (t) => {
   refuses(t, () => validateConfig({ tunnels: [T4], sessions: [{ ...S, name: 'brvlan5' }, { ...S, session_id: 2, vlan: 5, dev: 'eth1' }] }),
     'sessions[1].dev', /brvlan5 is the interface of session 1000/);
   // pattern names and shared bridges are fine
-  t.ok(validateConfig({ tunnels: [T4], sessions: [
-    { ...S, name: 'l2tpeth%d', bridge: 'br0' }, { ...S, session_id: 2, name: 'l2tpeth%d', bridge: 'br0' }] }));
+  accepts(t, { tunnels: [T4], sessions: [
+    { ...S, name: 'l2tpeth%d', bridge: 'br0' }, { ...S, session_id: 2, name: 'l2tpeth%d', bridge: 'br0' }] },
+  [3000], [[3000, 1000], [3000, 2]], 'pattern names and a shared bridge');
 });
 
 t.test('check* against a live config', async (t) => {
