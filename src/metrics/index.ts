@@ -77,6 +77,8 @@ const TUNNEL_COUNTERS: Array<[string, T, string]> = [
   ['l2tp_tunnel_rx_bytes_total', T.RxBytes, 'Bytes delivered to sessions of this tunnel.'],
   ['l2tp_tunnel_tx_packets_total', T.TxPackets, 'Packets sent by sessions of this tunnel.'],
   ['l2tp_tunnel_tx_bytes_total', T.TxBytes, 'Bytes sent by sessions of this tunnel.'],
+  ['l2tp_tunnel_rx_errors_total', T.RxErrors, 'Packets for this tunnel dropped before a session was found (all reasons of l2tp_tunnel_rx_drops_total).'],
+  ['l2tp_tunnel_rx_invalid_total', T.RxInvalid, 'Packets for this tunnel with an invalid L2TPv3 header (a version other than 3), as the kernel counts rx_invalid.'],
   ['l2tp_tunnel_tx_errors_total', T.TxErrors, 'Packets of this tunnel the kernel refused to send.'],
 ];
 
