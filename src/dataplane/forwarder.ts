@@ -246,6 +246,10 @@ export class Forwarder {
       this.native.pollStop(sock.fd);
       this.dropQueue(sock);
       this.sockets.delete(sock.fd);
+    } else {
+      // A shared raw socket stays: its queued packets for this tunnel must not go out later to
+      // whatever tunnel takes the slot (and peer entry) next.
+      this.dropQueued(sock, slot);
     }
   }
 
@@ -395,6 +399,25 @@ export class Forwarder {
     }
     sock.qHead = end;
     sock.qCount -= n;
+    if (sock.qCount === 0) sock.qHead = 0;
+  }
+
+  /** Drop the queued packets addressed to tunnel `tunnelSlot`, keeping the rest in order. */
+  private dropQueued(sock: SocketState, tunnelSlot: number): void {
+    let w = sock.qHead;
+    for (let q = sock.qHead; q < sock.qHead + sock.qCount; q++) {
+      if (sock.qPeers[q] === tunnelSlot) {
+        this.slots.give(sock.qSlots[q]);
+        continue;
+      }
+      sock.qOffsets[w] = sock.qOffsets[q];
+      sock.qLengths[w] = sock.qLengths[q];
+      sock.qPeers[w] = sock.qPeers[q];
+      sock.qSlots[w] = sock.qSlots[q];
+      sock.qSessions[w] = sock.qSessions[q];
+      w++;
+    }
+    sock.qCount = w - sock.qHead;
     if (sock.qCount === 0) sock.qHead = 0;
   }
 
