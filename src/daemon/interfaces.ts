@@ -106,6 +106,8 @@ export class SessionInterfaces {
     const explicit = ownName(s);
     const mine = (await this.rtnl.listLinks()).filter((l) => l.alias === alias);
     let name = s.name ?? 'l2tpeth%d';
+    // Re-attach (keep the device) when ours already exists: by its fixed name, or as found by alias.
+    let reattach = false;
     if (explicit) {
       // Ours under another name (config renamed while we were down): stale, remove it.
       for (const l of mine.filter((x) => x.name !== explicit)) await this.rtnl.deleteLink(l.index).catch(() => undefined);
@@ -113,12 +115,12 @@ export class SessionInterfaces {
       if (existing && existing.alias !== alias) {
         throw new ConflictError(`name ${explicit}: interface ${explicit} already exists and was not created by l2tpd for session ${s.session_id} in tunnel ${s.tunnel_id}`, 409, 'name', explicit);
       }
+      reattach = existing !== undefined;
     } else {
       const prev = mine.find((l) => l.kind === 'tun');
-      if (prev) name = prev.name;
+      if (prev) { name = prev.name; reattach = true; }
     }
     let tap: TapHandle;
-    const reattach = !name.includes('%') && (await this.rtnl.linkByName(name)) !== undefined;
     try {
       tap = native.tapOpen(name, true);
     } catch (err) {
