@@ -74,6 +74,11 @@ class SocketState {
   readonly ipv4HeaderIncluded: boolean;
   /** By sessionKey(session id). */
   readonly sessions = new Map<number, SessionState>();
+  /**
+   * The same sessions as an array, for pausing and re-arming their taps under backpressure:
+   * iterating the Map there made an iterator (garbage) on every block.
+   */
+  readonly tapSessions: SessionState[] = [];
   /** The owning tunnel for a UDP socket; null for a raw socket shared by several tunnels. */
   tunnel: TunnelState | null = null;
   refs = 0;
@@ -124,7 +129,7 @@ class SessionState {
   readonly onReadable: () => void;
 
   constructor(readonly spec: SessionSpec, readonly tunnel: TunnelState, encap: Encap,
-    onReadable: (s: SessionState) => void) {
+    onReadable: (s: SessionState) => void, monoClock: Float64Array) {
     this.onReadable = (): void => onReadable(this);
     this.tpl = buildTemplate({
       encap, peerSessionId: spec.peerSessionId, cookie: Uint8Array.from(spec.cookie),
@@ -135,7 +140,7 @@ class SessionState {
     this.maxFrame = Math.min(spec.mtu + 18, FRAME_CAPACITY);
     this.seq = new SequenceState({
       recvSeq: spec.seq === 'recv' || spec.seq === 'both', reorderTimeoutMs: spec.reorderTimeout,
-      capacity: spec.reorderTimeout > 0 ? REORDER_CAPACITY : 1,
+      capacity: spec.reorderTimeout > 0 ? REORDER_CAPACITY : 1, clock: monoClock,
     });
   }
 
@@ -198,6 +203,8 @@ export class Forwarder {
   private readonly heldBytes: Int32Array;
   /** [wall ms, monotonic ms], read once per batch: wall for last-rx counters, monotonic for reorder deadlines. */
   private readonly clock = new Float64Array(2);
+  /** clock[MONO] as the sequencers' clock: they read it themselves, so no double is passed per packet. */
+  private readonly monoClock = this.clock.subarray(MONO, MONO + 1);
   private readonly holding = new Set<SessionState>();
   private reorderTimer: NodeJS.Timeout | null = null;
   private readonly onReorderTimerBound = (): void => this.onReorderTimer();
@@ -259,8 +266,9 @@ export class Forwarder {
     if (this.sessionsBySlot.has(spec.slot)) throw new Error(`session slot ${spec.slot} already in use`);
     const sock = tunnel.socket;
     if (sock.sessions.has(sessionKey(spec.sessionId))) throw new Error(`session ${spec.sessionId} already on this socket`);
-    const s = new SessionState(spec, tunnel, sock.encap, (ss) => this.onTapReadable(ss));
+    const s = new SessionState(spec, tunnel, sock.encap, (ss) => this.onTapReadable(ss), this.monoClock);
     sock.sessions.set(sessionKey(spec.sessionId), s);
+    sock.tapSessions.push(s);
     tunnel.sessions.add(s);
     this.sessionsBySlot.set(spec.slot, s);
     if (!sock.blocked) this.native.pollStart(spec.tapFd, POLL_READABLE, s.onReadable);
@@ -272,6 +280,7 @@ export class Forwarder {
     this.native.pollStop(s.spec.tapFd);
     const sock = s.tunnel.socket;
     sock.sessions.delete(sessionKey(s.spec.sessionId));
+    sock.tapSessions.splice(sock.tapSessions.indexOf(s), 1);
     s.tunnel.sessions.delete(s);
     this.sessionsBySlot.delete(slot);
     // Frames held for reordering go back to the pool; queued transmits still go out.
@@ -429,14 +438,16 @@ export class Forwarder {
 
   private block(sock: SocketState): void {
     sock.blocked = true;
-    for (const s of sock.sessions.values()) this.native.pollPause(s.spec.tapFd);
+    const taps = sock.tapSessions;
+    for (let i = 0; i < taps.length; i++) this.native.pollPause(taps[i].spec.tapFd);
     this.native.pollStart(sock.fd, POLL_READABLE | POLL_WRITABLE, sock.onEvent);
   }
 
   private unblock(sock: SocketState): void {
     sock.blocked = false;
     this.native.pollStart(sock.fd, POLL_READABLE, sock.onEvent);
-    for (const s of sock.sessions.values()) this.native.pollStart(s.spec.tapFd, POLL_READABLE, s.onReadable);
+    const taps = sock.tapSessions;
+    for (let i = 0; i < taps.length; i++) this.native.pollStart(taps[i].spec.tapFd, POLL_READABLE, taps[i].onReadable);
   }
 
   // ---------------------------------------------------------------- decapsulation: socket -> tap
@@ -602,7 +613,7 @@ export class Forwarder {
     this.heldStart[slot] = dec.frameStart;
     this.heldLength[slot] = dec.frameLength;
     this.heldBytes[slot] = l2tpBytes;
-    const action = s.seq.onPacket(dec.hasSeq, dec.seq, slot, this.clock[MONO]);
+    const action = s.seq.onPacket(dec.hasSeq, dec.seq, slot); // at monoClock
     if (action === SeqAction.Held) this.setRxSlot(i, this.slots.take());
     this.drainSequencer(s, slot);
     if (s.seq.held > 0) this.armReorderTimer(s);
@@ -640,7 +651,7 @@ export class Forwarder {
     this.native.readClock(this.clock);
     // Deleting the current entry while iterating a Set is safe.
     for (const s of this.holding) {
-      s.seq.expire(this.clock[MONO]);
+      s.seq.expire();
       this.drainSequencer(s, -1);
       if (s.seq.held === 0) this.holding.delete(s);
     }

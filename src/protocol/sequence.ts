@@ -18,6 +18,9 @@
  * one drop (reset: up to capacity drops), and the rings hold 2 × capacity + 8 entries. Every token
  * passed in comes out exactly once (delivered or dropped), possibly in a later call if held.
  * `nowMs` is any monotonic millisecond clock, the same one for onPacket, expire and nextDeadline.
+ * It is kept in clock[0] (the config's `clock`, or the state's own). A hot caller shares its clock
+ * array and leaves nowMs out: a double passed as an argument can cost a heap number per call
+ * (seen: optimised code boxing it on every packet), a value read from a Float64Array does not.
  *
  * ## Behaviour
  *
@@ -55,6 +58,8 @@ export interface SequenceConfig {
   reorderTimeoutMs: number;
   /** Most packets held for reordering (e.g. 64). */
   capacity: number;
+  /** clock[0] is the current time (nowMs); onPacket/expire given a nowMs write it there first. */
+  clock?: Float64Array;
 }
 
 /** What happened to the packet passed to onPacket (during that call). */
@@ -117,6 +122,7 @@ export class SequenceState {
 
   // ---- output rings ----
   private readonly ringSize: number;
+  private readonly clock: Float64Array;
   private readonly outTok: Int32Array;
   private outHead = 0;
   private outCount = 0;
@@ -133,6 +139,7 @@ export class SequenceState {
     const to = cfg.reorderTimeoutMs;
     if (!Number.isFinite(to) || to < 0) throw new RangeError(`reorderTimeoutMs: ${to} is not >= 0`);
     this.recvSeq = cfg.recvSeq;
+    this.clock = cfg.clock ?? new Float64Array(1);
     this.reorderTimeoutMs = to;
     this.capacity = cap;
     this.qTok = new Int32Array(cap);
@@ -164,8 +171,9 @@ export class SequenceState {
    * number, `token` ≥ 0 identifies the packet. Runs expiry for `nowMs` first, so the result does
    * not depend on how late the caller's timer fires.
    */
-  onPacket(hasSeq: number | boolean, ns: number, token: number, nowMs: number): SeqAction {
-    if (this.qCount !== 0) this.expire(nowMs);
+  onPacket(hasSeq: number | boolean, ns: number, token: number, nowMs?: number): SeqAction {
+    if (nowMs !== undefined) this.clock[0] = nowMs;
+    if (this.qCount !== 0) this.expire();
     if (!hasSeq) {
       this.peerSendsSeq = 0;
       if (this.recvSeq) {
@@ -191,21 +199,23 @@ export class SequenceState {
       return SeqAction.Delivered;
     }
     if (d >= SEQ_WINDOW) return this.behind(ns, token);
-    return this.reorderTimeoutMs > 0 ? this.hold(ns, d, token, nowMs) : this.outOfSequence(ns, token);
+    return this.reorderTimeoutMs > 0 ? this.hold(ns, d, token) : this.outOfSequence(ns, token);
   }
 
   /**
    * Release held packets whose deadline has passed (reorder mode): every held packet up to the
    * last expired one, in order, then their in-order successors. Returns how many were released.
    */
-  expire(nowMs: number): number {
+  expire(nowMs?: number): number {
+    if (nowMs !== undefined) this.clock[0] = nowMs;
+    const now = this.clock[0];
     const n = this.qCount;
     if (n === 0) return 0;
     const cap = this.capacity;
     let last = -1;
     let idx = this.qHead;
     for (let i = 0; i < n; i++) {
-      if (this.qDl[idx] <= nowMs) last = i;
+      if (this.qDl[idx] <= now) last = i;
       if (++idx === cap) idx = 0;
     }
     if (last < 0) return 0;
@@ -306,7 +316,7 @@ export class SequenceState {
   }
 
   /** Reorder mode, ns ahead of nr by d (0 < d < window). */
-  private hold(ns: number, d: number, token: number, nowMs: number): SeqAction {
+  private hold(ns: number, d: number, token: number): SeqAction {
     const cap = this.capacity;
     // Duplicate of a held packet?
     let idx = this.qHead;
@@ -353,7 +363,7 @@ export class SequenceState {
     const at = this.phys(pos);
     this.qTok[at] = token;
     this.qNs[at] = ns;
-    this.qDl[at] = nowMs + this.reorderTimeoutMs;
+    this.qDl[at] = this.clock[0] + this.reorderTimeoutMs;
     this.qCount++;
     return SeqAction.Held;
   }

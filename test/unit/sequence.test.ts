@@ -196,6 +196,21 @@ t.test('timer-driven expiry without a following packet; every expired packet bou
   t.equal(s.expire(10_000), 0, 'nothing held');
 });
 
+t.test('shared clock: a caller that leaves nowMs out is timed by clock[0]', async (t) => {
+  const clock = new Float64Array(1);
+  const s = new SequenceState({ recvSeq: false, reorderTimeoutMs: 100, capacity: 16, clock });
+  clock[0] = 1000;
+  s.onPacket(1, 0, 0);
+  s.onPacket(1, 2, 2);
+  t.equal(s.nextDeadline(), 1100, 'held at clock[0] = 1000 for 100 ms');
+  clock[0] = 1099;
+  t.equal(s.expire(), 0, 'not yet at 1099');
+  clock[0] = 1100;
+  t.equal(s.expire(), 1, 'released at 1100');
+  s.onPacket(1, 9, 9, 5000);
+  t.equal(clock[0], 5000, 'an explicit nowMs is written to the clock');
+});
+
 t.test('duplicate of a held packet is dropped at once (window)', async (t) => {
   const r = run({ reorderTimeoutMs: 100 }, [0, 2, 2, 1]);
   t.same(r.delivered, [0, 1, 2]);
