@@ -2,8 +2,10 @@
 // Every offset/length is checked against the attached pool before any syscall.
 // No allocation per call: scratch arrays live in the instance (grown only for a larger batch).
 #include "addon.h"
+#include "offload.h"
 
 #include <arpa/inet.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <time.h>
@@ -184,6 +186,8 @@ Napi::Value Native::ReadBatch(const Napi::CallbackInfo& info) {
   for (int64_t i = 0; i < count; i++)
     if (!InPool(offsets.data[i], capacity, pool_len_)) return Result(env, -EINVAL);
 
+  if (!offload_taps_.empty() && offload_taps_.count(static_cast<int>(fd)))
+    return Result(env, ReadOffloadTap(static_cast<int>(fd), offsets.data, capacity, count, lengths.data));
   int64_t i = 0;
   while (i < count) {
     ssize_t n = read(static_cast<int>(fd), pool_ + offsets.data[i], capacity);
@@ -196,6 +200,129 @@ Napi::Value Native::ReadBatch(const Napi::CallbackInfo& info) {
     lengths.data[i++] = static_cast<int32_t>(n);
   }
   return Result(env, i);
+}
+
+// Tap drain for an offload tap: each read brings a virtio_net_hdr and a frame, or a TCP
+// super-frame that is cut here into MSS-sized frames, one slot each. Another read starts only
+// while kGsoMaxSegs slots are left, so a super-frame (at most that many segments: the tap's
+// gso_max_segs) always fits. lengths[i] < 0 marks a frame read but not deliverable (-EINVAL:
+// headers not as the offload said; -EMSGSIZE: more segments than slots); its slot is unused.
+int64_t Native::ReadOffloadTap(int fd, const uint32_t* offsets, size_t capacity, int64_t count, int32_t* lengths) {
+  if (super_frame_.empty()) super_frame_.resize(kVnetHdrLen + 65536 + 16384);  // once per thread
+  uint8_t* buf = super_frame_.data();
+  const size_t room = super_frame_.size();
+  int64_t i = 0;
+  while (i < count && (i == 0 || count - i >= static_cast<int64_t>(kGsoMaxSegs))) {
+    ssize_t n = read(fd, buf, room);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      if (i == 0) return -errno;
+      break;
+    }
+    if (static_cast<size_t>(n) < kVnetHdrLen || static_cast<size_t>(n) == room) {
+      lengths[i++] = static_cast<size_t>(n) == room ? -EMSGSIZE : -EINVAL;
+      continue;
+    }
+    const VnetHdr h = ParseVnetHdr(buf);
+    uint8_t* frame = buf + kVnetHdrLen;
+    const size_t len = n - kVnetHdrLen;
+    if (h.gso_type == 0) {
+      if (len <= capacity) {
+        if ((h.flags & kVnetNeedsCsum) && !CompleteChecksum(frame, len, h)) {
+          lengths[i++] = -EINVAL;
+          continue;
+        }
+        std::memcpy(pool_ + offsets[i], frame, len);
+      }
+      lengths[i++] = static_cast<int32_t>(len);  // longer than capacity: the caller counts it oversize
+      continue;
+    }
+    TcpSplit split;
+    if (!PlanTcpSplit(frame, len, h, &split)) {
+      lengths[i++] = -EINVAL;
+      continue;
+    }
+    if (split.hdr_end + split.mss > capacity) {
+      lengths[i++] = static_cast<int32_t>(split.hdr_end + split.mss);  // segments too big for a slot
+      continue;
+    }
+    if (split.segments > static_cast<size_t>(count - i)) {
+      lengths[i++] = -EMSGSIZE;
+      continue;
+    }
+    for (size_t k = 0; k < split.segments; k++, i++)
+      lengths[i] = static_cast<int32_t>(WriteTcpSegment(frame, split, k, pool_ + offsets[i]));
+  }
+  return i;
+}
+
+// Tap writes for an offload tap: each write carries a virtio_net_hdr. Runs of segments of one
+// TCP flow, in sequence, with equal payload sizes (the last may be shorter) and valid checksums
+// go out as one super-frame (at most kGsoMaxSegs segments, 64 KiB of IP), gathered with writev
+// straight from their slots; everything else goes out alone behind an all-zero header.
+// Returns frames processed, as WriteBatch.
+int64_t Native::WriteOffloadTap(int fd, const uint32_t* offsets, const int32_t* lengths, uint64_t first, uint64_t end) {
+  static const uint8_t kPlainFrame[kVnetHdrLen] = {};
+  iovec* iov = gro_iovs_;  // kGsoMaxSegs + 2 entries
+  uint64_t j = first;
+  TcpSegment head, next;
+  bool next_parsed = false;  // `next` already holds frame j (it ended the previous run)
+  bool next_ok = false;
+  while (j < end) {
+    uint8_t* f = pool_ + offsets[j];
+    const size_t len = lengths[j];
+    const bool is_tcp = next_parsed ? next_ok : ParseTcpSegment(f, len, &head);
+    if (next_parsed) head = next;
+    next_parsed = false;
+    iov[0] = {const_cast<uint8_t*>(kPlainFrame), kVnetHdrLen};
+    iov[1] = {f, len};
+    int iovcnt = 2;
+    uint64_t frames = 1;
+    if (is_tcp && !head.psh && j + 1 < end) {
+      // Merged: [vnet header][head's headers, rewritten][head's payload][next payloads...]
+      iov[2] = {f + head.hdr_end, head.payload};
+      int gathered = 3;
+      size_t payload = head.payload;
+      uint32_t seq = head.seq + static_cast<uint32_t>(head.payload);
+      bool psh = false, head_checked = false;
+      while (j + frames < end && frames < kGsoMaxSegs) {
+        uint8_t* g = pool_ + offsets[j + frames];
+        const size_t glen = lengths[j + frames];
+        next_ok = ParseTcpSegment(g, glen, &next);
+        if (!next_ok || next.seq != seq || next.payload > head.payload || !SameFlow(f, head, g, next) ||
+            head.hdr_end - kEthHdrLen + payload + next.payload > 65535) {
+          next_parsed = true;
+          break;
+        }
+        if (!head_checked) {
+          if (!ChecksumsValid(f, len, head)) break;  // goes alone (the kernel drops it); next is parsed again
+          head_checked = true;
+        }
+        if (!ChecksumsValid(g, glen, next)) break;
+        iov[gathered++] = {g + next.hdr_end, next.payload};
+        payload += next.payload;
+        seq += static_cast<uint32_t>(next.payload);
+        frames++;
+        if (next.psh || next.payload < head.payload) { psh = next.psh; break; }
+      }
+      if (frames > 1) {
+        WriteSuperHeaders(f, head, payload, psh, gro_headers_, gro_vnet_);
+        iov[0] = {gro_vnet_, kVnetHdrLen};
+        iov[1] = {gro_headers_, head.hdr_end};
+        iovcnt = gathered;
+      }
+    }
+    ssize_t n = writev(fd, iov, iovcnt);
+    if (n < 0) {
+      if (errno == EINTR) { next_parsed = false; continue; }
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      if (errno == EBADF) return j == first ? -EBADF : static_cast<int64_t>(j - first);
+      write_errors_ += frames;  // e.g. EIO (tap down), EINVAL: drop them and go on
+    }
+    j += frames;
+  }
+  return static_cast<int64_t>(j - first);
 }
 
 // writeBatch(fd, offsets: Uint32Array, lengths: Int32Array, first, count)
@@ -217,6 +344,8 @@ Napi::Value Native::WriteBatch(const Napi::CallbackInfo& info) {
     if (lengths.data[j] < 0 || !InPool(offsets.data[j], lengths.data[j], pool_len_))
       return Result(env, -EINVAL);
 
+  if (!offload_taps_.empty() && offload_taps_.count(static_cast<int>(fd)))
+    return Result(env, WriteOffloadTap(static_cast<int>(fd), offsets.data, lengths.data, first, end));
   uint64_t j = first;
   while (j < end) {
     ssize_t n = write(static_cast<int>(fd), pool_ + offsets.data[j], lengths.data[j]);

@@ -1,5 +1,6 @@
 // Set-up calls: tap open, UDP/raw sockets, path MTU, peer table. These throw on error.
 #include "addon.h"
+#include "offload.h"
 
 #include <fcntl.h>
 #include <linux/if_tun.h>
@@ -74,23 +75,60 @@ std::string AddrText(int family, const std::string& addr, int64_t port) {
 
 }  // namespace
 
+namespace {
+
+// TUNSETIFF on a fresh /dev/net/tun fd; -errno on failure (fd closed), else the fd.
+int AttachTap(const std::string& name, short flags, ifreq* ifr, const char** failed) {
+  int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) { *failed = "open"; return -errno; }
+  std::memset(ifr, 0, sizeof(*ifr));
+  ifr->ifr_flags = flags;
+  std::memcpy(ifr->ifr_name, name.data(), name.size());
+  if (ioctl(fd, TUNSETIFF, ifr) < 0) {
+    int err = errno;
+    close(fd);
+    *failed = "TUNSETIFF";
+    return -err;
+  }
+  return fd;
+}
+
+// Frames with checksums left to us and TCP super-frames (ECN-marked too), as wireguard-go asks.
+constexpr unsigned kTapOffloads = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
+
+}  // namespace
+
+// tapOpen(name, persist, offload): { fd, name, offload }. offload asks for IFF_VNET_HDR + TSO;
+// a kernel that refuses it gets a plain tap (offload: false in the result).
 Napi::Value Native::TapOpen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string name;
   if (!StringArg(info, 0, "name", &name)) return env.Undefined();
   bool persist = info.Length() > 1 && info[1].ToBoolean().Value();
+  bool offload = info.Length() > 2 && info[2].ToBoolean().Value();
   if (name.size() >= IFNAMSIZ) return ThrowErrno(env, ENAMETOOLONG, "tapOpen", "'" + name + "'");
 
-  int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) return ThrowErrno(env, errno, "open", "/dev/net/tun");
   ifreq ifr;
-  std::memset(&ifr, 0, sizeof(ifr));
-  ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
-  std::memcpy(ifr.ifr_name, name.data(), name.size());
-  if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
-    int err = errno;
-    close(fd);
-    return ThrowErrno(env, err, "ioctl", "TUNSETIFF '" + name + "'");
+  const char* failed = nullptr;
+  int fd = -1;
+  if (offload) {
+    fd = AttachTap(name, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, &ifr, &failed);
+    int hdr_len = static_cast<int>(kVnetHdrLen);
+    if (fd >= 0 && (ioctl(fd, TUNSETVNETHDRSZ, &hdr_len) < 0 || ioctl(fd, TUNSETOFFLOAD, kTapOffloads) < 0)) {
+      close(fd);
+      fd = -1;
+    }
+    offload = fd >= 0;
+  }
+  if (fd < 0) {
+    fd = AttachTap(name, IFF_TAP | IFF_NO_PI, &ifr, &failed);
+    if (fd < 0) {
+      const bool at_open = std::strcmp(failed, "open") == 0;
+      return ThrowErrno(env, -fd, at_open ? "open" : "ioctl", at_open ? "/dev/net/tun" : "TUNSETIFF '" + name + "'");
+    }
+    // A persistent tap keeps the offloads an earlier run switched on: without a virtio header
+    // in front, a super-frame would reach us as one oversized frame.
+    ioctl(fd, TUNSETOFFLOAD, 0u);
   }
   if (persist && ioctl(fd, TUNSETPERSIST, 1) < 0) {
     int err = errno;
@@ -100,7 +138,21 @@ Napi::Value Native::TapOpen(const Napi::CallbackInfo& info) {
   Napi::Object result = Napi::Object::New(env);
   result.Set("fd", Napi::Number::New(env, fd));
   result.Set("name", Napi::String::New(env, ifr.ifr_name, strnlen(ifr.ifr_name, IFNAMSIZ)));
+  result.Set("offload", Napi::Boolean::New(env, offload));
   return result;
+}
+
+// tapOffload(fd, on): this thread reads and writes `fd` with a virtio_net_hdr in front
+// (the fd was opened with offload: true), or no longer does.
+Napi::Value Native::TapOffload(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t fd;
+  if (!IntArg(info, 0, "fd", &fd)) return env.Undefined();
+  if (info.Length() > 1 && info[1].ToBoolean().Value())
+    offload_taps_.insert(static_cast<int>(fd));
+  else
+    offload_taps_.erase(static_cast<int>(fd));
+  return env.Undefined();
 }
 
 Napi::Value Native::TapSetPersist(const Napi::CallbackInfo& info) {
@@ -182,6 +234,7 @@ Napi::Value Native::Close(const Napi::CallbackInfo& info) {
   int64_t fd;
   if (!IntArg(info, 0, "fd", &fd)) return env.Undefined();
   StopPoll(static_cast<int>(fd));  // a closed fd must not stay registered in this loop
+  offload_taps_.erase(static_cast<int>(fd));
   if (close(static_cast<int>(fd)) != 0 && errno != EINTR) return ThrowErrno(env, errno, "close");
   return env.Undefined();
 }

@@ -28,6 +28,12 @@ export interface TapHandle {
   fd: number;
   /** The name the kernel gave (resolves l2tpeth%d). */
   name: string;
+  /**
+   * IFF_VNET_HDR with checksum and TCP segmentation offload (TUNSETOFFLOAD CSUM|TSO4|TSO6|
+   * TSO_ECN) is on: every read and write carries a virtio_net_hdr, which readBatch and
+   * writeBatch handle once told so with tapOffload(fd, true) in the thread doing the I/O.
+   */
+  offload: boolean;
 }
 
 /** Events for pollStart and its callback. */
@@ -41,8 +47,19 @@ export interface NativeBindings {
   /** Pin the pool for this thread; must be called before any batch call in that thread. */
   attachPool(pool: SharedArrayBuffer): void;
 
-  /** Open (or attach to a persistent) tap: IFF_TAP|IFF_NO_PI, non-blocking, close-on-exec. */
-  tapOpen(name: string, persist: boolean): TapHandle;
+  /**
+   * Open (or attach to a persistent) tap: IFF_TAP|IFF_NO_PI, non-blocking, close-on-exec.
+   * `offload` asks for IFF_VNET_HDR + TSO; a kernel that refuses it gives a plain tap
+   * (result.offload false). Without it, offloads an earlier run left on the device are cleared.
+   */
+  tapOpen(name: string, persist: boolean, offload?: boolean): TapHandle;
+  /**
+   * This thread reads and writes `fd` as an offload tap (or stops). readBatch then completes
+   * checksums the kernel left open and cuts TCP super-frames into segments, one slot each
+   * (lengths[i] < 0: a frame read but dropped, -EINVAL or -EMSGSIZE); it starts another read
+   * only while GSO_MAX_SEGS slots are left. writeBatch puts an all-zero header in front.
+   */
+  tapOffload(fd: number, on: boolean): void;
   /** TUNSETPERSIST on an open tap fd. */
   tapSetPersist(fd: number, persist: boolean): void;
 
@@ -80,7 +97,10 @@ export interface NativeBindings {
    */
   sendBatch(fd: number, offsets: Uint32Array, lengths: Uint32Array, peers: Uint32Array,
             first: number, count: number): number;
-  /** Tap drain: read() up to `count` frames (until EAGAIN) into offsets[i] (room `capacity`). */
+  /**
+   * Tap drain: read() up to `count` frames (until EAGAIN) into offsets[i] (room `capacity`).
+   * lengths[i] >= capacity: the frame may not have fitted (cut short, or not copied at all).
+   */
   readBatch(fd: number, offsets: Uint32Array, capacity: number, count: number, lengths: Int32Array): number;
   /** Tap write: write() frames first..first+count-1; stops at EAGAIN. Returns written or -errno. */
   writeBatch(fd: number, offsets: Uint32Array, lengths: Int32Array, first: number, count: number): number;

@@ -6,6 +6,7 @@
  * Only the addon through src/native/index.ts is used, so the loader is exercised too.
  */
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { native, POLL_READABLE, POLL_WRITABLE, SOURCE_STRIDE } from '../../src/native/index.js';
 
@@ -179,6 +180,134 @@ async function tap(a: Args): Promise<unknown> {
     persistName: P.name, reattachName: P2.name, existsAfterClose, gone };
 }
 
+/** Internet checksum, written independently of the addon's: 16-bit big-endian words, folded. */
+function checksum(parts: Uint8Array[]): number {
+  let acc = 0;
+  for (const p of parts) for (let i = 0; i < p.length; i += 2) acc += (p[i] << 8) | (p[i + 1] ?? 0);
+  while (acc > 0xffff) acc = (acc & 0xffff) + Math.floor(acc / 0x10000);
+  return ~acc & 0xffff;
+}
+
+/**
+ * `count` back-to-back segments of one TCP flow (timestamps option, ACK; PSH on the last), as a
+ * host's stack sends them: IPv4 with DF and consecutive ids, or IPv6. Payload i is `mss` bytes
+ * (the last `lastLen`), filled with a pattern that differs per segment.
+ */
+function tcpFlow(v: 4 | 6, count: number, mss: number, lastLen: number): Uint8Array[] {
+  const frames: Uint8Array[] = [];
+  const ipLen = v === 4 ? 20 : 40;
+  for (let i = 0; i < count; i++) {
+    const payload = i === count - 1 ? lastLen : mss;
+    const f = new Uint8Array(14 + ipLen + 32 + payload);
+    const dv = new DataView(f.buffer);
+    f.set([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1]);
+    dv.setUint16(12, v === 4 ? 0x0800 : 0x86dd);
+    const ipAt = 14, tcpAt = 14 + ipLen, tcpLen = 32 + payload;
+    let pseudo: Uint8Array;
+    if (v === 4) {
+      f.set([0x45, 0], ipAt);
+      dv.setUint16(ipAt + 2, ipLen + tcpLen);
+      dv.setUint16(ipAt + 4, 0x1000 + i);
+      dv.setUint16(ipAt + 6, 0x4000);  // DF
+      f.set([64, 6], ipAt + 8);
+      f.set([192, 0, 2, 1, 192, 0, 2, 2], ipAt + 12);
+      dv.setUint16(ipAt + 10, checksum([f.subarray(ipAt, ipAt + 20)]));
+      pseudo = new Uint8Array(12);
+      pseudo.set(f.subarray(ipAt + 12, ipAt + 20));
+      pseudo[9] = 6;
+      new DataView(pseudo.buffer).setUint16(10, tcpLen);
+    } else {
+      dv.setUint32(ipAt, 0x60000000);
+      dv.setUint16(ipAt + 4, tcpLen);
+      f.set([6, 64], ipAt + 6);
+      const a = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+      f.set([...a, 1, ...a, 2], ipAt + 8);
+      pseudo = new Uint8Array(40);
+      pseudo.set(f.subarray(ipAt + 8, ipAt + 40));
+      new DataView(pseudo.buffer).setUint32(32, tcpLen);
+      pseudo[39] = 6;
+    }
+    dv.setUint16(tcpAt, 40000);
+    dv.setUint16(tcpAt + 2, 5201);
+    dv.setUint32(tcpAt + 4, 1000 + i * mss);
+    dv.setUint32(tcpAt + 8, 77);
+    f[tcpAt + 12] = 8 << 4;
+    f[tcpAt + 13] = 0x10 | (i === count - 1 ? 0x08 : 0);
+    dv.setUint16(tcpAt + 14, 500);
+    f.set([1, 1, 8, 10, 0, 0, 0, 5, 0, 0, 0, 6], tcpAt + 20);  // NOP NOP timestamps 5/6
+    for (let k = 0; k < payload; k++) f[tcpAt + 32 + k] = (i * 7 + k) & 0xff;
+    dv.setUint16(tcpAt + 16, checksum([pseudo, f.subarray(tcpAt)]));
+    frames.push(f);
+  }
+  return frames;
+}
+
+/**
+ * Two offload taps in one bridge. Frames written to A with writeBatch (merged into one
+ * super-frame where they may be) cross the bridge as the kernel passes them and are read on B
+ * with readBatch (super-frames cut back into segments). `writes` = packets the kernel took in
+ * on A (its rx_packets): 1 for a merged run.
+ */
+async function offload(a: Args): Promise<unknown> {
+  const sab = new SharedArrayBuffer(POOL_SIZE);
+  const pool = new Uint8Array(sab);
+  native.attachPool(sab);
+  execFileSync('sysctl', ['-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);  // no ND/MLD noise
+  const prefix = a.prefix as string;
+  const A = native.tapOpen(`${prefix}%d`, false, true);
+  const B = native.tapOpen(`${prefix}%d`, false, true);
+  native.tapOffload(A.fd, true);
+  native.tapOffload(B.fd, true);
+  ip('link', 'add', 'br0', 'type', 'bridge');
+  for (const t of [A.name, B.name]) ip('link', 'set', t, 'master', 'br0', 'up');
+  ip('link', 'set', B.name, 'gso_max_segs', '64');
+  ip('link', 'set', 'br0', 'up');
+  const rxPackets = (): number => Number(readFileSync(`/sys/class/net/${A.name}/statistics/rx_packets`, 'utf8'));
+
+  const roundTrip = async (frames: Uint8Array[]) => {
+    const offsets = new Uint32Array(frames.length), lengths = new Int32Array(frames.length);
+    frames.forEach((f, i) => { offsets[i] = 0x10000 + i * 2048; lengths[i] = f.length; pool.set(f, offsets[i]); });
+    const r0 = rxPackets();
+    const written = native.writeBatch(A.fd, offsets, lengths, 0, frames.length);
+    const writes = rxPackets() - r0;
+    const back: string[] = [];
+    const slots = 127;
+    const ro = new Uint32Array(slots).map((_, i) => 0x80000 + i * 2048), rl = new Int32Array(slots);
+    const deadline = Date.now() + 3000;
+    while (back.length < frames.length && Date.now() < deadline) {
+      await readable(B.fd, 1000).catch(() => 0);
+      const n = native.readBatch(B.fd, ro, 2048, slots, rl);
+      for (let i = 0; i < n; i++) {
+        if (rl[i] <= 0) back.push(`error ${rl[i]}`);
+        else if (hex(pool, ro[i] + 6, 6) === '020000000001') back.push(hex(pool, ro[i], rl[i]));  // ours, not IGMP from the bridge
+      }
+    }
+    // Compared here: the frames themselves are too big for the one JSON line the test reads.
+    const sent = frames.map((f) => Buffer.from(f).toString('hex'));
+    const differ = sent.map((h, i) => i).filter((i) => back[i] !== sent[i]);
+    const firstDiff = differ.length ? { index: differ[0], sent: sent[differ[0]].slice(0, 160), back: (back[differ[0]] ?? 'nothing').slice(0, 160) } : null;
+    return { written, writes, sent: frames.length, received: back.length, differ, firstDiff };
+  };
+
+  const corrupt = tcpFlow(4, 6, 1000, 1000);
+  corrupt[3][corrupt[3].length - 1] ^= 0xff;  // TCP checksum no longer matches
+  const outOfOrder = tcpFlow(4, 4, 1000, 1000);
+  [outOfOrder[1], outOfOrder[2]] = [outOfOrder[2], outOfOrder[1]];
+  const other = new Uint8Array(100);
+  other.set([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0, 0, 1, 0x88, 0xb5]);
+  const result = {
+    offload: [A.offload, B.offload],
+    v4: await roundTrip(tcpFlow(4, 6, 1000, 600)),
+    v6: await roundTrip(tcpFlow(6, 5, 1200, 1200)),
+    long: await roundTrip(tcpFlow(4, 70, 900, 900)),
+    corrupt: await roundTrip(corrupt),
+    outOfOrder: await roundTrip(outOfOrder),
+    other: await roundTrip([other, other]),
+  };
+  native.close(A.fd); native.close(B.fd);
+  return result;
+}
+
 /** Set-up errors keep errno/code/syscall. */
 async function errors(a: Args): Promise<unknown> {
   const used = native.udpOpen(4, a.local as string, 0, {});
@@ -292,7 +421,7 @@ async function workers(a: Args): Promise<unknown> {
   return { w1, w2, w3, mainEvents, exitWithActivePoll: true };
 }
 
-const scenarios: Record<string, (a: Args) => Promise<unknown>> = { udp, raw, tap, errors, bounds, workers };
+const scenarios: Record<string, (a: Args) => Promise<unknown>> = { udp, raw, tap, offload, errors, bounds, workers };
 
 const name = process.argv[2];
 if (name !== undefined && scenarios[name]) {

@@ -56,7 +56,7 @@ if (!existsSync(ADDON)) {
     t.match(r.clockShort.message, /2 elements/, 'readClock needs room for both clocks');
     t.match(r.clockBadType.message, /out has the wrong type/, 'readClock takes a Float64Array');
     t.same(r.enumerable, ['attachPool', 'close', 'localPort', 'pathMtu', 'pollPause', 'pollStart', 'pollStop', 'rawOpen',
-      'readBatch', 'readClock', 'recvBatch', 'sendBatch', 'setPeer', 'takeWriteErrors', 'tapOpen', 'tapSetPersist',
+      'readBatch', 'readClock', 'recvBatch', 'sendBatch', 'setPeer', 'takeWriteErrors', 'tapOffload', 'tapOpen', 'tapSetPersist',
       'udpOpen', 'writeBatch']);
   });
 
@@ -132,6 +132,27 @@ if (!existsSync(ADDON)) {
       t.ok(r.existsAfterClose, 'persistent tap survives close');
       t.equal(r.reattachName, 'ntp0', 'tapOpen by name reattaches');
       t.ok(r.gone, 'tapSetPersist(false) + close removes it');
+    });
+
+    t.test('offload taps: TCP runs merge into one super-frame on write and split back on read', async (t) => {
+      const ns = createNetns('ntv');  // its own: the scenario turns IPv6 off (no ND noise on the taps)
+      t.teardown(() => deleteNetns(ns));
+      const r = child(ns, 'offload', { prefix: 'no' }).result;
+      t.same(r.offload, [true, true], 'this kernel takes IFF_VNET_HDR + TSO');
+      const cases: Array<[string, number, string]> = [
+        ['v4', 1, 'six IPv4 segments (the last shorter) go out as one write'],
+        ['v6', 1, 'five IPv6 segments go out as one write'],
+        ['long', 2, 'seventy segments: a super-frame holds at most 64'],
+        ['corrupt', 3, 'a segment with a bad TCP checksum is not merged: before it, it alone, after it'],
+        ['outOfOrder', 4, 'segments out of sequence are not merged'],
+        ['other', 2, 'non-TCP frames go out one by one'],
+      ];
+      for (const [name, writes, what] of cases) {
+        t.equal(r[name].written, r[name].sent, `${name}: every frame processed`);
+        t.equal(r[name].writes, writes, what);
+        t.equal(r[name].received, r[name].sent, `${name}: as many frames read back on the other tap`);
+        t.same(r[name].differ, [], `${name}: byte for byte as sent (lengths, ids, seq, flags, checksums)`, { firstDiff: r[name].firstDiff });
+      }
     });
 
     t.test('set-up errors carry code, errno, syscall; pathMtu', async (t) => {
