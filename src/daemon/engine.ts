@@ -74,8 +74,9 @@ export class DaemonEngine implements Engine, MetricsSource {
     readonly dataplane: DataPlane,
     private readonly rtnl: Rtnl,
     private readonly log: Logger,
+    opts: { offload?: boolean } = {},
   ) {
-    this.ifaces = new SessionInterfaces(rtnl, log);
+    this.ifaces = new SessionInterfaces(rtnl, log, opts.offload ?? true);
   }
 
   /** Load the config file and start everything in it; entries that fail are logged and kept. */
@@ -374,7 +375,7 @@ export class DaemonEngine implements Engine, MetricsSource {
       slot = this.sessionSlots.take();
       const spec: SessionSpec = {
         slot, tunnelSlot: tunnel.slot, sessionId: s.session_id, peerSessionId: s.peer_session_id,
-        tapFd: links.tap.fd, cookie: [...cookieBytes(s.cookie)], peerCookie: [...cookieBytes(s.peer_cookie)],
+        tapFd: links.tap.fd, tapOffload: links.tap.offload, cookie: [...cookieBytes(s.cookie)], peerCookie: [...cookieBytes(s.peer_cookie)],
         l2spec: s.l2spec_type ?? 'default', seq: s.seq ?? 'none', reorderTimeout: s.reorder_timeout ?? 0,
         offset: s.offset ?? 0, peerOffset: s.peer_offset ?? 0, mtu,
       };
@@ -450,7 +451,7 @@ export class DaemonEngine implements Engine, MetricsSource {
             await this.dataplane.delSession(rs.slot);
             const old = rs.links.tap.fd;
             rs.links.tap = r.newTap;
-            rs.spec = { ...rs.spec, tapFd: r.newTap.fd };
+            rs.spec = { ...rs.spec, tapFd: r.newTap.fd, tapOffload: r.newTap.offload };
             await this.dataplane.addSession(rs.spec);
             try { native.close(old); } catch { /* already closed */ }
           }

@@ -27,6 +27,7 @@ import type { Logger } from 'pino';
 import type { SessionConfig } from '../control/model.js';
 import { ConfigError, ConflictError } from '../control/errors.js';
 import { ownName, sessionBridge, vlanIfname } from '../control/validate.js';
+import { GSO_MAX_SEGS } from '../dataplane/layout.js';
 import { native, type TapHandle } from '../native/index.js';
 import { NetlinkError, type LinkInfo, type Rtnl } from '../netlink/index.js';
 
@@ -61,7 +62,8 @@ export interface Repair {
 type Undo = () => Promise<void> | void;
 
 export class SessionInterfaces {
-  constructor(private readonly rtnl: Rtnl, private readonly log: Logger) {}
+  /** `offload`: open taps with IFF_VNET_HDR + TSO where the kernel allows (l2tpd --offload). */
+  constructor(private readonly rtnl: Rtnl, private readonly log: Logger, private readonly offload = true) {}
 
   /**
    * Create or re-attach everything a session needs, all or nothing: on failure every interface
@@ -122,11 +124,22 @@ export class SessionInterfaces {
     }
     let tap: TapHandle;
     try {
-      tap = native.tapOpen(name, true);
+      tap = native.tapOpen(name, true, this.offload);
     } catch (err) {
       throw new ConfigError('name', s.name ?? 'l2tpeth%d', `an interface name l2tpd can create (${(err as Error).message})`);
     }
     undos.push(reattach ? () => native.close(tap.fd) : () => dropTap(tap));
+    if (this.offload && !tap.offload) this.log.warn({ interface: tap.name }, 'the kernel refused tap offload (IFF_VNET_HDR + TSO): plain tap');
+    if (tap.offload) {
+      try {
+        await this.rtnl.setLink(tap.name, { gsoMaxSegs: GSO_MAX_SEGS });
+      } catch (err) {
+        // Without the cap a super-frame could need more slots than one read offers.
+        this.log.warn({ interface: tap.name, err: (err as Error).message }, 'cannot cap gso_max_segs: tap offload off');
+        native.close(tap.fd);
+        tap = native.tapOpen(tap.name, true, false);
+      }
+    }
     await this.rtnl.setLink(tap.name, { alias, mtu, up: true });
     const link = await this.rtnl.linkByName(tap.name);
     if (!link) throw new NetlinkError(`open tap ${tap.name}`, 'ENODEV', 19, 'vanished right after creation');

@@ -43,13 +43,18 @@ async function main(): Promise<void> {
     .option('--socket <path>', 'control API UNIX socket', process.env.L2TPD_SOCKET ?? DEFAULT_SOCKET)
     .option('--metrics-listen <host:port|off>', 'Prometheus /metrics listener', DEFAULT_METRICS)
     .option('--log-level <level>', 'fatal, error, warn, info, debug or trace', 'info')
+    .option('--offload <on|off>', 'tap checksum and TCP segmentation offload (IFF_VNET_HDR + TSO)', process.env.L2TPD_OFFLOAD ?? 'on')
     .showHelpAfterError();
   program.exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
   program.parse();
-  const opts = program.opts<{ config: string; socket: string; metricsListen: string; logLevel: string }>();
+  const opts = program.opts<{ config: string; socket: string; metricsListen: string; logLevel: string; offload: string }>();
   const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
   if (!levels.includes(opts.logLevel)) {
     console.error(`l2tpd: --log-level "${opts.logLevel}": expected one of ${levels.join(', ')}`);
+    process.exit(2);
+  }
+  if (opts.offload !== 'on' && opts.offload !== 'off') {
+    console.error(`l2tpd: --offload "${opts.offload}": expected on or off`);
     process.exit(2);
   }
   let metrics: { host: string; port: number } | null;
@@ -64,7 +69,7 @@ async function main(): Promise<void> {
   const dataplane = new DataPlane((code) => {
     if (!stopping) { log.fatal({ code }, 'data plane worker died'); process.exit(1); }
   });
-  const engine = new DaemonEngine(store, dataplane, rtnl, log);
+  const engine = new DaemonEngine(store, dataplane, rtnl, log, { offload: opts.offload === 'on' });
   try {
     await engine.start();
   } catch (err) {
@@ -77,7 +82,7 @@ async function main(): Promise<void> {
   const metricsServer = metrics
     ? await startMetricsServer(createRegistry(engine, VERSION), metrics.host, metrics.port)
     : null;
-  log.info({ socket: opts.socket, config: opts.config, metrics: opts.metricsListen }, 'l2tpd ready');
+  log.info({ socket: opts.socket, config: opts.config, metrics: opts.metricsListen, offload: opts.offload }, 'l2tpd ready');
   sdNotify('--ready', '--status=running');
 
   process.on('SIGHUP', () => {

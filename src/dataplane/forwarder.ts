@@ -7,7 +7,7 @@
  * to which tunnel/session; this class only polls them and moves packets.
  */
 import {
-  BATCH, DATAGRAM_CAPACITY, FRAME_CAPACITY, HEADROOM, HOST_ROW, SESSION_FIELDS, SLOT_COUNT,
+  BATCH, DATAGRAM_CAPACITY, FRAME_CAPACITY, GSO_MAX_SEGS, HEADROOM, HOST_ROW, SESSION_FIELDS, SLOT_COUNT,
   SessionCounter as S, TUNNEL_FIELDS, TunnelCounter as T,
 } from './layout.js';
 import { SlotAllocator, slotOffset } from './slots.js';
@@ -48,6 +48,8 @@ export interface SessionSpec {
   sessionId: number;
   peerSessionId: number;
   tapFd: number;
+  /** The tap was opened with offload (TapHandle.offload): reads may bring TCP super-frames. */
+  tapOffload: boolean;
   cookie: number[];
   peerCookie: number[];
   l2spec: 'none' | 'default';
@@ -60,6 +62,11 @@ export interface SessionSpec {
 
 /** Entries a socket's transmit queue can hold: one batch being sent plus backlog. */
 const TXQ_CAP = BATCH * 4;
+/**
+ * Slots offered to one read from an offload tap: a batch, with room kept for a super-frame's
+ * segments (the addon starts another read only while GSO_MAX_SEGS slots are left).
+ */
+const OFFLOAD_BATCH = BATCH + GSO_MAX_SEGS - 1;
 /** Batches handled per readiness event before yielding to other fds. */
 const ROUNDS = 8;
 /** Indices into Forwarder.clock. */
@@ -194,9 +201,9 @@ export class Forwarder {
   private readonly dRelease = new Int32Array(DELIVERY_CAPACITY);
   private dCount = 0;
   // Tap read batch.
-  private readonly tSlots = new Int32Array(BATCH);
-  private readonly tOffsets = new Uint32Array(BATCH);
-  private readonly tLengths = new Int32Array(BATCH);
+  private readonly tSlots = new Int32Array(OFFLOAD_BATCH);
+  private readonly tOffsets = new Uint32Array(OFFLOAD_BATCH);
+  private readonly tLengths = new Int32Array(OFFLOAD_BATCH);
   /** Where a held frame lives in its slot (frame start, length, L2TP bytes), by slot index. */
   private readonly heldStart: Uint32Array;
   private readonly heldLength: Int32Array;
@@ -271,6 +278,7 @@ export class Forwarder {
     sock.tapSessions.push(s);
     tunnel.sessions.add(s);
     this.sessionsBySlot.set(spec.slot, s);
+    this.native.tapOffload(spec.tapFd, spec.tapOffload);
     if (!sock.blocked) this.native.pollStart(spec.tapFd, POLL_READABLE, s.onReadable);
   }
 
@@ -278,6 +286,7 @@ export class Forwarder {
     const s = this.sessionsBySlot.get(slot);
     if (!s) return;
     this.native.pollStop(s.spec.tapFd);
+    this.native.tapOffload(s.spec.tapFd, false);
     const sock = s.tunnel.socket;
     sock.sessions.delete(sessionKey(s.spec.sessionId));
     sock.tapSessions.splice(sock.tapSessions.indexOf(s), 1);
@@ -305,11 +314,14 @@ export class Forwarder {
     const native = this.native;
     const sc = this.sc;
     const row = s.slot * SESSION_FIELDS;
+    const batch = s.spec.tapOffload ? OFFLOAD_BATCH : BATCH;
+    // A super-frame needs its segments' slots at once: wait for them rather than drop it.
+    const least = s.spec.tapOffload ? GSO_MAX_SEGS : 1;
     for (let round = 0; round < ROUNDS && !sock.blocked; round++) {
       const room = TXQ_CAP - sock.qCount;
-      let want = BATCH < room ? BATCH : room;
+      let want = batch < room ? batch : room;
       if (this.slots.free < want) want = this.slots.free;
-      if (want === 0) return;
+      if (want < least) return;
       for (let i = 0; i < want; i++) {
         const slot = this.slots.take();
         this.tSlots[i] = slot;
@@ -326,6 +338,12 @@ export class Forwarder {
       let q = sock.qHead + sock.qCount;
       for (let i = 0; i < got; i++) {
         const len = this.tLengths[i];
+        if (len < 0) {
+          // Read from an offload tap but not deliverable (headers not as announced, or too many segments).
+          sc[row + S.TxErrors]++;
+          this.slots.give(this.tSlots[i]);
+          continue;
+        }
         if (len > s.maxFrame || len >= FRAME_CAPACITY) {
           // Larger than the session carries (or possibly cut by the read): count, never truncate.
           sc[row + S.TxOversize]++;
@@ -348,7 +366,8 @@ export class Forwarder {
         sock.qCount++;
       }
       this.flush(sock);
-      if (got < want) return;
+      // Drained (EAGAIN), unless the addon stopped for want of room for another super-frame.
+      if (got <= want - least) return;
     }
   }
 

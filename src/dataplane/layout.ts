@@ -21,6 +21,11 @@ export const DATAGRAM_CAPACITY = SLOT_SIZE;
 export const SLOT_COUNT = 2048;
 /** Frames moved per syscall batch (recvmmsg/sendmmsg/tap drain). */
 export const BATCH = 64;
+/**
+ * Most segments one TCP super-frame from an offload tap becomes: the tap's gso_max_segs (the
+ * kernel segments anything larger itself) and kGsoMaxSegs in native-bindings/src/offload.h.
+ */
+export const GSO_MAX_SEGS = 64;
 
 /** Capacity of the counter tables (a session or tunnel gets a row index in [0, MAX)). */
 export const MAX_SESSIONS = 16384;

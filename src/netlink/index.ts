@@ -54,6 +54,8 @@ export interface SetLinkOptions {
   master?: number | null;
   /** IFLA_IFALIAS; '' clears it */
   alias?: string;
+  /** IFLA_GSO_MAX_SEGS: larger GSO packets are segmented by the kernel before this device. */
+  gsoMaxSegs?: number;
 }
 
 export type LinkRef = string | number;
@@ -193,6 +195,10 @@ export class Rtnl {
     if (opts.alias !== undefined) {
       if (Buffer.byteLength(opts.alias) > 255) throw new RangeError(`alias for ${label} longer than 255 bytes`);
       attrs.ifalias = opts.alias; parts.push(`alias ${JSON.stringify(opts.alias)}`);
+    }
+    if (opts.gsoMaxSegs !== undefined) {
+      if (!Number.isInteger(opts.gsoMaxSegs) || opts.gsoMaxSegs < 1 || opts.gsoMaxSegs > 65535) throw new RangeError(`invalid gso_max_segs ${opts.gsoMaxSegs} for ${label} (1-65535)`);
+      attrs.gsoMaxSegs = opts.gsoMaxSegs; parts.push(`gso_max_segs ${opts.gsoMaxSegs}`);
     }
     if (opts.up !== undefined) {
       data.flags = opts.up ? { up: true } : {};

@@ -40,6 +40,7 @@ class SimulatedAddon {
   pollStop(fd: number): void { this.events.set(fd, 0); }
   pollPause(fd: number): void { this.events.set(fd, 0); }
   takeWriteErrors(): number { return 0; }
+  tapOffload(): void { /* the simulated taps need no virtio header */ }
   ticks = 0;
   readClock(out: Float64Array): void {
     this.ticks++;
@@ -91,11 +92,11 @@ function setup(): { fwd: Forwarder; addon: SimulatedAddon; sc: Float64Array } {
   const tunnel: TunnelSpec = { slot: 3, tunnelId: 100, encap: 'udp', family: 4, fd: SOCK_FD, remote: '192.0.2.2', remotePort: 1701 };
   fwd.addTunnel(tunnel);
   const base: SessionSpec = {
-    slot: 0, tunnelSlot: 3, sessionId: 0x90000001, peerSessionId: 0x90000002, tapFd: TAP_A, cookie: [1, 2, 3, 4],
+    slot: 0, tunnelSlot: 3, sessionId: 0x90000001, peerSessionId: 0x90000002, tapFd: TAP_A, tapOffload: true, cookie: [1, 2, 3, 4],
     peerCookie: [9, 8, 7, 6], l2spec: 'default', seq: 'none', reorderTimeout: 0, offset: 0, peerOffset: 0, mtu: 1500,
   };
   fwd.addSession(base);
-  fwd.addSession({ ...base, slot: 1, sessionId: 7, peerSessionId: 8, tapFd: TAP_B, cookie: [], peerCookie: [], seq: 'both' });
+  fwd.addSession({ ...base, slot: 1, sessionId: 7, peerSessionId: 8, tapFd: TAP_B, tapOffload: false, cookie: [], peerCookie: [], seq: 'both' });
   return { fwd, addon, sc: new Float64Array(sessions) };
 }
 

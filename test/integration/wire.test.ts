@@ -8,12 +8,13 @@
  * from host A's MAC/address to host B's). Covers UDP and IP encapsulation, IPv4 and IPv6
  * underlays, cookies of 0/4/8 bytes, l2spec none/default.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { hasCommand, linkAddress, netnsUnavailable, nsExec, stopProcess } from '../helpers/netns.js';
+import { startCapture } from '../helpers/capture.js';
 import { Sites, UNDERLAY, sleep, tunnelWords } from '../helpers/sites.js';
 
 const skip = netnsUnavailable()
@@ -44,18 +45,6 @@ const CASES: Case[] = [
 const FIELDS = ['frame.number', 'l2tp.version', 'l2tp.type', 'l2tp.res', 'l2tp.sid', 'l2tp.cookie', 'l2tp.l2_spec_s',
   'l2tp.l2_spec_sequence', 'eth.src', 'eth.dst', 'eth.type', 'ip.src', 'ip.dst', 'icmp.type'] as const;
 type Row = Record<(typeof FIELDS)[number], string>;
-
-/** Start tcpdump on the site's underlay and wait until it is listening. */
-async function startCapture(ns: string, file: string): Promise<{ proc: ChildProcess; err: string[] }> {
-  const proc = spawn('ip', ['netns', 'exec', ns, 'tcpdump', '-i', 'ul0', '-n', '-U', '--immediate-mode', '-s', '0', '-Z', 'root', '-w', file],
-    { stdio: ['ignore', 'ignore', 'pipe'] });
-  const err: string[] = [];
-  proc.stderr!.on('data', (b: Buffer) => err.push(b.toString()));
-  const deadline = Date.now() + 15000;
-  while (Date.now() < deadline && !/listening on/.test(err.join('')) && proc.exitCode === null) await sleep(50);
-  if (!/listening on/.test(err.join(''))) throw new Error(`tcpdump did not start: ${err.join('')}`);
-  return { proc, err };
-}
 
 function decode(file: string, c: Case, port: number, src: string): { rows: Row[]; stderr: string } {
   const args = ['-r', file, '-n',
