@@ -41,7 +41,7 @@ for (const [k, rs] of Object.entries(pps)) {
     rss_growth_kb: stat(rs.map((r) => r.rss_kb[1] - r.rss_kb[0])),
     sink: rs.map((r) => r.sink),
   };
-  if (dut === 'l2tpd') {
+  if (dut.startsWith('l2tpd')) {
     const g = rs.filter((r) => r.gc[0].gc !== undefined && r.gc[1].gc !== undefined);
     p.worker_gc_events = stat(g.map((r) => r.gc[1].gc - r.gc[0].gc));
     p.worker_gc_major = stat(g.map((r) => r.gc[1].major - r.gc[0].major));
@@ -67,12 +67,16 @@ for (const d of duts) {
 
 const ratio = (a, b) => (a && b && b.median > 0 ? a.median / b.median : null);
 const ratios = {};
+// Keys: "encap/64" and "tcp" for l2tpd (offload on, the default), "…/l2tpd-plain" for --offload off.
+const ratioKey = (base, dut) => (dut === 'l2tpd' ? base : `${base}/${dut}`);
 for (const p of Object.values(points)) {
-  if (p.dut !== 'l2tpd') continue;
+  if (!p.dut.startsWith('l2tpd')) continue;
   const q = points[`${p.dir}/${p.size}/qemu`]; const c = points[`${p.dir}/${p.size}/cfwd`];
-  ratios[`${p.dir}/${p.size}`] = { l2tpd_qemu: ratio(p.pps, q?.pps), l2tpd_cfwd: ratio(p.pps, c?.pps) };
+  ratios[ratioKey(`${p.dir}/${p.size}`, p.dut)] = { l2tpd_qemu: ratio(p.pps, q?.pps), l2tpd_cfwd: ratio(p.pps, c?.pps) };
 }
-if (tcp.l2tpd) ratios.tcp = { l2tpd_qemu: ratio(tcp.l2tpd.gbps, tcp.qemu?.gbps), l2tpd_cfwd: ratio(tcp.l2tpd.gbps, tcp.cfwd?.gbps) };
+for (const d of ['l2tpd', 'l2tpd-plain']) {
+  if (tcp[d]) ratios[ratioKey('tcp', d)] = { l2tpd_qemu: ratio(tcp[d].gbps, tcp.qemu?.gbps), l2tpd_cfwd: ratio(tcp[d].gbps, tcp.cfwd?.gbps) };
+}
 
 const stamp = new Date().toISOString().replace(/[:]/g, '').replace(/\..*/, 'Z');
 const result = { date: new Date().toISOString(), mode, runs: +runs, window_s: +secs, warmup_s: +warm, machine, points, tcp, ratios, soak };
@@ -90,12 +94,12 @@ md.push(`Each point: median of ${runs} run(s) of ${secs} s after ${warm} s warm-
 md.push('## Packets per second, one direction at a time', '');
 md.push('| direction | frame | forwarder | kpps | Gbit/s (inner) | offered kpps | input drops kpps | CPU µs/packet | CPU use | preempted | l2tpd/QEMU | l2tpd/C |');
 md.push('|---|---|---|---|---|---|---|---|---|---|---|---|');
-const order = ['cfwd', 'qemu', 'l2tpd'];
+const order = ['cfwd', 'qemu', 'l2tpd-plain', 'l2tpd'];
 for (const dir of ['encap', 'decap']) {
   for (const size of [...new Set(Object.values(points).map((p) => p.size))].sort((a, b) => a - b)) {
     for (const dut of order) {
       const p = points[`${dir}/${size}/${dut}`]; if (!p) continue;
-      const rr = dut === 'l2tpd' ? ratios[`${dir}/${size}`] : null;
+      const rr = dut.startsWith('l2tpd') ? ratios[ratioKey(`${dir}/${size}`, dut)] : null;
       md.push(`| ${dir} | ${size} B | ${dut} | ${mm(p.pps, k)} | ${mm(p.gbps, (x) => f(x, 2))} | ${mm(p.offered_pps, k)} | ${mm(p.input_drops_pps, k)} | ${mm(p.cpu_us_per_packet, (x) => f(x, 2))} | ${mm(p.cpu_util, (x) => f(x * 100, 0) + ' %')} | ${mm(p.preemptions, f)} | ${rr ? r2(rr.l2tpd_qemu) : ''} | ${rr ? r2(rr.l2tpd_cfwd) : ''} |`);
     }
   }
@@ -106,18 +110,18 @@ if (Object.keys(tcp).length) {
   md.push('|---|---|---|---|---|---|---|');
   for (const dut of order) {
     const t = tcp[dut]; if (!t) continue;
-    const rr = dut === 'l2tpd' ? ratios.tcp : null;
+    const rr = dut.startsWith('l2tpd') ? ratios[ratioKey('tcp', dut)] : null;
     md.push(`| ${dut} ↔ ${dut} | ${mm(t.gbps, (x) => f(x, 2))} | ${mm(t.retransmits, f)} | ${mm(t.cpu_util_site_a, (x) => f(x * 100, 0) + ' %')} | ${mm(t.cpu_util_site_b, (x) => f(x * 100, 0) + ' %')} | ${rr ? r2(rr.l2tpd_qemu) : ''} | ${rr ? r2(rr.l2tpd_cfwd) : ''} |`);
   }
 }
-const gcRows = Object.values(points).filter((p) => p.dut === 'l2tpd');
+const gcRows = Object.values(points).filter((p) => p.dut.startsWith('l2tpd'));
 if (gcRows.length) {
   md.push('', '## l2tpd data-plane worker: garbage collection during the steady window (goal: none)', '');
   md.push('Worker GC events from a PerformanceObserver preloaded into the worker (bench/gcprobe.cjs); heap growth = worker `used_heap_size` end − start; `--trace-gc` lines = whole process (main thread + worker) in the same window, and those triggered by "allocation failure" (young generation full: garbage being produced). the V8 memory reducer ("Mark-Compact (reduce)") runs a few seconds after start-up in both isolates, shrinks the heap (negative growth) and is not caused by forwarding; RSS growth of the process.', '');
-  md.push('| direction | frame | worker GC events | of which major | worker heap growth (KiB) | --trace-gc lines | of which "allocation failure" | RSS growth (KiB) |');
-  md.push('|---|---|---|---|---|---|---|---|');
-  for (const p of gcRows.sort((a, b) => a.dir.localeCompare(b.dir) || a.size - b.size)) {
-    md.push(`| ${p.dir} | ${p.size} B | ${mm(p.worker_gc_events, f)} | ${mm(p.worker_gc_major, f)} | ${mm(p.worker_heap_growth_bytes, (x) => f(x / 1024, 1))} | ${mm(p.process_trace_gc_lines, f)} | ${mm(p.process_trace_gc_alloc, f)} | ${mm(p.rss_growth_kb, f)} |`);
+  md.push('| forwarder | direction | frame | worker GC events | of which major | worker heap growth (KiB) | --trace-gc lines | of which "allocation failure" | RSS growth (KiB) |');
+  md.push('|---|---|---|---|---|---|---|---|---|');
+  for (const p of gcRows.sort((a, b) => a.dut.localeCompare(b.dut) || a.dir.localeCompare(b.dir) || a.size - b.size)) {
+    md.push(`| ${p.dut} | ${p.dir} | ${p.size} B | ${mm(p.worker_gc_events, f)} | ${mm(p.worker_gc_major, f)} | ${mm(p.worker_heap_growth_bytes, (x) => f(x / 1024, 1))} | ${mm(p.process_trace_gc_lines, f)} | ${mm(p.process_trace_gc_alloc, f)} | ${mm(p.rss_growth_kb, f)} |`);
   }
 }
 if (soak.length) {

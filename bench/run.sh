@@ -4,9 +4,11 @@
 #
 #   BENCH_QUICK=1   1 run x 2 s per point instead of 3 runs x 3 s
 #   BENCH_RUNS=N BENCH_SECS=S BENCH_WARM=S   override runs, window and warm-up
-#   BENCH_DUTS="cfwd qemu l2tpd"             forwarders to measure (default: all three)
+#   BENCH_DUTS="cfwd qemu l2tpd-plain l2tpd" forwarders to measure (default: all four; l2tpd-plain is
+#                                            l2tpd --offload off, to show what tap offload changes)
 #   BENCH_SIZES="64 1400"                    frame sizes (bytes, Ethernet without FCS)
 #   BENCH_E2E=0                              skip the iperf3 end-to-end pairs
+#   BENCH_HALF=0                             skip the one-direction pps points
 #   BENCH_SOAK=S                             l2tpd GC soak: one S-second window per direction at 64 B
 #                                            after its regular points (default 10; 0 skips it)
 #   BENCH_KEEP=DIR                           copy the run's logs and raw data to DIR before cleanup
@@ -21,9 +23,10 @@ ROOT="$(cd "$HERE/.." && pwd)"
 if [[ "${BENCH_QUICK:-0}" == 1 ]]; then RUNS=${BENCH_RUNS:-1}; SECS=${BENCH_SECS:-2}; MODE=quick
 else RUNS=${BENCH_RUNS:-3}; SECS=${BENCH_SECS:-3}; MODE=full; fi
 WARM=${BENCH_WARM:-1}
-DUTS=${BENCH_DUTS:-"cfwd qemu l2tpd"}
+DUTS=${BENCH_DUTS:-"cfwd qemu l2tpd-plain l2tpd"}
 SIZES=${BENCH_SIZES:-"64 1400"}
 E2E=${BENCH_E2E:-1}
+HALF=${BENCH_HALF:-1}
 SOAK=${BENCH_SOAK:-10}
 HZ=$(getconf CLK_TCK)
 
@@ -105,14 +108,15 @@ start_dut() {
         -netdev "tap,id=t0,ifname=$tap,script=no,downscript=no" \
         -netdev "l2tpv3,id=l0,src=$local,dst=$remote,udp=on,srcport=1701,dstport=1701,txsession=1,rxsession=1,counter=on" \
         -netdev hubport,id=h0,hubid=0,netdev=t0 -netdev hubport,id=h1,hubid=0,netdev=l0 >"$TMP/qemu-$ns.log" 2>&1 ;;
-    l2tpd)
+    l2tpd|l2tpd-plain)
+      local offload=on; [[ $kind == l2tpd-plain ]] && offload=off
       L2TPD_N=$((L2TPD_N + 1))
       local d="$TMP/l2tpd-$L2TPD_N"; mkdir -p "$d"; : >"$d/gc.trigger"; : >"$d/gc.jsonl"
       L2TPD_DIR=$d
       L2TPD_DIR_OF[$ns]=$d
       spawn env NODE_OPTIONS="--require $HERE/gcprobe.cjs" BENCH_GC_TRIGGER="$d/gc.trigger" BENCH_GC_OUT="$d/gc.jsonl" \
         ip netns exec "$ns" taskset -c "$cpu" node --trace-gc ${BENCH_NODE_FLAGS:-} "$ROOT/dist/daemon/main.js" --config "$d/l2tpd.json" \
-        --socket "$d/l2tpd.sock" --metrics-listen off --log-level warn >"$d/out.log" 2>&1
+        --socket "$d/l2tpd.sock" --metrics-listen off --log-level warn --offload "$offload" >"$d/out.log" 2>&1
       local cli=(node "$ROOT/dist/cli/main.js" --socket "$d/l2tpd.sock")
       wait_for 20 "${cli[@]}" show tunnel || { cat "$d/out.log" >&2; die "l2tpd did not start"; }
       "${cli[@]}" add tunnel tunnel_id 1 peer_tunnel_id 1 encap udp local "$local" remote "$remote" udp_sport 1701 udp_dport 1701 >/dev/null
@@ -122,12 +126,12 @@ start_dut() {
   DUTPID=$LASTPID
   # `ip netns exec`, `env` and taskset exec in place, so $! is the forwarder itself.
   wait_for 15 ip -n "$ns" link show "$tap" || die "$kind: tap $tap did not appear ($(cat "$TMP"/*"$ns"*.log 2>/dev/null))"
-  [[ $kind == l2tpd ]] || ip -n "$ns" link set "$tap" master "$br" up
+  [[ $kind == l2tpd* ]] || ip -n "$ns" link set "$tap" master "$br" up
   wait_for 5 bash -c "ip -n $ns link show $tap | grep -q 'master $br'" || die "$kind: $tap not in $br"
 }
 
 stop_dut() { # stop_dut KIND NS PID: l2tpd keeps its taps on SIGTERM (by design), so delete session and tunnel first
-  if [[ $1 == l2tpd ]]; then
+  if [[ $1 == l2tpd* ]]; then
     local cli=(timeout 20 node "$ROOT/dist/cli/main.js" --socket "${L2TPD_DIR_OF[$2]}/l2tpd.sock")
     "${cli[@]}" del session tunnel_id 1 session_id 1 >/dev/null 2>&1 || true
     "${cli[@]}" del tunnel tunnel_id 1 >/dev/null 2>&1 || true
@@ -166,14 +170,14 @@ measure() { # measure DUT DIR SIZE RUN [KIND WINDOW]: KIND pps (default) or soak
     drops=(udp_rcvbuf_errors "$NS_D")        # datagrams dropped on the forwarder's full socket buffer
   fi
   sleep "$WARM"
-  if [[ $dut == l2tpd ]]; then g0=$(gc_snapshot "$L2TPD_DIR"); tg0=$(tracegc_lines "$L2TPD_DIR"); ta0=$(tracegc_alloc "$L2TPD_DIR"); fi
+  if [[ $dut == l2tpd* ]]; then g0=$(gc_snapshot "$L2TPD_DIR"); tg0=$(tracegc_lines "$L2TPD_DIR"); ta0=$(tracegc_alloc "$L2TPD_DIR"); fi
   local d0 d1; d0=$("${drops[@]}")
   local p0 p1; p0=$(preempted "$DUTPID")
   c0=$("${cnt[@]}"); t0=$(cputicks "$DUTPID"); r0=$(rss_kb "$DUTPID"); local s0; s0=$(date +%s%N)
   sleep "$SECS"
   c1=$("${cnt[@]}"); t1=$(cputicks "$DUTPID"); r1=$(rss_kb "$DUTPID"); local s1; s1=$(date +%s%N)
   d1=$("${drops[@]}"); p1=$(preempted "$DUTPID")
-  if [[ $dut == l2tpd ]]; then g1=$(gc_snapshot "$L2TPD_DIR"); tg1=$(tracegc_lines "$L2TPD_DIR"); ta1=$(tracegc_alloc "$L2TPD_DIR"); fi
+  if [[ $dut == l2tpd* ]]; then g1=$(gc_snapshot "$L2TPD_DIR"); tg1=$(tracegc_lines "$L2TPD_DIR"); ta1=$(tracegc_alloc "$L2TPD_DIR"); fi
   wait_for $((total + 5)) bash -c "! kill -0 $gpid" || true
   stop_pid "$gpid"; [[ -n $spid ]] && stop_pid "$spid"
   local sink='{}'
@@ -244,7 +248,7 @@ end_to_end() {
   ns_del "$HA"; ns_del "$HB"; ns_del "$A"; ns_del "$B"
 }
 
-half_tunnel
+[[ $HALF == 1 ]] && half_tunnel
 [[ $E2E == 1 ]] && end_to_end
 
 mkdir -p "$HERE/results"
