@@ -43,7 +43,7 @@ async function main(): Promise<void> {
     .option('--socket <path>', 'control API UNIX socket', process.env.L2TPD_SOCKET ?? DEFAULT_SOCKET)
     .option('--metrics-listen <host:port|off>', 'Prometheus /metrics listener', DEFAULT_METRICS)
     .option('--log-level <level>', 'fatal, error, warn, info, debug or trace', 'info')
-    .option('--offload <on|off>', 'tap checksum and TCP segmentation offload (IFF_VNET_HDR + TSO)', process.env.L2TPD_OFFLOAD ?? 'on')
+    .option('--offload <on|off>', 'tap checksum and TCP segmentation offload (IFF_VNET_HDR + TSO)', process.env.L2TPD_OFFLOAD || 'on')
     .showHelpAfterError();
   program.exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
   program.parse();
