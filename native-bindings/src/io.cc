@@ -266,43 +266,29 @@ int64_t Native::WriteOffloadTap(int fd, const uint32_t* offsets, const int32_t* 
   static const uint8_t kPlainFrame[kVnetHdrLen] = {};
   iovec* iov = gro_iovs_;  // kGsoMaxSegs + 2 entries
   uint64_t j = first;
-  TcpSegment head, next;
-  bool next_parsed = false;  // `next` already holds frame j (it ended the previous run)
-  bool next_ok = false;
   while (j < end) {
     uint8_t* f = pool_ + offsets[j];
     const size_t len = lengths[j];
-    const bool is_tcp = next_parsed ? next_ok : ParseTcpSegment(f, len, &head);
-    if (next_parsed) head = next;
-    next_parsed = false;
     iov[0] = {const_cast<uint8_t*>(kPlainFrame), kVnetHdrLen};
     iov[1] = {f, len};
     int iovcnt = 2;
     uint64_t frames = 1;
-    if (is_tcp && !head.psh && j + 1 < end) {
+    TcpSegment head, next;
+    if (j + 1 < end && ParseTcpSegment(f, len, &head) && !head.psh) {
       // Merged: [vnet header][head's headers, rewritten][head's payload][next payloads...]
-      iov[2] = {f + head.hdr_end, head.payload};
-      int gathered = 3;
       size_t payload = head.payload;
-      uint32_t seq = head.seq + static_cast<uint32_t>(head.payload);
-      bool psh = false, head_checked = false;
+      bool psh = false;
       while (j + frames < end && frames < kGsoMaxSegs) {
         uint8_t* g = pool_ + offsets[j + frames];
         const size_t glen = lengths[j + frames];
-        next_ok = ParseTcpSegment(g, glen, &next);
-        if (!next_ok || next.seq != seq || next.payload > head.payload || !SameFlow(f, head, g, next) ||
-            head.hdr_end - kEthHdrLen + payload + next.payload > 65535) {
-          next_parsed = true;
+        // Cheap header checks first; the head's checksum only once something could join it.
+        if (!ParseTcpSegment(g, glen, &next) || next.seq != head.seq + static_cast<uint32_t>(payload) ||
+            next.payload > head.payload || head.hdr_end - kEthHdrLen + payload + next.payload > 65535 ||
+            !SameFlow(f, head, g, next) || (frames == 1 && !ChecksumsValid(f, len, head)) ||
+            !ChecksumsValid(g, glen, next))
           break;
-        }
-        if (!head_checked) {
-          if (!ChecksumsValid(f, len, head)) break;  // goes alone (the kernel drops it); next is parsed again
-          head_checked = true;
-        }
-        if (!ChecksumsValid(g, glen, next)) break;
-        iov[gathered++] = {g + next.hdr_end, next.payload};
+        iov[2 + frames] = {g + next.hdr_end, next.payload};
         payload += next.payload;
-        seq += static_cast<uint32_t>(next.payload);
         frames++;
         if (next.psh || next.payload < head.payload) { psh = next.psh; break; }
       }
@@ -310,12 +296,13 @@ int64_t Native::WriteOffloadTap(int fd, const uint32_t* offsets, const int32_t* 
         WriteSuperHeaders(f, head, payload, psh, gro_headers_, gro_vnet_);
         iov[0] = {gro_vnet_, kVnetHdrLen};
         iov[1] = {gro_headers_, head.hdr_end};
-        iovcnt = gathered;
+        iov[2] = {f + head.hdr_end, head.payload};
+        iovcnt = static_cast<int>(frames) + 2;
       }
     }
     ssize_t n = writev(fd, iov, iovcnt);
     if (n < 0) {
-      if (errno == EINTR) { next_parsed = false; continue; }
+      if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
       if (errno == EBADF) return j == first ? -EBADF : static_cast<int64_t>(j - first);
       write_errors_ += frames;  // e.g. EIO (tap down), EINVAL: drop them and go on

@@ -130,6 +130,9 @@ class SessionState {
   readonly seqSend: boolean;
   /** Largest frame accepted in either direction: MTU + Ethernet header + one VLAN tag. */
   readonly maxFrame: number;
+  /** Slots offered to one tap read, and the fewest worth a read (an offload tap needs room for a super-frame). */
+  readonly readSlots: number;
+  readonly minReadSlots: number;
   ns = 0;
   readonly seq: SequenceState;
   /** Tap poll callback, made once (see SocketState.onEvent). */
@@ -145,6 +148,8 @@ class SessionState {
     this.rx = makeRxContext({ peerCookie: Uint8Array.from(spec.peerCookie), l2spec: spec.l2spec, peerOffset: spec.peerOffset });
     this.seqSend = spec.l2spec === 'default' && (spec.seq === 'send' || spec.seq === 'both');
     this.maxFrame = Math.min(spec.mtu + 18, FRAME_CAPACITY);
+    this.readSlots = spec.tapOffload ? OFFLOAD_BATCH : BATCH;
+    this.minReadSlots = spec.tapOffload ? GSO_MAX_SEGS : 1;
     this.seq = new SequenceState({
       recvSeq: spec.seq === 'recv' || spec.seq === 'both', reorderTimeoutMs: spec.reorderTimeout,
       capacity: spec.reorderTimeout > 0 ? REORDER_CAPACITY : 1, clock: monoClock,
@@ -314,13 +319,12 @@ export class Forwarder {
     const native = this.native;
     const sc = this.sc;
     const row = s.slot * SESSION_FIELDS;
-    const batch = s.spec.tapOffload ? OFFLOAD_BATCH : BATCH;
-    // A super-frame needs its segments' slots at once: wait for them rather than drop it.
-    const least = s.spec.tapOffload ? GSO_MAX_SEGS : 1;
+    const least = s.minReadSlots;
     for (let round = 0; round < ROUNDS && !sock.blocked; round++) {
       const room = TXQ_CAP - sock.qCount;
-      let want = batch < room ? batch : room;
+      let want = s.readSlots < room ? s.readSlots : room;
       if (this.slots.free < want) want = this.slots.free;
+      // A super-frame needs its segments' slots at once: wait for them rather than drop it.
       if (want < least) return;
       for (let i = 0; i < want; i++) {
         const slot = this.slots.take();
