@@ -12,7 +12,7 @@ import type { SessionConfig, TunnelConfig } from '../control/model.js';
 import { DEFAULT_SOCKET } from '../control/api.js';
 import { MAX_SESSION_MTU } from '../dataplane/layout.js';
 import {
-  MTU_MIN, normalizeSession, normalizeTunnel, parseId, VLAN_MAX, VLAN_MIN,
+  ID_MAX, MTU_MIN, normalizeSession, OFFSET_MAX, REORDER_TIMEOUT_MAX, normalizeTunnel, parseId, VLAN_MAX, VLAN_MIN,
 } from '../control/validate.js';
 
 export class UsageError extends Error {
@@ -51,8 +51,8 @@ export const USAGE = `Usage: l2tpctl [--socket PATH] [-j|--json] OBJECT COMMAND 
        l2tpctl reload
        l2tpctl status
 
-Where: ID   := 1..4294967295        PORT := 1..65535     ADDR := IPv4 or IPv6 address
-       HEX  := 8 or 16 hex digits    N    := 0..256       MS   := 0..60000
+Where: ID   := 1..${ID_MAX}        PORT := 1..65535     ADDR := IPv4 or IPv6 address
+       HEX  := 8 or 16 hex digits    N    := 0..${OFFSET_MAX}       MS   := 0..${REORDER_TIMEOUT_MAX}
        MTU  := ${MTU_MIN}..${MAX_SESSION_MTU}             VLAN := ${VLAN_MIN}..${VLAN_MAX}
        NAME := interface name (1..15 bytes; "l2tpeth%d" allowed for session names)
 Environment: L2TPD_SOCKET (default ${DEFAULT_SOCKET})

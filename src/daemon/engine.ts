@@ -16,7 +16,7 @@ import type { Engine, SessionView, TunnelView } from '../control/api.js';
 import { DataPlane, type SessionSpec } from '../dataplane/index.js';
 import { HOST_ROW, MAX_SESSIONS, MAX_TUNNELS } from '../dataplane/layout.js';
 import { native } from '../native/index.js';
-import { Rtnl, type LinkEvent } from '../netlink/index.js';
+import { Rtnl, type LinkEvent, type LinkInfo } from '../netlink/index.js';
 import { cookieBytes, sessionOverhead } from './mtu.js';
 import { SessionInterfaces, sessionKey, type SessionLinks } from './interfaces.js';
 import type { MetricsSource } from '../metrics/index.js';
@@ -82,16 +82,29 @@ export class DaemonEngine implements Engine, MetricsSource {
   /** Load the config file and start everything in it; entries that fail are logged and kept. */
   async start(): Promise<void> {
     this.config = this.store.load();
-    for (const t of this.config.tunnels) {
-      try { await this.startTunnel(t); } catch (err) { this.recordFailure(`tunnel ${t.tunnel_id}`, err); }
-    }
-    for (const s of this.config.sessions) {
-      if (!this.tunnels.has(s.tunnel_id)) { this.recordFailure(`session ${sessionKey(s.tunnel_id, s.session_id)}`, new Error('tunnel not running')); continue; }
-      try { await this.startSession(s); } catch (err) { this.recordFailure(`session ${sessionKey(s.tunnel_id, s.session_id)}`, err); }
-    }
+    await this.startMissing(this.config);
     await this.sweepInterfaces();
     this.watchLinks();
     this.log.info({ tunnels: this.tunnels.size, sessions: this.sessions.size, failed: this.failures.size }, 'configuration applied');
+  }
+
+  /**
+   * Start what `cfg` has and is not running: tunnels, then sessions. Failures are recorded and
+   * logged, not thrown. One link dump serves every session's tap re-attach.
+   */
+  private async startMissing(cfg: Config): Promise<void> {
+    for (const t of cfg.tunnels) {
+      if (this.tunnels.has(t.tunnel_id)) continue;
+      try { await this.startTunnel(t); } catch (err) { this.recordFailure(`tunnel ${t.tunnel_id}`, err); }
+    }
+    const pending = cfg.sessions.filter((s) => !this.sessions.has(sessionKey(s.tunnel_id, s.session_id)));
+    // Without a dump (it failed), each session takes its own.
+    const linkDump = pending.length > 0 ? await this.rtnl.listLinks().catch(() => undefined) : undefined;
+    for (const s of pending) {
+      const key = sessionKey(s.tunnel_id, s.session_id);
+      if (!this.tunnels.has(s.tunnel_id)) { this.recordFailure(`session ${key}`, new Error('tunnel not running')); continue; }
+      try { await this.startSession(s, linkDump); } catch (err) { this.recordFailure(`session ${key}`, err); }
+    }
   }
 
   private recordFailure(what: string, err: unknown): void {
@@ -147,7 +160,7 @@ export class DaemonEngine implements Engine, MetricsSource {
     const t = normalizeTunnel(input);
     checkAddTunnel(this.config, t);
     await this.startTunnel(t);
-    this.commit({ ...this.config, tunnels: [...this.config.tunnels, t] }, () => this.stopTunnel(this.tunnels.get(t.tunnel_id)!));
+    await this.commit({ ...this.config, tunnels: [...this.config.tunnels, t] }, () => this.stopTunnel(this.tunnels.get(t.tunnel_id)!));
     this.log.info({ tunnel_id: t.tunnel_id }, 'tunnel added');
   }
 
@@ -196,7 +209,7 @@ export class DaemonEngine implements Engine, MetricsSource {
     }
     await this.startSession(s);
     const key = sessionKey(s.tunnel_id, s.session_id);
-    this.commit({ ...this.config, sessions: [...this.config.sessions, s] }, async () => {
+    await this.commit({ ...this.config, sessions: [...this.config.sessions, s] }, async () => {
       await this.stopSession(this.sessions.get(key)!, true);
       await this.sweepInterfaces();
     });
@@ -244,17 +257,8 @@ export class DaemonEngine implements Engine, MetricsSource {
       }
     }
     this.config = next;
-    for (const [id, t] of newT) {
-      if (this.tunnels.has(id)) continue;
-      if (!oldT.has(id)) added++;
-      try { await this.startTunnel(t); } catch (err) { this.recordFailure(`tunnel ${id}`, err); }
-    }
-    for (const [key, s] of newS) {
-      if (this.sessions.has(key)) continue;
-      if (!oldS.has(key)) added++;
-      if (!this.tunnels.has(s.tunnel_id)) { this.recordFailure(`session ${key}`, new Error('tunnel not running')); continue; }
-      try { await this.startSession(s); } catch (err) { this.recordFailure(`session ${key}`, err); }
-    }
+    added += [...newT.keys()].filter((id) => !oldT.has(id)).length + [...newS.keys()].filter((key) => !oldS.has(key)).length;
+    await this.startMissing(next);
     await this.sweepInterfaces();
     this.log.info({ added, removed, changed }, 'configuration reloaded');
     return { added, removed, changed };
@@ -292,11 +296,12 @@ export class DaemonEngine implements Engine, MetricsSource {
   }
 
   /** Persist `next`; if the write fails, undo the running change and rethrow. */
-  private commit(next: Config, undo: () => Promise<void>): void {
+  private async commit(next: Config, undo: () => Promise<void>): Promise<void> {
     try {
       this.store.save(next);
     } catch (err) {
-      void undo();
+      // Undone before the next request runs (we hold the queue), so a retry finds things as they were.
+      await undo().catch((e: Error) => this.log.error({ err: e.message }, 'cannot undo a change the config file did not take'));
       throw err;
     }
     this.config = next;
@@ -364,12 +369,13 @@ export class DaemonEngine implements Engine, MetricsSource {
     return Math.max(MTU_MIN, underlay - sessionOverhead(t, s, family));
   }
 
-  private async startSession(s: SessionConfig): Promise<void> {
+  /** `linkDump`: a dump of this namespace's links to find a tap to re-attach in (else one is made). */
+  private async startSession(s: SessionConfig, linkDump?: LinkInfo[]): Promise<void> {
     const tunnel = this.tunnels.get(s.tunnel_id)!;
     const t = tunnel.cfg;
     const mtu = s.mtu ?? this.defaultMtu(t, s, tunnel.family);
     // Tap (persistent; re-attached after a restart), bridge and VLAN interface, all or nothing.
-    const { links, undo } = await this.ifaces.setup(s, mtu);
+    const { links, undo } = await this.ifaces.setup(s, mtu, linkDump);
     let slot: number | undefined;
     try {
       slot = this.sessionSlots.take();

@@ -70,7 +70,7 @@ export class SessionInterfaces {
    * this call created is removed again and the error names the config word. Returns the links
    * and an undo for the caller to run if a later step (the data plane) fails.
    */
-  async setup(s: SessionConfig, mtu: number): Promise<{ links: SessionLinks; undo: () => Promise<void> }> {
+  async setup(s: SessionConfig, mtu: number, existing?: LinkInfo[]): Promise<{ links: SessionLinks; undo: () => Promise<void> }> {
     const undos: Undo[] = [];
     const undo = async (): Promise<void> => {
       for (const u of undos.reverse()) await Promise.resolve().then(u).catch(() => undefined);
@@ -79,9 +79,9 @@ export class SessionInterfaces {
     try {
       const bridgeName = sessionBridge(s);
       let vlanLink: LinkInfo | undefined;
-      if (s.vlan !== undefined) vlanLink = await this.ensureVlan(s, mtu, undos);
+      if (s.vlan !== undefined) vlanLink = (await this.ensureVlan(s, mtu, undos)).link;
       let br: LinkInfo | undefined;
-      if (bridgeName !== undefined) br = await this.ensureBridge(bridgeName, mtu, undos);
+      if (bridgeName !== undefined) br = (await this.ensureBridge(bridgeName, mtu, undos)).link;
       if (vlanLink && br && vlanLink.master !== br.index) {
         if (vlanLink.master !== undefined && vlanLink.alias !== SHARED_ALIAS) {
           const other = await this.rtnl.linkByIndex(vlanLink.master);
@@ -92,7 +92,7 @@ export class SessionInterfaces {
         const idx = vlanLink.index;
         undos.push(() => this.rtnl.setLink(idx, { master: prev ?? null }));
       }
-      const { tap, link } = await this.openTap(s, mtu, undos);
+      const { tap, link } = await this.openTap(s, mtu, undos, existing);
       if (br && link.master !== br.index) await this.rtnl.setLink(link.index, { master: br.index });
       const links: SessionLinks = { tap, ifindex: link.index, ifname: tap.name, bridge: bridgeName, vlanIf: vlanIfname(s) };
       return { links, undo };
@@ -102,11 +102,14 @@ export class SessionInterfaces {
     }
   }
 
-  /** The session's tap: re-attached if l2tpd left it persistent, created otherwise. */
-  private async openTap(s: SessionConfig, mtu: number, undos: Undo[]): Promise<{ tap: TapHandle; link: LinkInfo }> {
+  /**
+   * The session's tap: re-attached if l2tpd left it persistent, created otherwise. `existing`: a
+   * link dump to search (a batch of sessions shares one); without it, one is taken.
+   */
+  private async openTap(s: SessionConfig, mtu: number, undos: Undo[], existing?: LinkInfo[]): Promise<{ tap: TapHandle; link: LinkInfo }> {
     const alias = sessionAlias(s.tunnel_id, s.session_id);
     const explicit = ownName(s);
-    const mine = (await this.rtnl.listLinks()).filter((l) => l.alias === alias);
+    const mine = (existing ?? await this.rtnl.listLinks()).filter((l) => l.alias === alias);
     let name = s.name ?? 'l2tpeth%d';
     // Re-attach (keep the device) when ours already exists: by its fixed name, or as found by alias.
     let reattach = false;
@@ -147,28 +150,30 @@ export class SessionInterfaces {
     return { tap, link };
   }
 
-  private async ensureBridge(name: string, mtu: number, undos: Undo[]): Promise<LinkInfo> {
+  /** The bridge `name`, created (undo pushed) when missing. */
+  private async ensureBridge(name: string, mtu: number, undos: Undo[]): Promise<{ link: LinkInfo; created: boolean }> {
     const br = await this.rtnl.linkByName(name);
     if (br) {
       if (br.kind !== 'bridge') throw new ConfigError('bridge', name, `a bridge (${name} is ${br.kind ? `a ${br.kind}` : 'not a bridge'})`);
-      return br;
+      return { link: br, created: false };
     }
-    const created = await this.rtnl.createBridge(name, { mtu, alias: SHARED_ALIAS });
-    undos.push(() => this.rtnl.deleteLink(created.index));
+    const link = await this.rtnl.createBridge(name, { mtu, alias: SHARED_ALIAS });
+    undos.push(() => this.rtnl.deleteLink(link.index));
     this.log.info({ bridge: name, mtu }, 'bridge created');
-    return created;
+    return { link, created: true };
   }
 
-  private async ensureVlan(s: SessionConfig, mtu: number, undos: Undo[]): Promise<LinkInfo> {
+  /** The session's VLAN interface on its trunk, created (undo pushed) when missing. */
+  private async ensureVlan(s: SessionConfig, mtu: number, undos: Undo[]): Promise<{ link: LinkInfo; created: boolean }> {
     const name = vlanIfname(s)!;
     const existing = await this.rtnl.linkByName(name);
-    if (existing) return existing;
+    if (existing) return { link: existing, created: false };
     const trunk = await this.rtnl.linkByName(s.dev!);
     if (!trunk) throw new ConfigError('dev', s.dev, `an existing trunk interface (no interface ${s.dev} on this host)`);
-    const created = await this.rtnl.createVlan(s.dev!, s.vlan!, name, { alias: SHARED_ALIAS, up: true, mtu: Math.min(mtu, trunk.mtu) });
-    undos.push(() => this.rtnl.deleteLink(created.index));
+    const link = await this.rtnl.createVlan(s.dev!, s.vlan!, name, { alias: SHARED_ALIAS, up: true, mtu: Math.min(mtu, trunk.mtu) });
+    undos.push(() => this.rtnl.deleteLink(link.index));
     this.log.info({ interface: name, vlan: s.vlan, dev: s.dev }, 'VLAN interface created');
-    return created;
+    return { link, created: true };
   }
 
   /**
@@ -239,8 +244,7 @@ export class SessionInterfaces {
       const what = tap ? `interface ${links.ifname} was renamed to ${tap.name}: recreated as ${links.ifname}`
         : `interface ${links.ifname} was deleted: recreated`;
       if (tap && parseSessionAlias(tap.alias)) await this.rtnl.deleteLink(tap.index).catch(() => undefined);
-      const undos: Undo[] = [];
-      const opened = await this.openTap({ ...s, name: links.ifname }, mtu, undos);
+      const opened = await this.openTap({ ...s, name: links.ifname }, mtu, []);
       tap = opened.link;
       links.ifindex = tap.index;
       repairs.push({ what, newTap: opened.tap });
@@ -249,21 +253,19 @@ export class SessionInterfaces {
       repairs.push({ what: `interface ${links.ifname} was set down: brought up` });
     }
     if (links.bridge === undefined) return repairs;
-    let br = await this.rtnl.linkByName(links.bridge);
-    if (!br) {
-      br = await this.rtnl.createBridge(links.bridge, { mtu, alias: SHARED_ALIAS });
-      repairs.push({ what: `bridge ${links.bridge} was missing: recreated` });
-    }
+    // What is recreated stays (nothing to undo): the same steps as setup, so the same checks and MTU.
+    const kept: Undo[] = [];
+    const bridge = await this.ensureBridge(links.bridge, mtu, kept);
+    const br = bridge.link;
+    if (bridge.created) repairs.push({ what: `bridge ${links.bridge} was missing: recreated` });
     if (tap.master !== br.index) {
       await this.rtnl.setLink(tap.index, { master: br.index });
       repairs.push({ what: `interface ${links.ifname} was not in bridge ${links.bridge}: re-enslaved` });
     }
     if (links.vlanIf !== undefined) {
-      let v = await this.rtnl.linkByName(links.vlanIf);
-      if (!v) {
-        v = await this.rtnl.createVlan(s.dev!, s.vlan!, links.vlanIf, { alias: SHARED_ALIAS, up: true });
-        repairs.push({ what: `VLAN interface ${links.vlanIf} was missing: recreated` });
-      }
+      const vlan = await this.ensureVlan(s, mtu, kept);
+      const v = vlan.link;
+      if (vlan.created) repairs.push({ what: `VLAN interface ${links.vlanIf} was missing: recreated` });
       if (v.master !== br.index) {
         await this.rtnl.setLink(v.index, { master: br.index });
         repairs.push({ what: `${links.vlanIf} was not in bridge ${links.bridge}: re-enslaved` });

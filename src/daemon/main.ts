@@ -40,7 +40,7 @@ async function main(): Promise<void> {
     .description('Userspace L2TPv3 pseudowire daemon')
     .version(VERSION)
     .option('--config <file>', 'persistent configuration (JSON)', DEFAULT_CONFIG)
-    .option('--socket <path>', 'control API UNIX socket', process.env.L2TPD_SOCKET ?? DEFAULT_SOCKET)
+    .option('--socket <path>', 'control API UNIX socket', process.env.L2TPD_SOCKET || DEFAULT_SOCKET)
     .option('--metrics-listen <host:port|off>', 'Prometheus /metrics listener', DEFAULT_METRICS)
     .option('--log-level <level>', 'fatal, error, warn, info, debug or trace', 'info')
     .option('--offload <on|off>', 'tap checksum and TCP segmentation offload (IFF_VNET_HDR + TSO)', process.env.L2TPD_OFFLOAD || 'on')

@@ -20,12 +20,8 @@ import {
   RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK, RTM_SETLINK, vlanPayload,
 } from './messages.js';
 
-export { NetlinkError, errnoName, toNetlinkError } from './errors.js';
-export type { NetlinkErrorCode } from './errors.js';
-export {
-  vlanRequest, vlanPayload, bridgePayload, linkPayload, linkInfo, toBuf,
-  RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK,
-} from './messages.js';
+export { NetlinkError, toNetlinkError } from './errors.js';
+export { vlanRequest } from './messages.js';
 
 export type OperState = 'unknown' | 'notpresent' | 'down' | 'lowerlayerdown' | 'testing' | 'dormant' | 'up';
 const OPER_STATES: readonly OperState[] = ['unknown', 'notpresent', 'down', 'lowerlayerdown', 'testing', 'dormant', 'up'];
