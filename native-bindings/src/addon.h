@@ -16,7 +16,6 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 namespace l2tpd {
@@ -53,7 +52,6 @@ class Native : public Napi::Addon<Native> {
   Napi::Value AttachPool(const Napi::CallbackInfo& info);
   Napi::Value TapOpen(const Napi::CallbackInfo& info);
   Napi::Value TapSetPersist(const Napi::CallbackInfo& info);
-  Napi::Value TapOffload(const Napi::CallbackInfo& info);
   Napi::Value UdpOpen(const Napi::CallbackInfo& info);
   Napi::Value RawOpen(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
@@ -65,7 +63,6 @@ class Native : public Napi::Addon<Native> {
   Napi::Value SendBatch(const Napi::CallbackInfo& info);
   Napi::Value ReadBatch(const Napi::CallbackInfo& info);
   Napi::Value WriteBatch(const Napi::CallbackInfo& info);
-  Napi::Value TakeWriteErrors(const Napi::CallbackInfo& info);
   Napi::Value ReadClock(const Napi::CallbackInfo& info);
   // poll.cc
   Napi::Value PollStart(const Napi::CallbackInfo& info);
@@ -75,7 +72,7 @@ class Native : public Napi::Addon<Native> {
   Napi::Value OpenSocket(const Napi::CallbackInfo& info, int type);
   bool RequirePool(Napi::Env env);
   void EnsureMessages(size_t n);
-  int64_t WriteOffloadTap(int fd, const uint32_t* offsets, const int32_t* lengths, uint64_t first, uint64_t end);
+  int64_t WriteTap(int fd, const uint32_t* offsets, int32_t* lengths, uint64_t first, uint64_t end, bool offload);
   int64_t ReadOffloadTap(int fd, const uint32_t* offsets, size_t capacity, int64_t count, int32_t* lengths);
   void StopPoll(int fd);
   void StopAllPolls();
@@ -99,15 +96,12 @@ class Native : public Napi::Addon<Native> {
 
   std::vector<Peer> peers_;
   std::unordered_map<int, PollHandle*> polls_;
-  // Tap fds this thread reads and writes with a virtio_net_hdr in front (tapOffload), and the
-  // buffer a super-frame is read into before it is cut into slots (sized on first use).
-  std::unordered_set<int> offload_taps_;
+  // Offload taps: the buffer a super-frame is read into before it is cut into slots (sized on first use).
   std::vector<uint8_t> super_frame_;
   // Scratch for one merged write to an offload tap.
   iovec gro_iovs_[kGsoMaxSegs + 2];
   uint8_t gro_headers_[kMaxTcpHeaders];
   uint8_t gro_vnet_[kVnetHdrLen];
-  uint32_t write_errors_ = 0;
 };
 
 // Number argument i as int64; false + pending TypeError naming `what` otherwise.

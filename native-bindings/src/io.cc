@@ -169,7 +169,7 @@ Napi::Value Native::SendBatch(const Napi::CallbackInfo& info) {
   return Result(env, sent);
 }
 
-// readBatch(fd, offsets: Uint32Array, capacity, count, lengths: Int32Array)
+// readBatch(fd, offsets: Uint32Array, capacity, count, lengths: Int32Array, offload)
 Napi::Value Native::ReadBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int64_t fd, capacity, count;
@@ -179,6 +179,7 @@ Napi::Value Native::ReadBatch(const Napi::CallbackInfo& info) {
       !IntArg(info, 2, "capacity", &capacity) || !IntArg(info, 3, "count", &count) ||
       !ArrayArg(info, 4, napi_int32_array, "lengths", &lengths) || !RequirePool(env))
     return env.Undefined();
+  const bool offload = info.Length() > 5 && info[5].ToBoolean().Value();
   if (count <= 0) return Result(env, 0);
   if (capacity < 0 || static_cast<uint64_t>(count) > offsets.length ||
       static_cast<uint64_t>(count) > lengths.length)
@@ -186,7 +187,7 @@ Napi::Value Native::ReadBatch(const Napi::CallbackInfo& info) {
   for (int64_t i = 0; i < count; i++)
     if (!InPool(offsets.data[i], capacity, pool_len_)) return Result(env, -EINVAL);
 
-  if (!offload_taps_.empty() && offload_taps_.count(static_cast<int>(fd)))
+  if (offload)
     return Result(env, ReadOffloadTap(static_cast<int>(fd), offsets.data, capacity, count, lengths.data));
   int64_t i = 0;
   while (i < count) {
@@ -257,12 +258,13 @@ int64_t Native::ReadOffloadTap(int fd, const uint32_t* offsets, size_t capacity,
   return i;
 }
 
-// Tap writes for an offload tap: each write carries a virtio_net_hdr. Runs of segments of one
-// TCP flow, in sequence, with equal payload sizes (the last may be shorter) and valid checksums
-// go out as one super-frame (at most kGsoMaxSegs segments, 64 KiB of IP), gathered with writev
-// straight from their slots; everything else goes out alone behind an all-zero header.
+// One write per frame, frames[first, end) of a tap. An offload tap takes a virtio_net_hdr in
+// front of each: runs of segments of one TCP flow, in sequence, with equal payload sizes (the
+// last may be shorter) and valid checksums go out as one super-frame (at most kGsoMaxSegs
+// segments, 64 KiB of IP), gathered with writev straight from their slots; everything else goes
+// out alone behind an all-zero header. A frame the tap refuses gets lengths[j] = -errno.
 // Returns frames processed, as WriteBatch.
-int64_t Native::WriteOffloadTap(int fd, const uint32_t* offsets, const int32_t* lengths, uint64_t first, uint64_t end) {
+int64_t Native::WriteTap(int fd, const uint32_t* offsets, int32_t* lengths, uint64_t first, uint64_t end, bool offload) {
   static const uint8_t kPlainFrame[kVnetHdrLen] = {};
   iovec* iov = gro_iovs_;  // kGsoMaxSegs + 2 entries
   uint64_t j = first;
@@ -274,7 +276,7 @@ int64_t Native::WriteOffloadTap(int fd, const uint32_t* offsets, const int32_t* 
     int iovcnt = 2;
     uint64_t frames = 1;
     TcpSegment head, next;
-    if (j + 1 < end && ParseTcpSegment(f, len, &head) && !head.psh) {
+    if (offload && j + 1 < end && ParseTcpSegment(f, len, &head) && !head.psh) {
       // Merged: [vnet header][head's headers, rewritten][head's payload][next payloads...]
       size_t payload = head.payload;
       bool psh = false;
@@ -300,21 +302,22 @@ int64_t Native::WriteOffloadTap(int fd, const uint32_t* offsets, const int32_t* 
         iovcnt = static_cast<int>(frames) + 2;
       }
     }
-    ssize_t n = writev(fd, iov, iovcnt);
+    const ssize_t n = offload ? writev(fd, iov, iovcnt) : write(fd, f, len);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
       if (errno == EBADF) return j == first ? -EBADF : static_cast<int64_t>(j - first);
-      write_errors_ += frames;  // e.g. EIO (tap down), EINVAL: drop them and go on
+      // e.g. EIO (tap down), EINVAL (bad frame): mark them dropped and go on
+      const int err = errno;
+      for (uint64_t k = j; k < j + frames; k++) lengths[k] = -err;
     }
     j += frames;
   }
   return static_cast<int64_t>(j - first);
 }
 
-// writeBatch(fd, offsets: Uint32Array, lengths: Int32Array, first, count)
-// Returns frames processed (written or skipped after a hard error); stops at EAGAIN.
-// Skipped frames are counted in takeWriteErrors().
+// writeBatch(fd, offsets: Uint32Array, lengths: Int32Array, first, count, offload)
+// Returns frames processed (written, or refused and marked lengths[j] = -errno); stops at EAGAIN.
 Napi::Value Native::WriteBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int64_t fd, first, count;
@@ -324,6 +327,7 @@ Napi::Value Native::WriteBatch(const Napi::CallbackInfo& info) {
       !ArrayArg(info, 2, napi_int32_array, "lengths", &lengths) || !IntArg(info, 3, "first", &first) ||
       !IntArg(info, 4, "count", &count) || !RequirePool(env))
     return env.Undefined();
+  const bool offload = info.Length() > 5 && info[5].ToBoolean().Value();
   if (count <= 0) return Result(env, 0);
   const uint64_t end = static_cast<uint64_t>(first) + static_cast<uint64_t>(count);
   if (first < 0 || end > offsets.length || end > lengths.length) return Result(env, -EINVAL);
@@ -331,27 +335,7 @@ Napi::Value Native::WriteBatch(const Napi::CallbackInfo& info) {
     if (lengths.data[j] < 0 || !InPool(offsets.data[j], lengths.data[j], pool_len_))
       return Result(env, -EINVAL);
 
-  if (!offload_taps_.empty() && offload_taps_.count(static_cast<int>(fd)))
-    return Result(env, WriteOffloadTap(static_cast<int>(fd), offsets.data, lengths.data, first, end));
-  uint64_t j = first;
-  while (j < end) {
-    ssize_t n = write(static_cast<int>(fd), pool_ + offsets.data[j], lengths.data[j]);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      if (errno == EBADF) return Result(env, j == static_cast<uint64_t>(first) ? -EBADF : j - first);
-      write_errors_++;  // e.g. EIO (tap down), EINVAL (bad frame): drop it and go on
-    }
-    j++;
-  }
-  return Result(env, static_cast<int64_t>(j - first));
-}
-
-// takeWriteErrors(): number of frames writeBatch dropped since the last call (then reset).
-Napi::Value Native::TakeWriteErrors(const Napi::CallbackInfo& info) {
-  uint32_t n = write_errors_;
-  write_errors_ = 0;
-  return Napi::Number::New(info.Env(), n);
+  return Result(env, WriteTap(static_cast<int>(fd), offsets.data, lengths.data, first, end, offload));
 }
 
 // readClock(out: Float64Array): out[0] = wall clock, out[1] = monotonic clock, both in ms.

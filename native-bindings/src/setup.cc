@@ -142,19 +142,6 @@ Napi::Value Native::TapOpen(const Napi::CallbackInfo& info) {
   return result;
 }
 
-// tapOffload(fd, on): this thread reads and writes `fd` with a virtio_net_hdr in front
-// (the fd was opened with offload: true), or no longer does.
-Napi::Value Native::TapOffload(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int64_t fd;
-  if (!IntArg(info, 0, "fd", &fd)) return env.Undefined();
-  if (info.Length() > 1 && info[1].ToBoolean().Value())
-    offload_taps_.insert(static_cast<int>(fd));
-  else
-    offload_taps_.erase(static_cast<int>(fd));
-  return env.Undefined();
-}
-
 Napi::Value Native::TapSetPersist(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int64_t fd;
@@ -234,7 +221,6 @@ Napi::Value Native::Close(const Napi::CallbackInfo& info) {
   int64_t fd;
   if (!IntArg(info, 0, "fd", &fd)) return env.Undefined();
   StopPoll(static_cast<int>(fd));  // a closed fd must not stay registered in this loop
-  offload_taps_.erase(static_cast<int>(fd));
   if (close(static_cast<int>(fd)) != 0 && errno != EINTR) return ThrowErrno(env, errno, "close");
   return env.Undefined();
 }

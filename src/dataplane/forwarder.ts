@@ -7,7 +7,7 @@
  * to which tunnel/session; this class only polls them and moves packets.
  */
 import {
-  BATCH, DATAGRAM_CAPACITY, FRAME_CAPACITY, GSO_MAX_SEGS, HEADROOM, HOST_ROW, SESSION_FIELDS, SLOT_COUNT,
+  BATCH, DATAGRAM_CAPACITY, FRAME_CAPACITY, GSO_MAX_SEGS, HEADROOM, HOST_ROW, MAX_SESSIONS, SESSION_FIELDS, SLOT_COUNT,
   SessionCounter as S, TUNNEL_FIELDS, TunnelCounter as T,
 } from './layout.js';
 import { SlotAllocator, slotOffset } from './slots.js';
@@ -202,9 +202,25 @@ export class Forwarder {
   private readonly dSessions = new Int32Array(DELIVERY_CAPACITY);
   private readonly dTunnels = new Int32Array(DELIVERY_CAPACITY);
   private readonly dBytes = new Int32Array(DELIVERY_CAPACITY);
+  /** 1: the session's tap takes offload writes. */
+  private readonly dOffload = new Uint8Array(DELIVERY_CAPACITY);
   /** Slot to give back once the frame is written (a held frame), or -1. */
   private readonly dRelease = new Int32Array(DELIVERY_CAPACITY);
   private dCount = 0;
+  // Deliveries regrouped by session, arrival order kept within each: sessions interleave in a
+  // receive batch, and one writeBatch per session (runs an offload tap can merge) beats one per
+  // frame. Per session slot: the epoch that last saw it, its first and last delivery.
+  private readonly groupEpochOf = new Int32Array(MAX_SESSIONS);
+  private readonly groupHead = new Int32Array(MAX_SESSIONS);
+  private readonly groupTail = new Int32Array(MAX_SESSIONS);
+  private groupEpoch = 0;
+  private readonly groupSlots = new Int32Array(DELIVERY_CAPACITY);
+  /** Next delivery of the same session, or -1. */
+  private readonly dNext = new Int32Array(DELIVERY_CAPACITY);
+  // The write order: delivery index, offset and length (writeBatch marks refused frames in wLengths).
+  private readonly wOrder = new Int32Array(DELIVERY_CAPACITY);
+  private readonly wOffsets = new Uint32Array(DELIVERY_CAPACITY);
+  private readonly wLengths = new Int32Array(DELIVERY_CAPACITY);
   // Tap read batch.
   private readonly tSlots = new Int32Array(OFFLOAD_BATCH);
   private readonly tOffsets = new Uint32Array(OFFLOAD_BATCH);
@@ -283,7 +299,6 @@ export class Forwarder {
     sock.tapSessions.push(s);
     tunnel.sessions.add(s);
     this.sessionsBySlot.set(spec.slot, s);
-    this.native.tapOffload(spec.tapFd, spec.tapOffload);
     if (!sock.blocked) this.native.pollStart(spec.tapFd, POLL_READABLE, s.onReadable);
   }
 
@@ -291,7 +306,6 @@ export class Forwarder {
     const s = this.sessionsBySlot.get(slot);
     if (!s) return;
     this.native.pollStop(s.spec.tapFd);
-    this.native.tapOffload(s.spec.tapFd, false);
     const sock = s.tunnel.socket;
     sock.sessions.delete(sessionKey(s.spec.sessionId));
     sock.tapSessions.splice(sock.tapSessions.indexOf(s), 1);
@@ -331,7 +345,7 @@ export class Forwarder {
         this.tSlots[i] = slot;
         this.tOffsets[i] = slotOffset(slot) + HEADROOM;
       }
-      const n = native.readBatch(s.spec.tapFd, this.tOffsets, FRAME_CAPACITY, want, this.tLengths);
+      const n = native.readBatch(s.spec.tapFd, this.tOffsets, FRAME_CAPACITY, want, this.tLengths, s.spec.tapOffload);
       const got = n > 0 ? n : 0;
       for (let i = want - 1; i >= got; i--) this.slots.give(this.tSlots[i]);
       if (n < 0) {
@@ -574,6 +588,7 @@ export class Forwarder {
     const d = this.dCount++;
     this.dRelease[d] = release;
     this.dFds[d] = s.spec.tapFd;
+    this.dOffload[d] = s.spec.tapOffload ? 1 : 0;
     this.dOffsets[d] = frameStart;
     this.dLengths[d] = frameLength;
     this.dSessions[d] = s.slot;
@@ -581,42 +596,71 @@ export class Forwarder {
     this.dBytes[d] = l2tpBytes;
   }
 
-  /** Write the batch's frames to their taps, one writeBatch per run of frames for the same tap. */
+  /** Write the batch's frames to their taps: one writeBatch per session, its frames in order. */
   private deliverBatch(): void {
-    const sc = this.sc;
-    const tc = this.tc;
-    let i = 0;
-    while (i < this.dCount) {
-      const fd = this.dFds[i];
-      let j = i + 1;
-      while (j < this.dCount && this.dFds[j] === fd) j++;
-      // writeBatch skips frames the tap refuses (counted by takeWriteErrors) and stops at EAGAIN.
-      const processed = this.native.writeBatch(fd, this.dOffsets, this.dLengths, i, j - i);
-      const refused = this.native.takeWriteErrors();
-      const ok = processed > refused ? processed - refused : 0;
-      // A run of frames for one tap is one session: count it once per run.
-      const slot = this.dSessions[i];
-      const row = slot * SESSION_FIELDS;
-      let bytes = 0;
-      for (let k = i; k < i + ok; k++) bytes += this.dBytes[k];
-      if (ok > 0) {
-        sc[row + S.RxPackets] += ok;
-        sc[row + S.RxBytes] += bytes;
-        sc[row + S.LastRxMs] = this.clock[WALL];
-        const tRow = this.dTunnels[i] * TUNNEL_FIELDS;
-        tc[tRow + T.RxPackets] += ok;
-        tc[tRow + T.RxBytes] += bytes;
-      }
-      const dropped = j - i - ok;
-      if (dropped > 0) {
-        sc[row + S.RxTapDrops] += dropped;
-        sc[row + S.RxErrors] += dropped;
-      }
-      i = j;
+    const n = this.dCount;
+    if (++this.groupEpoch === 0x7fffffff) {
+      this.groupEpochOf.fill(0);
+      this.groupEpoch = 1;
     }
-    for (let k = 0; k < this.dCount; k++) if (this.dRelease[k] >= 0) this.slots.give(this.dRelease[k]);
+    const epoch = this.groupEpoch;
+    let groups = 0;
+    for (let d = 0; d < n; d++) {
+      const slot = this.dSessions[d];
+      this.dNext[d] = -1;
+      if (this.groupEpochOf[slot] !== epoch) {
+        this.groupEpochOf[slot] = epoch;
+        this.groupHead[slot] = d;
+        this.groupSlots[groups++] = slot;
+      } else {
+        this.dNext[this.groupTail[slot]] = d;
+      }
+      this.groupTail[slot] = d;
+    }
+    let w = 0;
+    for (let g = 0; g < groups; g++) {
+      const first = w;
+      for (let d = this.groupHead[this.groupSlots[g]]; d >= 0; d = this.dNext[d]) {
+        this.wOrder[w] = d;
+        this.wOffsets[w] = this.dOffsets[d];
+        this.wLengths[w] = this.dLengths[d];
+        w++;
+      }
+      this.writeSession(first, w);
+    }
+    for (let k = 0; k < n; k++) if (this.dRelease[k] >= 0) this.slots.give(this.dRelease[k]);
     this.dCount = 0;
   }
+
+  /** Write one session's frames (write order first..end-1) to its tap and count what it took. */
+  private writeSession(first: number, end: number): void {
+    const d0 = this.wOrder[first];
+    // writeBatch marks the frames the tap refuses (lengths < 0) and stops at EAGAIN.
+    const processed = this.native.writeBatch(this.dFds[d0], this.wOffsets, this.wLengths, first, end - first, this.dOffload[d0] === 1);
+    let ok = 0;
+    let bytes = 0;
+    for (let k = first; k < first + processed; k++) {
+      if (this.wLengths[k] < 0) continue;
+      ok++;
+      bytes += this.dBytes[this.wOrder[k]];
+    }
+    const sc = this.sc;
+    const row = this.dSessions[d0] * SESSION_FIELDS;
+    if (ok > 0) {
+      sc[row + S.RxPackets] += ok;
+      sc[row + S.RxBytes] += bytes;
+      sc[row + S.LastRxMs] = this.clock[WALL];
+      const tRow = this.dTunnels[d0] * TUNNEL_FIELDS;
+      this.tc[tRow + T.RxPackets] += ok;
+      this.tc[tRow + T.RxBytes] += bytes;
+    }
+    const dropped = end - first - ok;
+    if (dropped > 0) {
+      sc[row + S.RxTapDrops] += dropped;
+      sc[row + S.RxErrors] += dropped;
+    }
+  }
+
 
   // ---------------------------------------------------------------- sequencing
 

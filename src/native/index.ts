@@ -11,12 +11,6 @@ export * from './types.js';
 /** Methods the addon provides beyond the shared contract in types.ts. */
 export interface NativeExtensions {
   /**
-   * Frames that writeBatch dropped after a hard write error (EIO when the tap is down,
-   * EINVAL, ...) since the last call; resets the counter. writeBatch counts such frames as
-   * processed and carries on with the next one.
-   */
-  takeWriteErrors(): number;
-  /**
    * out[0] = wall clock (ms since the epoch), out[1] = monotonic clock (ms). Fills the caller's
    * array because Date.now() and performance.now() allocate a heap number per call.
    */

@@ -30,8 +30,8 @@ export interface TapHandle {
   name: string;
   /**
    * IFF_VNET_HDR with checksum and TCP segmentation offload (TUNSETOFFLOAD CSUM|TSO4|TSO6|
-   * TSO_ECN) is on: every read and write carries a virtio_net_hdr, which readBatch and
-   * writeBatch handle once told so with tapOffload(fd, true) in the thread doing the I/O.
+   * TSO_ECN) is on: every read and write carries a virtio_net_hdr; pass offload = true to
+   * readBatch and writeBatch for this fd.
    */
   offload: boolean;
 }
@@ -53,13 +53,6 @@ export interface NativeBindings {
    * (result.offload false). Without it, offloads an earlier run left on the device are cleared.
    */
   tapOpen(name: string, persist: boolean, offload?: boolean): TapHandle;
-  /**
-   * This thread reads and writes `fd` as an offload tap (or stops). readBatch then completes
-   * checksums the kernel left open and cuts TCP super-frames into segments, one slot each
-   * (lengths[i] < 0: a frame read but dropped, -EINVAL or -EMSGSIZE); it starts another read
-   * only while GSO_MAX_SEGS slots are left. writeBatch puts an all-zero header in front.
-   */
-  tapOffload(fd: number, on: boolean): void;
   /** TUNSETPERSIST on an open tap fd. */
   tapSetPersist(fd: number, persist: boolean): void;
 
@@ -100,10 +93,19 @@ export interface NativeBindings {
   /**
    * Tap drain: read() up to `count` frames (until EAGAIN) into offsets[i] (room `capacity`).
    * lengths[i] >= capacity: the frame may not have fitted (cut short, or not copied at all).
+   * offload (a tap opened with offload): checksums the kernel left open are completed and TCP
+   * super-frames are cut into segments, one slot each; another read starts only while
+   * GSO_MAX_SEGS slots are left. lengths[i] < 0: a frame read but dropped (-EINVAL: headers not
+   * as the virtio header said; -EMSGSIZE: more segments than slots).
    */
-  readBatch(fd: number, offsets: Uint32Array, capacity: number, count: number, lengths: Int32Array): number;
-  /** Tap write: write() frames first..first+count-1; stops at EAGAIN. Returns written or -errno. */
-  writeBatch(fd: number, offsets: Uint32Array, lengths: Int32Array, first: number, count: number): number;
+  readBatch(fd: number, offsets: Uint32Array, capacity: number, count: number, lengths: Int32Array, offload: boolean): number;
+  /**
+   * Tap write: one write() per frame first..first+count-1; stops at EAGAIN. Returns frames
+   * processed or -errno if none. A frame the tap refused (EIO when down, EINVAL) is processed
+   * and marked lengths[j] = -errno. offload: a virtio header in front of each write, and runs of
+   * one TCP flow merged into one super-frame.
+   */
+  writeBatch(fd: number, offsets: Uint32Array, lengths: Int32Array, first: number, count: number, offload: boolean): number;
 
   /**
    * uv_poll on the calling thread's loop. `events` is a POLL_* mask; calling again for the same

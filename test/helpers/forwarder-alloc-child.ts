@@ -39,8 +39,6 @@ class SimulatedAddon {
   }
   pollStop(fd: number): void { this.events.set(fd, 0); }
   pollPause(fd: number): void { this.events.set(fd, 0); }
-  takeWriteErrors(): number { return 0; }
-  tapOffload(): void { /* the simulated taps need no virtio header */ }
   ticks = 0;
   readClock(out: Float64Array): void {
     this.ticks++;

@@ -8,9 +8,12 @@ import {
   BATCH, GSO_MAX_SEGS, SESSION_COUNTER_BYTES, SESSION_FIELDS, SLOT_COUNT, SLOT_SIZE, SessionCounter as S,
   TUNNEL_COUNTER_BYTES,
 } from '../../src/dataplane/layout.js';
-import { POLL_READABLE, POLL_WRITABLE, type NativeAddon } from '../../src/native/index.js';
+import { POLL_READABLE, POLL_WRITABLE, SOURCE_STRIDE, type NativeAddon } from '../../src/native/index.js';
+import { buildTxTemplate, writeHeader } from '../../src/protocol/index.js';
 
 const RAW_FD = 5;
+const UDP_FD = 6;
+const FRAME = 60;
 const TAP_A = 20;
 
 class RecordingAddon {
@@ -25,18 +28,50 @@ class RecordingAddon {
   readonly offered: number[] = [];
   /** What readBatch returns per call, as lengths (negative: a frame read but dropped); else framesOnTap. */
   readonly reads: number[][] = [];
-  /** tapOffload calls, as "fd:on". */
+  /** The offload flag of every readBatch call, as "fd:offload". */
   readonly offload: string[] = [];
 
-  attachPool(): void { /* no memory needed */ }
+  bytes: Uint8Array<ArrayBufferLike> = new Uint8Array(0);
+  /** Datagrams recvBatch hands out next: [peer session id (= our session id), marker byte]. */
+  readonly datagrams: Array<[number, number]> = [];
+  /** writeBatch calls: fd, offload, and the marker byte of each frame. */
+  readonly writes: Array<{ fd: number; offload: boolean; markers: number[] }> = [];
+  /** Marker bytes of frames the "tap" refuses (marked -EIO). */
+  readonly refuse = new Set<number>();
+
+  attachPool(pool: SharedArrayBuffer): void { this.bytes = new Uint8Array(pool); }
+  recvBatch(_fd: number, offsets: Uint32Array, _cap: number, count: number, lengths: Int32Array, sources: Uint32Array): number {
+    const n = Math.min(count, this.datagrams.length);
+    for (let i = 0; i < n; i++) {
+      const [sid, marker] = this.datagrams.shift()!;
+      const tpl = buildTxTemplate({ encap: 'udp', peerSessionId: sid, cookie: new Uint8Array(0), l2spec: 'default', offset: 0 });
+      const frameStart = offsets[i] + tpl.length;
+      // Frames differ in length (FRAME + marker), so byte counts show which ones were counted.
+      this.bytes.fill(marker, frameStart, frameStart + FRAME + marker);
+      writeHeader(this.bytes, frameStart, tpl, -1);
+      lengths[i] = tpl.length + FRAME + marker;
+      sources.set([(4 << 16) | 1701, ((192 << 24) | (2 << 8) | 2) >>> 0, 0, 0, 0], i * SOURCE_STRIDE);
+    }
+    return n;
+  }
+  writeBatch(fd: number, offsets: Uint32Array, lengths: Int32Array, first: number, count: number, offload: boolean): number {
+    const markers: number[] = [];
+    for (let j = first; j < first + count; j++) {
+      const marker = this.bytes[offsets[j] + 14];
+      markers.push(marker);
+      if (this.refuse.has(marker)) lengths[j] = -5;
+    }
+    this.writes.push({ fd, offload, markers });
+    return count;
+  }
   setPeer(id: number, _family: number, address: string): void { this.peers.set(id, address); }
   pollStart(fd: number, _events: number, cb: (fd: number, events: number) => void): void { this.callbacks.set(fd, cb); }
   pollStop(): void { /* nothing to release */ }
   pollPause(): void { /* nothing to release */ }
   readClock(out: Float64Array): void { out[0] = 0; out[1] = 0; }
-  tapOffload(fd: number, on: boolean): void { this.offload.push(`${fd}:${on}`); }
-  readBatch(_fd: number, _o: Uint32Array, _cap: number, count: number, lengths: Int32Array): number {
+  readBatch(fd: number, _o: Uint32Array, _cap: number, count: number, lengths: Int32Array, offload: boolean): number {
     this.offered.push(count);
+    this.offload.push(`${fd}:${offload}`);
     const planned = this.reads.shift();
     if (planned) {
       planned.forEach((len, i) => { lengths[i] = len; });
@@ -102,7 +137,6 @@ t.test('an offload tap is read with room for a super-frame, and its undeliverabl
   fwd.addTunnel(ipTunnel(1, '192.0.2.2'));
   fwd.addSession(session(0, 1, TAP_A, true));
   fwd.addSession(session(1, 1, 21, false));
-  t.same(addon.offload, [`${TAP_A}:true`, '21:false'], 'each session tells the addon how to read its tap');
 
   // Read 1: the addon stopped with fewer than GSO_MAX_SEGS slots left (a 45-segment super-frame
   // and 20 frames): not drained, so the forwarder reads again. Read 2: two dropped frames, then EAGAIN.
@@ -110,6 +144,7 @@ t.test('an offload tap is read with room for a super-frame, and its undeliverabl
   addon.reads.push(new Array(65).fill(1000), [-22, 800, -90]);
   addon.callbacks.get(TAP_A)!(TAP_A, POLL_READABLE);
   t.same(addon.offered, [full, full], 'offered a batch plus room for one more super-frame, twice');
+  t.same(addon.offload, [`${TAP_A}:true`, `${TAP_A}:true`], 'read as an offload tap');
   t.equal(addon.sentTo.length, 66, 'every deliverable frame went out');
   const row = 0 * SESSION_FIELDS;
   t.equal(sc[row + S.TxPackets], 66, 'tx_packets');
@@ -120,12 +155,37 @@ t.test('an offload tap is read with room for a super-frame, and its undeliverabl
   addon.framesOnTap = 10;
   addon.callbacks.get(21)!(21, POLL_READABLE);
   t.same(addon.offered, [BATCH], 'plain tap: one batch, drained');
+  t.same(addon.offload.slice(2), ['21:false'], 'read as a plain tap');
 
-  fwd.delSession(0);
-  t.same(addon.offload.slice(2), [`${TAP_A}:false`], 'deleting the session forgets the offload tap');
   // Every slot came back: a full pool is offered again.
-  fwd.addSession(session(0, 1, TAP_A, true));
   addon.offered.length = 0;
   addon.callbacks.get(TAP_A)!(TAP_A, POLL_READABLE);
   t.same(addon.offered, [full], 'no slot leaked');
+});
+
+t.test('a receive batch is written one session at a time, in order, and refused frames are counted exactly', async (t) => {
+  const addon = new RecordingAddon();
+  const sessions = new SharedArrayBuffer(SESSION_COUNTER_BYTES);
+  const fwd = new Forwarder(addon as unknown as NativeAddon, new SharedArrayBuffer(SLOT_COUNT * SLOT_SIZE),
+    sessions, new SharedArrayBuffer(TUNNEL_COUNTER_BYTES));
+  const sc = new Float64Array(sessions);
+  fwd.addTunnel({ slot: 1, tunnelId: 1, encap: 'udp', family: 4, fd: UDP_FD, remote: '192.0.2.2', remotePort: 1701 });
+  fwd.addSession(session(0, 1, TAP_A, true));
+  fwd.addSession(session(1, 1, 21, false));
+
+  // Sessions interleave on the tunnel socket; the tap of session 1 refuses its second frame.
+  for (let i = 0; i < 6; i++) addon.datagrams.push([i % 2 === 0 ? 100 : 101, i + 1]);
+  addon.refuse.add(4);
+  addon.callbacks.get(UDP_FD)!(UDP_FD, POLL_READABLE);
+  t.same(addon.writes, [
+    { fd: TAP_A, offload: true, markers: [1, 3, 5] },
+    { fd: 21, offload: false, markers: [2, 4, 6] },
+  ], 'one writeBatch per session, its frames in arrival order, with its tap\'s offload flag');
+  // UDP data header, session id, default sublayer, frame of FRAME + marker bytes.
+  const l2tpBytes = (marker: number) => 4 + 4 + 4 + FRAME + marker;
+  t.equal(sc[0 * SESSION_FIELDS + S.RxPackets], 3, 'session 0: rx_packets');
+  t.equal(sc[0 * SESSION_FIELDS + S.RxBytes], l2tpBytes(1) + l2tpBytes(3) + l2tpBytes(5), 'session 0: rx_bytes');
+  t.equal(sc[1 * SESSION_FIELDS + S.RxPackets], 2, 'session 1: the refused frame is not received');
+  t.equal(sc[1 * SESSION_FIELDS + S.RxBytes], l2tpBytes(2) + l2tpBytes(6), 'session 1: rx_bytes of exactly the two it took');
+  t.equal(sc[1 * SESSION_FIELDS + S.RxTapDrops], 1, 'session 1: one tap drop');
 });
