@@ -63,6 +63,18 @@ uint64_t PseudoSum(const uint8_t* ip, bool v4, size_t tcp_len) {
   return addrs + SumBe16(6) + SumBe16(static_cast<uint16_t>(tcp_len));
 }
 
+// Sets the IP header's length for `ip_len` bytes of IP packet; IPv4: and its header checksum.
+void SetIpLength(uint8_t* ip, bool v4, size_t ip_len) {
+  if (!v4) {
+    Put16(ip + 4, static_cast<uint16_t>(ip_len - 40));
+    return;
+  }
+  Put16(ip + 2, static_cast<uint16_t>(ip_len));
+  ip[10] = ip[11] = 0;
+  const uint16_t sum = Finish(Sum(ip, (ip[0] & 15) * 4u, 0));
+  std::memcpy(ip + 10, &sum, 2);
+}
+
 void PutLe16(uint8_t* p, uint16_t v) { p[0] = static_cast<uint8_t>(v); p[1] = static_cast<uint8_t>(v >> 8); }
 
 }  // namespace
@@ -122,16 +134,8 @@ size_t WriteTcpSegment(const uint8_t* frame, const TcpSplit& s, size_t k, uint8_
   const size_t len = s.hdr_end + chunk;
 
   uint8_t* ip = dst + s.l3;
-  if (s.v4) {
-    const size_t ihl = (ip[0] & 15) * 4u;
-    Put16(ip + 2, static_cast<uint16_t>(len - s.l3));
-    Put16(ip + 4, static_cast<uint16_t>(Get16(ip + 4) + k));  // ids count up, as the kernel's GSO does
-    ip[10] = ip[11] = 0;
-    const uint16_t ipsum = Finish(Sum(ip, ihl, 0));
-    std::memcpy(ip + 10, &ipsum, 2);
-  } else {
-    Put16(ip + 4, static_cast<uint16_t>(len - s.l3 - 40));
-  }
+  if (s.v4) Put16(ip + 4, static_cast<uint16_t>(Get16(ip + 4) + k));  // ids count up, as the kernel's GSO does
+  SetIpLength(ip, s.v4, len - s.l3);
   const size_t tcp_len = len - s.l4;
   const uint64_t pseudo = PseudoSum(ip, s.v4, tcp_len);
 
@@ -207,14 +211,7 @@ void WriteSuperHeaders(const uint8_t* head, const TcpSegment& h, size_t payload,
   std::memcpy(hdrs, head, h.hdr_end);
   uint8_t* ip = hdrs + kEthHdrLen;
   const size_t tcp_len = h.hdr_end - h.l4 + payload;
-  if (h.v4) {
-    Put16(ip + 2, static_cast<uint16_t>(h.hdr_end - kEthHdrLen + payload));
-    ip[10] = ip[11] = 0;
-    const uint16_t ipsum = Finish(Sum(ip, 20, 0));
-    std::memcpy(ip + 10, &ipsum, 2);
-  } else {
-    Put16(ip + 4, static_cast<uint16_t>(h.hdr_end - kEthHdrLen - 40 + payload));
-  }
+  SetIpLength(ip, h.v4, h.hdr_end - kEthHdrLen + payload);
   uint8_t* tcp = hdrs + h.l4;
   if (psh) tcp[13] |= kTcpPsh;
   // CHECKSUM_PARTIAL convention: the field holds the folded pseudo-header sum, not complemented.

@@ -14,8 +14,8 @@ import { SlotAllocator, slotOffset } from './slots.js';
 import { POLL_READABLE, POLL_WRITABLE, SOURCE_STRIDE } from '../native/types.js';
 import type { NativeAddon } from '../native/index.js';
 import {
-  DecodeResult, DropReason, SeqAction, SequenceState, buildTemplate, decodeCommon, decodeSession, makeRxContext, nextSeq,
-  writeHeader, type HeaderTemplate, type RxParams,
+  DecodeResult, DropReason, SeqAction, SequenceState, buildTxTemplate, decodeCommon, decodeSession, makeRxContext, nextSeq,
+  writeHeader, type TxTemplate, type RxParams,
 } from '../protocol/index.js';
 
 export type Encap = 'udp' | 'ip';
@@ -125,7 +125,7 @@ class TunnelState {
 }
 
 class SessionState {
-  readonly tpl: HeaderTemplate;
+  readonly tpl: TxTemplate;
   readonly rx: RxParams;
   readonly seqSend: boolean;
   /** Largest frame accepted in either direction: MTU + Ethernet header + one VLAN tag. */
@@ -141,7 +141,7 @@ class SessionState {
   constructor(readonly spec: SessionSpec, readonly tunnel: TunnelState, encap: Encap,
     onReadable: (s: SessionState) => void, monoClock: Float64Array) {
     this.onReadable = (): void => onReadable(this);
-    this.tpl = buildTemplate({
+    this.tpl = buildTxTemplate({
       encap, peerSessionId: spec.peerSessionId, cookie: Uint8Array.from(spec.cookie),
       l2spec: spec.l2spec, offset: spec.offset,
     });

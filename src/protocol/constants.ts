@@ -6,8 +6,6 @@
 
 /** T bit of the UDP flags/version word: 1 = control message. */
 export const T_BIT = 0x8000;
-/** L bit of a control header (length present). */
-export const L_BIT = 0x4000;
 /** Version nibble of the UDP flags/version word. */
 export const VERSION_MASK = 0x000f;
 export const L2TP_VERSION_3 = 3;

@@ -63,18 +63,6 @@ export class DecodeResult {
   frameStart = 0;
   frameLength = 0;
 
-  clear(): void {
-    this.sessionId = 0;
-    this.l2tpStart = 0;
-    this.pos = 0;
-    this.end = 0;
-    this.ipv4Src = 0;
-    this.ipHeaderLength = 0;
-    this.hasSeq = 0;
-    this.seq = 0;
-    this.frameStart = 0;
-    this.frameLength = 0;
-  }
 }
 
 /**
@@ -88,7 +76,6 @@ export interface RxParams {
   /** Bytes skipped after the sublayer (legacy/QEMU offset), 0..256. */
   readonly peerOffset: number;
 }
-export type RxContext = RxParams;
 
 /** Validate a session's receive parameters (config time; throws RangeError on invalid values). */
 export function makeRxContext(cfg: RxParams): RxParams {

@@ -117,10 +117,6 @@ export function l2ssWord(seq: number): number {
   return seq >= 0 ? (L2SS_S_BIT | (seq & SEQ_MASK)) >>> 0 : 0;
 }
 
-/** Name used by the data plane. */
-export const buildTemplate = buildTxTemplate;
-export type HeaderTemplate = TxTemplate;
-
 function writeBe32(b: Uint8Array, p: number, v: number): void {
   b[p] = (v >>> 24) & 0xff;
   b[p + 1] = (v >>> 16) & 0xff;

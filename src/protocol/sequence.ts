@@ -156,16 +156,6 @@ export class SequenceState {
     return this.qCount;
   }
 
-  /** Tokens waiting in the deliver ring. */
-  get pendingDeliveries(): number {
-    return this.outCount;
-  }
-
-  /** Tokens waiting in the drop ring. */
-  get pendingDrops(): number {
-    return this.dropCount;
-  }
-
   /**
    * One received data packet. `hasSeq` is the S bit (DecodeResult.hasSeq), `ns` its 24-bit
    * number, `token` ≥ 0 identifies the packet. Runs expiry for `nowMs` first, so the result does
