@@ -29,6 +29,7 @@ class SimulatedAddon {
   seqB = 0;
   sendCalls = 0;
   sent = 0;
+  read = 0;
   written = 0;
 
   attachPool(pool: SharedArrayBuffer): void { this.bytes = new Uint8Array(pool); }
@@ -72,6 +73,7 @@ class SimulatedAddon {
   }
   readBatch(_fd: number, _o: Uint32Array, _cap: number, count: number, lengths: Int32Array): number {
     for (let i = 0; i < count; i++) lengths[i] = FRAME;
+    this.read += count;
     return count;
   }
   sendBatch(_fd: number, _o: Uint32Array, _l: Uint32Array, _p: Uint32Array, _first: number, count: number): number {
@@ -102,6 +104,9 @@ export interface AllocResult {
   written: number;
   sent: number;
   sendCalls: number;
+  /** Frames the taps gave the forwarder, and writability grants after a block, in the window. */
+  read: number;
+  unblocks: number;
   rxErrors: number;
   rxPacketsA: number;
   rxPacketsB: number;
@@ -113,19 +118,23 @@ export interface AllocResult {
 async function main(frames: number): Promise<AllocResult> {
   const { addon, sc } = setup();
   const socketEvent = (events: number): void => addon.callbacks.get(SOCK_FD)!(SOCK_FD, events);
+  let unblocks = 0;
   const run = (batches: number): void => {
     for (let k = 0; k < batches; k++) {
       socketEvent(POLL_READABLE);
       const tap = (k & 1) === 0 ? TAP_A : TAP_B;
       if (addon.events.get(tap) === POLL_READABLE) addon.callbacks.get(tap)!(tap, POLL_READABLE);
       // Backpressure: the socket asks for writability while blocked; grant it.
-      if ((addon.events.get(SOCK_FD)! & POLL_WRITABLE) !== 0) socketEvent(POLL_WRITABLE);
+      if ((addon.events.get(SOCK_FD)! & POLL_WRITABLE) !== 0) {
+        unblocks++;
+        socketEvent(POLL_WRITABLE);
+      }
     }
   };
   // Each readiness event handles up to 8 rounds of BATCH frames.
   const perEvent = 8 * BATCH;
   run(2000); // warm up (feedback, optimisation)
-  const before = { written: addon.written, sent: addon.sent };
+  const before = { written: addon.written, sent: addon.sent, read: addon.read, unblocks };
   const gcs: number[] = [];
   const obs = new PerformanceObserver((list) => { for (const e of list.getEntries()) gcs.push(e.startTime); });
   obs.observe({ entryTypes: ['gc'] });
@@ -138,6 +147,8 @@ async function main(frames: number): Promise<AllocResult> {
     written: addon.written - before.written,
     sent: addon.sent - before.sent,
     sendCalls: addon.sendCalls,
+    read: addon.read - before.read,
+    unblocks: unblocks - before.unblocks,
     rxErrors: sc[0 * SESSION_FIELDS + S.RxErrors] + sc[1 * SESSION_FIELDS + S.RxErrors],
     rxPacketsA: sc[0 * SESSION_FIELDS + S.RxPackets],
     rxPacketsB: sc[1 * SESSION_FIELDS + S.RxPackets],

@@ -132,6 +132,7 @@ t.test('TCP through offload taps: intact byte stream, MTU-sized segments with va
   const offCap = await startCapture(sites.a.ns, tapOff, 'pwo0');
   const offCapB = await startCapture(sites.b.ns, tapOffB, 'pwo0');
   const r = await transfer(hostA, hostB, '203.0.113.2', 5304);
+  t.match(r.sent, { bytes: MIB * 1048576 }, `--offload off: ${MIB} MiB sent`);
   await stopProcess(offCap.proc, 'SIGINT');
   await stopProcess(offCapB.proc, 'SIGINT');
   t.same(r.received, r.sent, '--offload off: the same bytes arrive');

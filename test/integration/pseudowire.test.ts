@@ -71,6 +71,7 @@ t.test('pseudowire matrix: udp/ip x IPv4/IPv6 x cookie 0/4/8 x l2spec none/defau
   }
   // Counters: each session delivered frames both ways.
   const stats = sites.json<Array<{ session_id: number; stats: Record<string, number> }>>(sites.b, ['show', 'session', '-s']);
+  t.equal(stats.length, cases.length, 'B shows every session');
   t.ok(stats.every((s) => s.stats.rx_packets > 0 && s.stats.tx_packets > 0), 'every session on B received and sent frames');
   t.ok(stats.every((s) => s.stats.rx_errors === 0), 'no receive errors on good sessions');
 

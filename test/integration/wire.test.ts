@@ -120,17 +120,14 @@ t.test('tshark decodes what l2tpd sends', { skip }, async (t) => {
       t.same(bad((r) => Number(r['l2tp.res']) === 0), [], `${c.label}: reserved field zero`);
     }
     t.same(bad((r) => Number(r['l2tp.sid']) === sidB), [], `${c.label}: session ID ${sidB} (the peer's) in every packet`);
+    // tshark is told the cookie size and sublayer type, so whether a cookie or sublayer is
+    // decoded only echoes that; a wrong size on the wire shows as misaligned Ethernet below.
     if (c.cookie) {
       t.same(bad((r) => r['l2tp.cookie'].replace(/:/g, '').toLowerCase() === c.cookie), [],
         `${c.label}: cookie ${c.cookie} in every packet`);
-    } else {
-      t.same(bad((r) => r['l2tp.cookie'] === ''), [], `${c.label}: no cookie`);
     }
     if (c.l2spec === 'default') {
       const sequenced = c.seqA !== 'none';
-      // An empty field means tshark decoded no sublayer: it would read as S=0 and sequence 0.
-      t.same(bad((r) => r['l2tp.l2_spec_s'] !== '' && r['l2tp.l2_spec_sequence'] !== ''), [],
-        `${c.label}: default sublayer (S bit and sequence field) decoded in every packet`);
       t.same(bad((r) => truthy(r['l2tp.l2_spec_s']) === sequenced), [], `${c.label}: S bit ${sequenced ? 'set' : 'clear'}`);
       const seqs = rows.map((r) => Number(r['l2tp.l2_spec_sequence']));
       if (sequenced) {
@@ -138,9 +135,6 @@ t.test('tshark decodes what l2tpd sends', { skip }, async (t) => {
       } else {
         t.ok(seqs.every((s) => s === 0), `${c.label}: sequence field zero when not sequencing`);
       }
-    } else {
-      t.same(bad((r) => r['l2tp.l2_spec_s'] === '' && r['l2tp.l2_spec_sequence'] === ''), [],
-        `${c.label}: no sublayer decoded`);
     }
     // Every payload is an Ethernet frame from host A; the echo requests carry the right addresses.
     const macA = linkAddress(hostA, 'eth0');

@@ -140,10 +140,10 @@ t.test('unreachable daemon: exit 1 with a message that says so', async (t) => {
   const long = `/tmp/${'x'.repeat(120)}.sock`;
   r = await run(['--socket', long, 'status']);
   t.same([r.code, r.err], [1, `l2tpctl: cannot reach l2tpd at ${long}: ENAMETOOLONG (socket paths are limited to 107 bytes)\n`]);
-  if (!fs.existsSync(DEFAULT_SOCKET)) {
-    r = await run(['status'], {});
-    t.same([r.code, r.err], [1, 'l2tpctl: cannot reach l2tpd at /run/l2tpd/l2tpd.sock: ENOENT (is the daemon running?)\n'], 'default socket');
-  }
+  t.test('the default socket', { skip: fs.existsSync(DEFAULT_SOCKET) && `${DEFAULT_SOCKET} exists (a daemon runs here)` }, async (t) => {
+    const d = await run(['status'], {});
+    t.same([d.code, d.err], [1, 'l2tpctl: cannot reach l2tpd at /run/l2tpd/l2tpd.sock: ENOENT (is the daemon running?)\n'], 'default socket');
+  });
 });
 
 const CLI_MAIN = path.join(__dirname, '..', '..', 'src', 'cli', 'main.ts');

@@ -14,7 +14,7 @@ const { L2TPD_OFFLOAD: _unset, ...cleanEnv } = process.env;
 const cases: Array<[string[], RegExp]> = [
   [['--offload', 'maybe'], /--offload "maybe": expected on or off/],
   [['--log-level', 'loud'], /--log-level "loud": expected one of fatal, error, warn, info, debug, trace/],
-  [['--metrics-listen', 'nowhere'], /--metrics-listen/],
+  [['--metrics-listen', 'nowhere'], /--metrics-listen "nowhere": expected HOST:PORT \(port 1\.\.65535\) or off/],
 ];
 
 t.test('bad options are refused with the option, the value and what is allowed', { skip: existsSync(DAEMON) ? false : 'dist/ not built' }, async (t) => {

@@ -27,6 +27,10 @@ t.test('forwarder: no garbage collection in 4M frames each way', { skip: childLo
   t.ok(res.written >= FRAMES, 'every received frame was written to a tap');
   t.ok(res.sent >= FRAMES / 2, 'encapsulated frames went out');
   t.ok(res.sendCalls > 100, 'backpressure (block and unblock) was exercised');
+  t.ok(res.unblocks > 100, `the socket blocked and was unblocked ${res.unblocks} times`);
+  // Under backpressure nothing is dropped: what the taps gave is sent or still queued (at most
+  // one socket queue, 4 batches).
+  t.ok(res.read - res.sent >= 0 && res.read - res.sent <= 4 * 64, `${res.read} frames read, ${res.sent} sent: none dropped`);
   t.equal(res.rxErrors, 0, 'no receive errors');
   t.ok(res.rxPacketsA > 0 && res.rxPacketsB > 0, 'both sessions received');
   t.equal(res.gcs, 0, 'no GC while forwarding');
