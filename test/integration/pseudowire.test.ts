@@ -7,7 +7,7 @@
  */
 import t from 'tap';
 import { hasCommand, netnsUnavailable, nsRun } from '../helpers/netns.js';
-import { Sites, UNDERLAY, sleep } from '../helpers/sites.js';
+import { Sites, UNDERLAY, sleep, tunnelWords } from '../helpers/sites.js';
 
 const skip = netnsUnavailable() || (!hasCommand('ping') && 'ping (iputils-ping) is not installed');
 
@@ -21,13 +21,10 @@ const TUNNELS: Tun[] = [
 const COOKIES = [[], ['cookie', '0badcafe', 'peer_cookie', '0badcafe'], ['cookie', '014d3636deadbeef', 'peer_cookie', '014d3636deadbeef']];
 const L2SPEC = ['none', 'default'];
 
-function tunnelWords(tn: Tun, side: 'a' | 'b'): string[] {
-  const [local, remote] = tn.v6
-    ? (side === 'a' ? [UNDERLAY.a6, UNDERLAY.b6] : [UNDERLAY.b6, UNDERLAY.a6])
-    : (side === 'a' ? [UNDERLAY.a4, UNDERLAY.b4] : [UNDERLAY.b4, UNDERLAY.a4]);
-  const w = ['add', 'tunnel', 'tunnel_id', String(tn.id), 'peer_tunnel_id', String(tn.id), 'encap', tn.encap, 'local', local, 'remote', remote];
-  if (tn.encap === 'udp') w.push('udp_sport', String(tn.port), 'udp_dport', String(tn.port));
-  return w;
+/** The shared `add tunnel` words for one side of a matrix tunnel. */
+function tunnelFor(tn: Tun, side: 'a' | 'b'): string[] {
+  const [a, b] = tn.v6 ? [UNDERLAY.a6, UNDERLAY.b6] : [UNDERLAY.a4, UNDERLAY.b4];
+  return side === 'a' ? tunnelWords(tn.id, tn.encap, a, b, [tn.port, tn.port]) : tunnelWords(tn.id, tn.encap, b, a, [tn.port, tn.port]);
 }
 
 t.test('pseudowire matrix: udp/ip x IPv4/IPv6 x cookie 0/4/8 x l2spec none/default', { skip }, async (t) => {
@@ -36,8 +33,8 @@ t.test('pseudowire matrix: udp/ip x IPv4/IPv6 x cookie 0/4/8 x l2spec none/defau
   await sites.start(sites.a);
   await sites.start(sites.b);
   for (const tn of TUNNELS) {
-    sites.ok(sites.a, tunnelWords(tn, 'a'));
-    sites.ok(sites.b, tunnelWords(tn, 'b'));
+    sites.ok(sites.a, tunnelFor(tn, 'a'));
+    sites.ok(sites.b, tunnelFor(tn, 'b'));
   }
   const cases: Array<{ label: string; hostA: string; hostB: string; addrA: string; addrB: string }> = [];
   let n = 0;
@@ -87,8 +84,8 @@ t.test('iperf3 TCP through the pseudowire, several sessions in one tunnel', { sk
   await sites.start(sites.a);
   await sites.start(sites.b);
   const tn = TUNNELS[0];
-  sites.ok(sites.a, tunnelWords(tn, 'a'));
-  sites.ok(sites.b, tunnelWords(tn, 'b'));
+  sites.ok(sites.a, tunnelFor(tn, 'a'));
+  sites.ok(sites.b, tunnelFor(tn, 'b'));
   const hosts: string[][] = [];
   for (const sid of [11, 12]) {
     const hostA = sites.host(sites.a, `bri${sid}`, `203.0.113.${sid * 4 - 43}/30`);
