@@ -33,11 +33,15 @@ Native::Native(Napi::Env env, Napi::Object exports) : env_(env) {
       InstanceMethod("pollStart", &Native::PollStart, napi_enumerable),
       InstanceMethod("pollStop", &Native::PollStop, napi_enumerable),
       InstanceMethod("pollPause", &Native::PollPause, napi_enumerable),
+      InstanceMethod("pollSlice", &Native::PollSlice, napi_enumerable),
+      InstanceMethod("pollWake", &Native::PollWake, napi_enumerable),
+      InstanceMethod("wakeOpen", &Native::WakeOpen, napi_enumerable),
+      InstanceMethod("wakeSignal", &Native::WakeSignal, napi_enumerable),
   });
 }
 
-// Environment teardown (process exit or worker exit): stop and close every poll handle while
-// the loop still exists; the close callbacks free the memory when the loop runs them.
+// Environment teardown (process exit or worker exit): stop every poll and close the epoll set
+// while the loop still exists.
 void Native::Cleanup(void* arg) {
   auto* self = static_cast<Native*>(arg);
   self->StopAllPolls();
@@ -53,8 +57,6 @@ Native::~Native() {
     napi_remove_env_cleanup_hook(env_, Cleanup, this);
     Cleanup(this);
   }
-  // Any handle still waiting for its close callback must not point back at us.
-  // (StopAllPolls emptied polls_; handles in flight only use their own memory.)
 }
 
 void Native::EnsureMessages(size_t n) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <napi.h>
+#include <sys/epoll.h>
 #include <sys/uio.h>
 #include <uv.h>
 
@@ -27,15 +28,15 @@ constexpr uint32_t kMaxPeerId = 1u << 20;
 
 class Native;
 
-// One uv_poll_t per fd. Freed in the uv_close callback.
+// A polled fd: its callback and the mask JS asked for. armed = in the epoll set.
 struct PollHandle {
-  uv_poll_t poll;
-  Native* owner;
-  int fd;
-  int events;
-  bool closing;
+  int fd = -1;
+  int events = 0;
+  bool armed = false;
   Napi::FunctionReference callback;
 };
+
+struct EpollWatch;
 
 struct Peer {
   sockaddr_storage addr;
@@ -68,6 +69,10 @@ class Native : public Napi::Addon<Native> {
   Napi::Value PollStart(const Napi::CallbackInfo& info);
   Napi::Value PollStop(const Napi::CallbackInfo& info);
   Napi::Value PollPause(const Napi::CallbackInfo& info);
+  Napi::Value PollSlice(const Napi::CallbackInfo& info);
+  Napi::Value PollWake(const Napi::CallbackInfo& info);
+  Napi::Value WakeOpen(const Napi::CallbackInfo& info);
+  Napi::Value WakeSignal(const Napi::CallbackInfo& info);
 
   Napi::Value OpenSocket(const Napi::CallbackInfo& info, int type);
   bool RequirePool(Napi::Env env);
@@ -76,8 +81,11 @@ class Native : public Napi::Addon<Native> {
   int64_t ReadOffloadTap(int fd, const uint32_t* offsets, size_t capacity, int64_t count, int32_t* lengths);
   void StopPoll(int fd);
   void StopAllPolls();
-  static void OnPoll(uv_poll_t* handle, int status, int events);
-  static void OnClosed(uv_handle_t* handle);
+  bool EnsureEpoll(Napi::Env env);
+  void SetArmed(PollHandle* h, bool armed);
+  void ServeReady();
+  bool CallPoll(Napi::Env env, PollHandle* h, int events);
+  static void OnEpollReady(uv_poll_t* handle, int status, int events);
   static void Cleanup(void* arg);
 
   napi_env env_;
@@ -96,6 +104,15 @@ class Native : public Napi::Addon<Native> {
 
   std::vector<Peer> peers_;
   std::unordered_map<int, PollHandle*> polls_;
+  EpollWatch* epoll_ = nullptr;  // the set every polled fd is in; created on first use
+  int armed_count_ = 0;
+  int wake_fd_ = -1;
+  int slice_ms_ = 0;
+  bool dispatching_ = false;
+  bool after_wake_ = false;
+  std::vector<PollHandle*> retired_;  // stopped during a dispatch; freed after it
+  static constexpr int kMaxReady = 64;
+  epoll_event ready_[kMaxReady];
   // Offload taps: the buffer a super-frame is read into before it is cut into slots (sized on first use).
   std::vector<uint8_t> super_frame_;
   // Scratch for one merged write to an offload tap.

@@ -1,20 +1,68 @@
-// Readiness: one uv_poll_t per fd on the calling thread's loop; JS callback (fd, events).
+// Readiness: every polled fd goes into one epoll set per instance, and libuv watches that set
+// with a single uv_poll_t. Each libuv turn costs the JS heap an object (Node's CheckImmediate
+// makes one per turn), so with a slice set (pollSlice) the callback keeps waiting on the set
+// itself — until a libuv timer is due, the wake fd fires, or the slice ends — instead of
+// returning to libuv after every batch. JS callback: (fd, events).
 #include "addon.h"
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 namespace l2tpd {
 
 namespace {
 
-int ToUv(int events) {
-  return ((events & kPollReadable) ? UV_READABLE : 0) | ((events & kPollWritable) ? UV_WRITABLE : 0);
+uint32_t ToEpoll(int events) {
+  return ((events & kPollReadable) ? uint32_t{EPOLLIN} : 0u) | ((events & kPollWritable) ? uint32_t{EPOLLOUT} : 0u);
 }
 
-int FromUv(int events) {
-  return ((events & (UV_READABLE | UV_DISCONNECT)) ? kPollReadable : 0) |
-         ((events & UV_WRITABLE) ? kPollWritable : 0);
+// What to report for the kernel's epoll bits, given the mask JS asked for. On an error or hangup
+// report the whole mask, so JS tries the I/O and gets the real errno.
+int FromEpoll(uint32_t ready, int asked) {
+  if (ready & (EPOLLERR | EPOLLHUP)) return asked;
+  return asked & (((ready & EPOLLIN) ? kPollReadable : 0) | ((ready & EPOLLOUT) ? kPollWritable : 0));
 }
 
 }  // namespace
+
+struct EpollWatch {
+  uv_poll_t poll;
+  int epfd;
+};
+
+bool Native::EnsureEpoll(Napi::Env env) {
+  if (epoll_ != nullptr) return true;
+  int epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (epfd < 0) {
+    ThrowErrno(env, errno, "epoll_create1");
+    return false;
+  }
+  auto* w = new EpollWatch();
+  w->epfd = epfd;
+  int rc = uv_poll_init(loop_, &w->poll, epfd);
+  if (rc != 0) {
+    close(epfd);
+    delete w;
+    ThrowErrno(env, -rc, "uv_poll_init");
+    return false;
+  }
+  w->poll.data = this;
+  epoll_ = w;
+  return true;
+}
+
+// libuv watches the set only while something in it is armed: a paused or empty set must not
+// keep the loop (and so the thread) alive, as separate uv_poll handles would not.
+void Native::SetArmed(PollHandle* h, bool armed) {
+  if (h->armed == armed) return;
+  h->armed = armed;
+  armed_count_ += armed ? 1 : -1;
+  if (armed_count_ == 1 && armed) uv_poll_start(&epoll_->poll, UV_READABLE, OnEpollReady);
+  if (armed_count_ == 0) uv_poll_stop(&epoll_->poll);
+}
 
 // pollStart(fd, events, callback)
 Napi::Value Native::PollStart(const Napi::CallbackInfo& info) {
@@ -26,37 +74,37 @@ Napi::Value Native::PollStart(const Napi::CallbackInfo& info) {
   }
   int fd = info[0].As<Napi::Number>().Int32Value();
   int events = info[1].As<Napi::Number>().Int32Value() & (kPollReadable | kPollWritable);
-  if (fd < 0 || events == 0) {
+  if (fd < 0 || events == 0 || fd == wake_fd_) {
     Napi::RangeError::New(env, "pollStart: bad fd or empty events mask").ThrowAsJavaScriptException();
     return env.Undefined();
   }
+  if (!EnsureEpoll(env)) return env.Undefined();
 
   PollHandle* h;
   auto it = polls_.find(fd);
-  if (it != polls_.end()) {
-    h = it->second;
-  } else {
-    h = new PollHandle();
-    h->owner = this;
+  bool fresh = it == polls_.end();
+  h = fresh ? new PollHandle() : it->second;
+  epoll_event ev{};
+  ev.events = ToEpoll(events);
+  ev.data.fd = fd;
+  int rc = epoll_ctl(epoll_->epfd, h->armed ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev);
+  // ENOENT: the fd was closed behind our back (the kernel dropped it from the set) and reused.
+  if (rc != 0 && errno == ENOENT) rc = epoll_ctl(epoll_->epfd, EPOLL_CTL_ADD, fd, &ev);
+  if (rc != 0) {
+    int err = errno;
+    if (fresh) delete h;
+    else StopPoll(fd);
+    return ThrowErrno(env, err, "epoll_ctl");
+  }
+  if (fresh) {
     h->fd = fd;
-    h->closing = false;
-    int rc = uv_poll_init(loop_, &h->poll, fd);
-    if (rc != 0) {
-      delete h;  // never registered with the loop
-      return ThrowErrno(env, -rc, "uv_poll_init");
-    }
-    h->poll.data = h;
     polls_[fd] = h;
   }
   h->events = events;
   // Re-arming with the same callback (after pollPause, or a new mask) keeps the reference.
   if (h->callback.IsEmpty() || !h->callback.Value().StrictEquals(info[2]))
     h->callback = Napi::Persistent(info[2].As<Napi::Function>());
-  int rc = uv_poll_start(&h->poll, ToUv(events), OnPoll);
-  if (rc != 0) {
-    StopPoll(fd);
-    return ThrowErrno(env, -rc, "uv_poll_start");
-  }
+  SetArmed(h, true);
   return env.Undefined();
 }
 
@@ -72,58 +120,169 @@ Napi::Value Native::PollStop(const Napi::CallbackInfo& info) {
 
 // pollPause(fd): stop reporting readiness but keep the handle and callback, so the next
 // pollStart on this fd only re-arms it (backpressure pauses taps often; rebuilding is waste).
+// Out of the set rather than an empty mask: epoll reports errors and hangups regardless.
 Napi::Value Native::PollPause(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int64_t fd;
   if (!IntArg(info, 0, "fd", &fd)) return env.Undefined();
   auto it = polls_.find(static_cast<int>(fd));
-  if (it != polls_.end()) {
+  if (it != polls_.end() && it->second->armed) {
+    epoll_ctl(epoll_->epfd, EPOLL_CTL_DEL, it->second->fd, nullptr);
     it->second->events = 0;
-    uv_poll_stop(&it->second->poll);
+    SetArmed(it->second, false);
   }
   return env.Undefined();
 }
 
-// Safe from inside the handle's own callback: the memory is freed in OnClosed, later.
+// pollSlice(ms): how long one readiness callback may keep serving the set (0: one batch).
+Napi::Value Native::PollSlice(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t ms;
+  if (!IntArg(info, 0, "ms", &ms)) return env.Undefined();
+  if (ms < 0 || ms > 1000) {
+    Napi::RangeError::New(env, "pollSlice: ms must be 0..1000").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  slice_ms_ = static_cast<int>(ms);
+  return env.Undefined();
+}
+
+// pollWake(fd): an eventfd (from wakeOpen) that ends the slice when signalled, so messages from
+// other threads are not left waiting behind traffic. Not counted as armed.
+Napi::Value Native::PollWake(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t fd;
+  if (!IntArg(info, 0, "fd", &fd)) return env.Undefined();
+  if (wake_fd_ >= 0 || polls_.count(static_cast<int>(fd)) != 0) {
+    Napi::Error::New(env, "pollWake: a wake fd is already set, or fd is polled").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (!EnsureEpoll(env)) return env.Undefined();
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = static_cast<int>(fd);
+  if (epoll_ctl(epoll_->epfd, EPOLL_CTL_ADD, static_cast<int>(fd), &ev) != 0)
+    return ThrowErrno(env, errno, "epoll_ctl");
+  wake_fd_ = static_cast<int>(fd);
+  return env.Undefined();
+}
+
+// wakeOpen() -> fd: a non-blocking eventfd for pollWake; any thread's instance may signal it.
+Napi::Value Native::WakeOpen(const Napi::CallbackInfo& info) {
+  int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd < 0) return ThrowErrno(info.Env(), errno, "eventfd");
+  return Napi::Number::New(info.Env(), fd);
+}
+
+// wakeSignal(fd): make the eventfd readable (a full counter is still readable: EAGAIN is fine).
+Napi::Value Native::WakeSignal(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t fd;
+  if (!IntArg(info, 0, "fd", &fd)) return env.Undefined();
+  uint64_t one = 1;
+  if (write(static_cast<int>(fd), &one, sizeof one) < 0 && errno != EAGAIN) return ThrowErrno(env, errno, "write");
+  return env.Undefined();
+}
+
+// The handle is freed after the current dispatch (a callback may stop its own fd, or another
+// one whose event is still to come in the same epoll batch).
 void Native::StopPoll(int fd) {
   auto it = polls_.find(fd);
   if (it == polls_.end()) return;
   PollHandle* h = it->second;
   polls_.erase(it);
-  h->closing = true;
+  if (h->armed) {
+    epoll_ctl(epoll_->epfd, EPOLL_CTL_DEL, fd, nullptr);
+    SetArmed(h, false);
+  }
   h->callback.Reset();
-  uv_poll_stop(&h->poll);
-  uv_close(reinterpret_cast<uv_handle_t*>(&h->poll), OnClosed);
+  if (dispatching_) retired_.push_back(h);
+  else delete h;
 }
 
 void Native::StopAllPolls() {
   while (!polls_.empty()) StopPoll(polls_.begin()->first);
+  for (PollHandle* h : retired_) delete h;
+  retired_.clear();
+  if (epoll_ != nullptr) {
+    // uv_poll_stop takes the set out of libuv's epoll at once, so it can be closed now. The
+    // handle's memory must outlive the close, which completes after this addon may have been
+    // unloaded (a worker's environment closes its addons first): no close callback, and the
+    // few bytes are left to the thread's end.
+    uv_poll_stop(&epoll_->poll);
+    close(epoll_->epfd);
+    uv_close(reinterpret_cast<uv_handle_t*>(&epoll_->poll), nullptr);
+    epoll_ = nullptr;
+  }
+  wake_fd_ = -1;
 }
 
-void Native::OnClosed(uv_handle_t* handle) {
-  delete static_cast<PollHandle*>(handle->data);
+void Native::OnEpollReady(uv_poll_t* handle, int status, int events) {
+  static_cast<Native*>(handle->data)->ServeReady();
 }
 
-void Native::OnPoll(uv_poll_t* handle, int status, int events) {
-  auto* h = static_cast<PollHandle*>(handle->data);
-  if (h->closing || h->callback.IsEmpty()) return;
-  Native* self = h->owner;
-  Napi::Env env(self->env_);
-  Napi::HandleScope scope(env);
-  // On a poll error report what was asked for, so JS tries the I/O and gets the real errno.
-  int ev = status < 0 ? h->events : FromUv(events);
-  napi_value argv[2] = {Napi::Number::New(env, h->fd), Napi::Number::New(env, ev)};
+void Native::ServeReady() {
+  Napi::Env env(env_);
+  dispatching_ = true;
+  // Right after a wake, one batch only: the message that came with it waits in libuv (its async
+  // event may be reported after ours in the next turn), so do not start a slice ahead of it.
+  const int slice_ms = after_wake_ ? 0 : slice_ms_;
+  after_wake_ = false;
+  const uint64_t start = uv_now(loop_);
+  int timeout = 0;  // libuv just saw the set readable
+  bool more = true;
+  while (more) {
+    int n = epoll_wait(epoll_->epfd, ready_, kMaxReady, timeout);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    uv_update_time(loop_);  // timers the callbacks set count from now, not from the turn's start
+    for (int i = 0; i < n; i++) {
+      int fd = ready_[i].data.fd;
+      if (fd == wake_fd_) {
+        uint64_t count;
+        while (read(fd, &count, sizeof count) > 0) {
+        }
+        more = false;
+        after_wake_ = true;
+        continue;
+      }
+      auto it = polls_.find(fd);
+      if (it == polls_.end() || !it->second->armed) continue;  // stopped or paused earlier in this batch
+      PollHandle* h = it->second;
+      int ev = FromEpoll(ready_[i].events, h->events);
+      if (ev != 0 && !CallPoll(env, h, ev)) {
+        more = false;  // JS can no longer run (worker terminating)
+        break;
+      }
+    }
+    if (!more || slice_ms == 0 || epoll_ == nullptr || armed_count_ == 0) break;
+    int due = uv_backend_timeout(loop_);  // ms to the next libuv timer; 0: something is pending
+    uint64_t elapsed = uv_now(loop_) - start;
+    if (due == 0 || elapsed >= static_cast<uint64_t>(slice_ms)) break;
+    int left = slice_ms - static_cast<int>(elapsed);
+    timeout = due < 0 || due > left ? left : due;
+  }
+  dispatching_ = false;
+  for (PollHandle* h : retired_) delete h;
+  retired_.clear();
+}
+
+bool Native::CallPoll(Napi::Env env, PollHandle* h, int events) {
+  Napi::HandleScope scope(env);  // per call: a slice makes thousands of calls
+  napi_value argv[2] = {Napi::Number::New(env, h->fd), Napi::Number::New(env, events)};
   napi_value result;
   // Plain napi_make_callback: it fails without a pending exception while a worker is being
-  // terminated (JS can no longer run); that is ignored rather than turned into a fatal error.
-  napi_status st = napi_make_callback(env, *self->async_context_, env.Global(), h->callback.Value(),
-                                      2, argv, &result);
+  // terminated (JS can no longer run); that ends the slice rather than becoming a fatal error.
+  napi_status st = napi_make_callback(env, *async_context_, env.Global(), h->callback.Value(), 2, argv, &result);
+  if (st == napi_ok) return true;
   bool pending = false;
-  if (st != napi_ok && napi_is_exception_pending(env, &pending) == napi_ok && pending) {
+  if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
     napi_value err;
     napi_get_and_clear_last_exception(env, &err);
     napi_fatal_exception(env, err);  // -> process 'uncaughtException', like any callback
+    return true;
   }
+  return false;
 }
 
 }  // namespace l2tpd

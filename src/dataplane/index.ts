@@ -10,6 +10,7 @@ import {
   SLOT_COUNT, SLOT_SIZE, TUNNEL_COUNTER_BYTES, TUNNEL_COUNTER_NAMES, TUNNEL_FIELDS,
 } from './layout.js';
 import type { DataPlaneReply, DataPlaneRequest, WorkerInit } from './messages.js';
+import { native } from '../native/index.js';
 import type { SessionSpec, TunnelSpec } from './forwarder.js';
 
 export type { SessionSpec, TunnelSpec } from './forwarder.js';
@@ -28,6 +29,8 @@ export class DataPlane {
   readonly sessionCounters = new Float64Array(new SharedArrayBuffer(SESSION_COUNTER_BYTES));
   readonly tunnelCounters = new Float64Array(new SharedArrayBuffer(TUNNEL_COUNTER_BYTES));
   private readonly worker: Worker;
+  /** Ends the worker's forwarding slice so it reads our message now (see worker.ts). */
+  private readonly wakeFd = native.wakeOpen();
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private exited = false;
@@ -37,6 +40,7 @@ export class DataPlane {
       pool: new SharedArrayBuffer(SLOT_COUNT * SLOT_SIZE),
       sessionCounters: this.sessionCounters.buffer as SharedArrayBuffer,
       tunnelCounters: this.tunnelCounters.buffer as SharedArrayBuffer,
+      wakeFd: this.wakeFd,
     };
     this.worker = new Worker(workerFile(), { workerData: init });
     this.worker.on('message', (reply: DataPlaneReply) => {
@@ -53,6 +57,7 @@ export class DataPlane {
     };
     this.worker.on('error', fail);
     this.worker.on('exit', (code) => {
+      native.close(this.wakeFd);
       fail(new Error(`data plane worker exited with code ${code}`));
       onExit?.(code);
     });
@@ -64,6 +69,7 @@ export class DataPlane {
     return new Promise<void>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       this.worker.postMessage({ ...req, id } as DataPlaneRequest);
+      native.wakeSignal(this.wakeFd);
     });
   }
 

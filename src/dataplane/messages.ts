@@ -4,6 +4,8 @@ export interface WorkerInit {
   pool: SharedArrayBuffer;
   sessionCounters: SharedArrayBuffer;
   tunnelCounters: SharedArrayBuffer;
+  /** eventfd the control plane signals after each request, so a busy slice ends and reads it. */
+  wakeFd: number;
 }
 
 export type DataPlaneRequest =

@@ -8,7 +8,16 @@ import { native } from '../native/index.js';
 import { Forwarder } from './forwarder.js';
 import type { DataPlaneRequest, DataPlaneReply, WorkerInit } from './messages.js';
 
+/**
+ * How long one readiness callback keeps forwarding before the worker's libuv loop gets a turn.
+ * Node allocates an object on every turn, so returning after each batch made garbage at line rate
+ * (a minor GC every few seconds); a slice ends early for a due timer or a control request.
+ */
+const SLICE_MS = 50;
+
 const init = workerData as WorkerInit;
+native.pollSlice(SLICE_MS);
+native.pollWake(init.wakeFd);
 const forwarder = new Forwarder(native, init.pool, init.sessionCounters, init.tunnelCounters);
 
 function apply(req: DataPlaneRequest): void {

@@ -108,11 +108,25 @@ export interface NativeBindings {
   writeBatch(fd: number, offsets: Uint32Array, lengths: Int32Array, first: number, count: number, offload: boolean): number;
 
   /**
-   * uv_poll on the calling thread's loop. `events` is a POLL_* mask; calling again for the same
-   * fd changes the mask (and callback). The callback gets (fd, events) once per readiness.
+   * Level-triggered readiness on the calling thread's loop (one epoll set per thread, watched by
+   * libuv). `events` is a POLL_* mask; calling again for the same fd changes the mask (and
+   * callback). The callback gets (fd, events) once per readiness.
    */
   pollStart(fd: number, events: number, callback: (fd: number, events: number) => void): void;
   pollStop(fd: number): void;
   /** Stop the callbacks for fd but keep its handle: the next pollStart only re-arms it. */
   pollPause(fd: number): void;
+  /**
+   * How long (ms, 0..1000) one readiness callback may go on serving the set before it returns to
+   * libuv; it returns earlier when a libuv timer is due, setImmediate is pending, the wake fd is
+   * signalled or nothing is ready for the rest of the slice. 0 (default): one batch per turn.
+   * Every libuv turn allocates on the JS heap inside Node; the data plane's slice avoids them.
+   */
+  pollSlice(ms: number): void;
+  /** Register an eventfd from wakeOpen: signalling it ends the current slice. One per thread. */
+  pollWake(fd: number): void;
+  /** A non-blocking eventfd for pollWake; close it with close(). */
+  wakeOpen(): number;
+  /** Signal a wake fd (from any thread). */
+  wakeSignal(fd: number): void;
 }

@@ -418,7 +418,97 @@ async function workers(a: Args): Promise<unknown> {
   return { w1, w2, w3, mainEvents, exitWithActivePoll: true };
 }
 
-const scenarios: Record<string, (a: Args) => Promise<unknown>> = { udp, raw, tap, offload, errors, bounds, workers };
+/**
+ * pollSlice in workers, each polling a UDP socket that is always writable (a callback per
+ * readiness, as at line rate):
+ * - garbage: GC events and heap growth in a `windowMs` window (after a full GC and a warm-up),
+ *   with the given slice;
+ * - wake: slice 1000 ms; five requests each followed by wakeSignal are answered, a 20 ms timer
+ *   set inside a callback fires, and terminate() ends a worker that is inside a slice.
+ */
+async function slice(a: Args): Promise<unknown> {
+  const indexPath = require.resolve('../../src/native/index.js');
+  const workerSrc = `(() => {
+    const { parentPort, workerData } = require('node:worker_threads');
+    const { native, POLL_WRITABLE } = require(workerData.indexPath);
+    const v8 = require('node:v8');
+    v8.setFlagsFromString('--expose-gc');
+    const fullGc = globalThis.gc ?? require('node:vm').runInNewContext('gc');  // before counting: no leftovers
+    const { PerformanceObserver } = require('node:perf_hooks');
+    let gcs = 0;
+    new PerformanceObserver((l) => { gcs += l.getEntries().length; }).observe({ entryTypes: ['gc'] });
+    native.pollSlice(workerData.slice);
+    if (workerData.wake !== undefined) native.pollWake(workerData.wake);
+    const fd = native.udpOpen(4, '127.0.0.1', 0, {});
+    let calls = 0, timer = null;
+    parentPort.on('message', (m) => {
+      if (m === 'timer') {
+        const armed = Date.now();
+        timer = new Promise((r) => setTimeout(() => r(Date.now() - armed), 20));
+        timer.then((ms) => parentPort.postMessage({ timerMs: ms }));
+      } else parentPort.postMessage({ pong: m, calls });
+    });
+    v8.getHeapStatistics();  // its first call allocates
+    fullGc();
+    // The callback only counts: measuring inside it would deoptimize it, and recompiling it
+    // allocates code on the heap. Timers take the measurements (each ends one slice).
+    native.pollStart(fd, POLL_WRITABLE, () => { calls++; });
+    parentPort.postMessage('polling');
+    if (workerData.windowMs > 0) {
+      setTimeout(() => {  // after a warm-up that compiles everything once
+        const callsBefore = calls, gcsBefore = gcs, heapBefore = v8.getHeapStatistics().used_heap_size;
+        setTimeout(() => {
+          const heapGrowth = v8.getHeapStatistics().used_heap_size - heapBefore;
+          const window = { gcs: gcs - gcsBefore, heapGrowth, calls: calls - callsBefore };
+          native.pollStop(fd);
+          setTimeout(() => parentPort.postMessage(window), 50);  // GC entries arrive asynchronously
+        }, workerData.windowMs);
+      }, 500);
+    }
+  })();`;
+  const start = (data: Record<string, unknown>): { w: Worker; next: () => Promise<any> } => {
+    const w = new Worker(workerSrc, { eval: true, workerData: { indexPath, ...data } });
+    const queue: unknown[] = [];
+    const waiters: ((m: unknown) => void)[] = [];
+    w.on('message', (m) => { const r = waiters.shift(); if (r) r(m); else queue.push(m); });
+    w.on('error', (e) => { throw e; });
+    const next = (): Promise<any> => (queue.length ? Promise.resolve(queue.shift()) : new Promise((r) => waiters.push(r)));
+    return { w, next };
+  };
+  const windowMs = a.windowMs as number;
+  const garbage = async (sliceMs: number): Promise<unknown> => {
+    const { w, next } = start({ slice: sliceMs, windowMs });
+    await next();  // polling
+    const r = await next();
+    await w.terminate();
+    return r;
+  };
+  const withSlice = await garbage(50);
+  const withoutSlice = await garbage(0);
+
+  const wake = native.wakeOpen();
+  const { w, next } = start({ slice: 1000, windowMs: 0, wake });
+  await next();
+  const t0 = Date.now();
+  const pongs: unknown[] = [];
+  for (let i = 0; i < 5; i++) {
+    w.postMessage(i);
+    native.wakeSignal(wake);
+    const m = await next();
+    pongs.push(m.pong);
+  }
+  const fivePingsMs = Date.now() - t0;
+  w.postMessage('timer');
+  native.wakeSignal(wake);
+  const { timerMs } = await next();
+  const t1 = Date.now();
+  const exitCode = await w.terminate();
+  const terminateMs = Date.now() - t1;
+  native.close(wake);
+  return { withSlice, withoutSlice, pongs, fivePingsMs, timerMs, exitCode, terminateMs };
+}
+
+const scenarios: Record<string, (a: Args) => Promise<unknown>> = { udp, raw, tap, offload, errors, bounds, workers, slice };
 
 const name = process.argv[2];
 if (name !== undefined && scenarios[name]) {

@@ -17,11 +17,14 @@ const REGISTER = join(REPO, 'node_modules', '@isaacs', 'ts-node-temp-fork-for-pr
 
 interface ChildOutput { status: number | null; stderr: string; result: any }
 
-/** Run one scenario of native-child.ts in `ns` (null: this namespace). */
-function child(ns: string | null, scenario: string, args: object = {}): ChildOutput {
+/**
+ * Run one scenario of native-child.ts in `ns` (null: this namespace). coverage: false runs it
+ * without V8 coverage, whose counters allocate on the heap (for scenarios that count garbage).
+ */
+function child(ns: string | null, scenario: string, args: object = {}, coverage = true): ChildOutput {
   // tap's processinfo re-adds NODE_OPTIONS (an ESM --import that cannot load a .ts main) to
   // every spawned env, so drop it with env(1) right before node starts.
-  const nodeCmd = ['env', '-u', 'NODE_OPTIONS', process.execPath, '-r', REGISTER, CHILD, scenario, JSON.stringify(args)];
+  const nodeCmd = ['env', '-u', 'NODE_OPTIONS', ...(coverage ? [] : ['-u', 'NODE_V8_COVERAGE']), process.execPath, '-r', REGISTER, CHILD, scenario, JSON.stringify(args)];
   const [cmd, ...argv] = ns === null ? nodeCmd : ['ip', 'netns', 'exec', ns, ...nodeCmd];
   const r = spawnSync(cmd, argv, { encoding: 'utf8', env: childEnv(), timeout: 60000 });
   const line = (r.stdout ?? '').trim().split('\n').pop() ?? '';
@@ -55,9 +58,23 @@ if (!existsSync(ADDON)) {
       `readClock monotonic clock advances in ms (${r.clock.monoStep} ms over a 5 ms spin)`);
     t.match(r.clockShort.message, /2 elements/, 'readClock needs room for both clocks');
     t.match(r.clockBadType.message, /out has the wrong type/, 'readClock takes a Float64Array');
-    t.same(r.enumerable, ['attachPool', 'close', 'localPort', 'pathMtu', 'pollPause', 'pollStart', 'pollStop', 'rawOpen',
-      'readBatch', 'readClock', 'recvBatch', 'sendBatch', 'setPeer', 'tapOpen', 'tapSetPersist',
-      'udpOpen', 'writeBatch']);
+    t.same(r.enumerable, ['attachPool', 'close', 'localPort', 'pathMtu', 'pollPause', 'pollSlice', 'pollStart', 'pollStop',
+      'pollWake', 'rawOpen', 'readBatch', 'readClock', 'recvBatch', 'sendBatch', 'setPeer', 'tapOpen', 'tapSetPersist',
+      'udpOpen', 'wakeOpen', 'wakeSignal', 'writeBatch']);
+  });
+
+  t.test('pollSlice: no garbage per readiness; wake fd, timers and terminate() still end a slice', async (t) => {
+    const r = child(null, 'slice', { windowMs: 1000 }, false).result;
+    t.ok(r.withSlice.calls > 100_000, `${r.withSlice.calls} callbacks in the 1 s window`);
+    t.equal(r.withSlice.gcs, 0, 'no GC in the window with a 50 ms slice');
+    t.ok(r.withSlice.heapGrowth < 64 * 1024, `heap grew ${r.withSlice.heapGrowth} bytes (< 64 KiB)`);
+    // The control: one libuv turn per callback makes garbage (Node's CheckImmediate), so GCs.
+    t.ok(r.withoutSlice.gcs > 0, `without a slice the same window GCs (${r.withoutSlice.gcs}, ${r.withoutSlice.calls} callbacks)`);
+    t.same(r.pongs, [0, 1, 2, 3, 4], 'every request answered, in order');
+    // Without the wake each request would wait for the 1000 ms slice to end.
+    t.ok(r.fivePingsMs < 1000, `five requests took ${r.fivePingsMs} ms inside 1000 ms slices`);
+    t.ok(r.timerMs >= 19 && r.timerMs < 500, `a 20 ms timer set in a slice fired after ${r.timerMs} ms`);
+    t.equal(r.exitCode, 1, 'terminate() ends a worker inside a slice (exit code 1 is terminate\'s)');
   });
 
   const skip = netnsUnavailable();
