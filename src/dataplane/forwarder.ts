@@ -7,7 +7,7 @@
  * to which tunnel/session; this class only polls them and moves packets.
  */
 import {
-  BATCH, DATAGRAM_CAPACITY, FRAME_CAPACITY, GSO_MAX_SEGS, HEADROOM, HOST_ROW, MAX_SESSIONS, SESSION_FIELDS, SLOT_COUNT,
+  BATCH, DATAGRAM_CAPACITY, FRAME_CAPACITY, GSO_MAX_SEGS, HEADROOM, HOST_ROW, MAX_SESSIONS, RX_HEADROOM, SESSION_FIELDS, SLOT_COUNT,
   SessionCounter as S, TUNNEL_FIELDS, TunnelCounter as T,
 } from './layout.js';
 import { SlotAllocator, slotOffset } from './slots.js';
@@ -253,7 +253,7 @@ export class Forwarder {
 
   private setRxSlot(i: number, slot: number): void {
     this.rxSlots[i] = slot;
-    this.rxOffsets[i] = slotOffset(slot);
+    this.rxOffsets[i] = slotOffset(slot) + RX_HEADROOM;
   }
 
   addTunnel(spec: TunnelSpec): void {

@@ -15,8 +15,13 @@ export const HEADROOM = 320;
 export const FRAME_CAPACITY = SLOT_SIZE - HEADROOM;
 /** Session MTU upper bound: frame = MTU + 14 (Ethernet) + 4 (one VLAN tag) must fit. */
 export const MAX_SESSION_MTU = 16000;
+/**
+ * Bytes in front of every datagram received into a slot. An offload tap write puts its 10-byte
+ * virtio header in front of the frame, where the L2TPv3 header can be as short as 4 bytes.
+ */
+export const RX_HEADROOM = 16;
 /** Largest datagram (incl. an IPv4 header on raw sockets) received into a slot. */
-export const DATAGRAM_CAPACITY = SLOT_SIZE;
+export const DATAGRAM_CAPACITY = SLOT_SIZE - RX_HEADROOM;
 /** Slots in the pool. */
 export const SLOT_COUNT = 2048;
 /** Frames moved per syscall batch (recvmmsg/sendmmsg/tap drain). */

@@ -103,7 +103,8 @@ export interface NativeBindings {
    * Tap write: one write() per frame first..first+count-1; stops at EAGAIN. Returns frames
    * processed or -errno if none. A frame the tap refused (EIO when down, EINVAL) is processed
    * and marked lengths[j] = -errno. offload: a virtio header in front of each write, and runs of
-   * one TCP flow merged into one super-frame.
+   * one TCP flow merged into one super-frame. A frame written alone gets its header in the 10
+   * bytes in front of it, which must be scratch (offsets[j] < 10: -EINVAL).
    */
   writeBatch(fd: number, offsets: Uint32Array, lengths: Int32Array, first: number, count: number, offload: boolean): number;
 

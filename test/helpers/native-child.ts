@@ -357,6 +357,8 @@ async function bounds(): Promise<unknown> {
     writeOut: native.writeBatch(-1, u32(0, size - 1), i32(1, 2), 0, 2, false),
     writeNegative: native.writeBatch(-1, u32(0), i32(-1), 0, 1, false),
     writeFirstPast: native.writeBatch(-1, u32(0), i32(1), 1, 1, false),
+    writeNoScratch: native.writeBatch(-1, u32(9), i32(60), 0, 1, true),
+    writeScratch: native.writeBatch(-1, u32(10), i32(60), 0, 1, true),
     badType: errInfo(() => native.recvBatch(-1, new Int32Array(1) as unknown as Uint32Array, 1, 1, new Int32Array(1), new Uint32Array(5))),
     enumerable: Object.keys(native).sort(),
   };

@@ -36,21 +36,27 @@ class RecordingAddon {
   readonly datagrams: Array<[number, number]> = [];
   /** writeBatch calls: fd, offload, and the marker byte of each frame. */
   readonly writes: Array<{ fd: number; offload: boolean; markers: number[] }> = [];
+  /** Fewest bytes any written frame had in front of it within its slot (the addon's scratch). */
+  writeScratch = Infinity;
   /** Marker bytes of frames the "tap" refuses (marked -EIO). */
   readonly refuse = new Set<number>();
 
   attachPool(pool: SharedArrayBuffer): void { this.bytes = new Uint8Array(pool); }
+  /** How recvBatch builds them: UDP from 192.0.2.2:1701 with the default sublayer, unless changed. */
+  rxEncap: { encap: 'udp' | 'ip'; l2spec: 'none' | 'default'; source: number[] } =
+    { encap: 'udp', l2spec: 'default', source: [(4 << 16) | 1701, ((192 << 24) | (2 << 8) | 2) >>> 0, 0, 0, 0] };
   recvBatch(_fd: number, offsets: Uint32Array, _cap: number, count: number, lengths: Int32Array, sources: Uint32Array): number {
     const n = Math.min(count, this.datagrams.length);
+    const { encap, l2spec, source } = this.rxEncap;
     for (let i = 0; i < n; i++) {
       const [sid, marker] = this.datagrams.shift()!;
-      const tpl = buildTxTemplate({ encap: 'udp', peerSessionId: sid, cookie: new Uint8Array(0), l2spec: 'default', offset: 0 });
+      const tpl = buildTxTemplate({ encap, peerSessionId: sid, cookie: new Uint8Array(0), l2spec, offset: 0 });
       const frameStart = offsets[i] + tpl.length;
       // Frames differ in length (FRAME + marker), so byte counts show which ones were counted.
       this.bytes.fill(marker, frameStart, frameStart + FRAME + marker);
       writeHeader(this.bytes, frameStart, tpl, -1);
       lengths[i] = tpl.length + FRAME + marker;
-      sources.set([(4 << 16) | 1701, ((192 << 24) | (2 << 8) | 2) >>> 0, 0, 0, 0], i * SOURCE_STRIDE);
+      sources.set(source, i * SOURCE_STRIDE);
     }
     return n;
   }
@@ -59,6 +65,7 @@ class RecordingAddon {
     for (let j = first; j < first + count; j++) {
       const marker = this.bytes[offsets[j] + 14];
       markers.push(marker);
+      this.writeScratch = Math.min(this.writeScratch, offsets[j] % SLOT_SIZE);
       if (this.refuse.has(marker)) lengths[j] = -5;
     }
     this.writes.push({ fd, offload, markers });
@@ -188,4 +195,22 @@ t.test('a receive batch is written one session at a time, in order, and refused 
   t.equal(sc[1 * SESSION_FIELDS + S.RxPackets], 2, 'session 1: the refused frame is not received');
   t.equal(sc[1 * SESSION_FIELDS + S.RxBytes], l2tpBytes(2) + l2tpBytes(6), 'session 1: rx_bytes of exactly the two it took');
   t.equal(sc[1 * SESSION_FIELDS + S.RxTapDrops], 1, 'session 1: one tap drop');
+});
+
+t.test('decapsulated frames keep scratch in their slot for an offload tap\'s virtio header, even behind a 4-byte header', async (t) => {
+  const addon = new RecordingAddon();
+  const sessions = new SharedArrayBuffer(SESSION_COUNTER_BYTES);
+  const fwd = new Forwarder(addon as unknown as NativeAddon, new SharedArrayBuffer(SLOT_COUNT * SLOT_SIZE),
+    sessions, new SharedArrayBuffer(TUNNEL_COUNTER_BYTES));
+  // The shortest L2TPv3 header: IP encapsulation over IPv6 (no IP header on the socket), no
+  // cookie, no sublayer — the session id alone.
+  fwd.addTunnel({ slot: 1, tunnelId: 1, encap: 'ip', family: 6, fd: RAW_FD, remote: '2001:db8::2', remotePort: 0 });
+  fwd.addSession({ ...session(0, 1, TAP_A, true), l2spec: 'none' });
+  addon.rxEncap = { encap: 'ip', l2spec: 'none', source: [6 << 16, 0x20010db8, 0, 0, 2] };
+  for (let i = 0; i < 3; i++) addon.datagrams.push([100, i + 1]);
+  addon.callbacks.get(RAW_FD)!(RAW_FD, POLL_READABLE);
+  t.same(addon.writes, [{ fd: TAP_A, offload: true, markers: [1, 2, 3] }], 'all three delivered to the offload tap');
+  t.equal(new Float64Array(sessions)[S.RxPackets], 3, 'rx_packets');
+  // writeBatch (offload) puts a 10-byte virtio header in front of a frame written alone.
+  t.ok(addon.writeScratch >= 10, `${addon.writeScratch} bytes in front of each frame within its slot (>= 10)`);
 });

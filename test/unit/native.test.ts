@@ -52,6 +52,8 @@ if (!existsSync(ADDON)) {
     t.equal(r.writeOut, -22);
     t.equal(r.writeNegative, -22, 'negative length');
     t.equal(r.writeFirstPast, -22);
+    t.equal(r.writeNoScratch, -22, 'offload write: fewer than 10 bytes in front of the frame for its virtio header');
+    t.equal(r.writeScratch, -9, 'offload write with 10 bytes in front reaches the syscall');
     t.match(r.badType.message, /offsets/, 'wrong typed-array type is a TypeError');
     t.ok(Math.abs(r.clock.wallSkew) < 1000, `readClock wall clock is Date.now() (off by ${r.clock.wallSkew} ms)`);
     t.ok(r.clock.mono1 > 0 && r.clock.monoStep >= 4 && r.clock.monoStep < 1000,
