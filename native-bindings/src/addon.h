@@ -28,11 +28,10 @@ constexpr uint32_t kMaxPeerId = 1u << 20;
 
 class Native;
 
-// A polled fd: its callback and the mask JS asked for. armed = in the epoll set.
+// A polled fd: its callback and the mask JS asked for (0: paused, out of the epoll set).
 struct PollHandle {
   int fd = -1;
   int events = 0;
-  bool armed = false;
   Napi::FunctionReference callback;
 };
 
@@ -82,7 +81,7 @@ class Native : public Napi::Addon<Native> {
   void StopPoll(int fd);
   void StopAllPolls();
   bool EnsureEpoll(Napi::Env env);
-  void SetArmed(PollHandle* h, bool armed);
+  int Arm(PollHandle* h, int events);
   void ServeReady();
   bool CallPoll(Napi::Env env, PollHandle* h, int events);
   static void OnEpollReady(uv_poll_t* handle, int status, int events);

@@ -270,7 +270,6 @@ int64_t Native::WriteTap(int fd, const uint32_t* offsets, int32_t* lengths, uint
   while (j < end) {
     uint8_t* f = pool_ + offsets[j];
     const size_t len = lengths[j];
-    int iovcnt = 0;
     uint64_t frames = 1;
     TcpSegment head, next;
     if (offload && j + 1 < end && ParseTcpSegment(f, len, &head) && !head.psh) {
@@ -296,7 +295,6 @@ int64_t Native::WriteTap(int fd, const uint32_t* offsets, int32_t* lengths, uint
         iov[0] = {gro_vnet_, kVnetHdrLen};
         iov[1] = {gro_headers_, head.hdr_end};
         iov[2] = {f + head.hdr_end, head.payload};
-        iovcnt = static_cast<int>(frames) + 2;
       }
     }
     ssize_t n;
@@ -308,7 +306,7 @@ int64_t Native::WriteTap(int fd, const uint32_t* offsets, int32_t* lengths, uint
       memset(f - kVnetHdrLen, 0, kVnetHdrLen);
       n = write(fd, f - kVnetHdrLen, len + kVnetHdrLen);
     } else {
-      n = writev(fd, iov, iovcnt);
+      n = writev(fd, iov, static_cast<int>(frames) + 2);  // vnet header, headers, payloads
     }
     if (n < 0) {
       if (errno == EINTR) continue;

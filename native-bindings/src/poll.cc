@@ -54,14 +54,30 @@ bool Native::EnsureEpoll(Napi::Env env) {
   return true;
 }
 
-// libuv watches the set only while something in it is armed: a paused or empty set must not
-// keep the loop (and so the thread) alive, as separate uv_poll handles would not.
-void Native::SetArmed(PollHandle* h, bool armed) {
-  if (h->armed == armed) return;
-  h->armed = armed;
-  armed_count_ += armed ? 1 : -1;
-  if (armed_count_ == 1 && armed) uv_poll_start(&epoll_->poll, UV_READABLE, OnEpollReady);
-  if (armed_count_ == 0) uv_poll_stop(&epoll_->poll);
+// Puts h in the set with `events` (0: takes it out: epoll reports errors and hangups even for an
+// empty mask). libuv watches the set only while something in it is armed: a paused or empty set
+// must not keep the loop (and so the thread) alive, as separate uv_poll handles would not.
+// Returns 0 or the errno of epoll_ctl (h unchanged then).
+int Native::Arm(PollHandle* h, int events) {
+  const bool was = h->events != 0;
+  const bool now = events != 0;
+  if (now) {
+    epoll_event ev{};
+    ev.events = ToEpoll(events);
+    ev.data.fd = h->fd;
+    int rc = epoll_ctl(epoll_->epfd, was ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, h->fd, &ev);
+    // ENOENT: the fd was closed behind our back (the kernel dropped it from the set) and reused.
+    if (rc != 0 && errno == ENOENT) rc = epoll_ctl(epoll_->epfd, EPOLL_CTL_ADD, h->fd, &ev);
+    if (rc != 0) return errno;
+  } else if (was) {
+    epoll_ctl(epoll_->epfd, EPOLL_CTL_DEL, h->fd, nullptr);
+  }
+  h->events = events;
+  if (was == now) return 0;
+  armed_count_ += now ? 1 : -1;
+  if (now && armed_count_ == 1) uv_poll_start(&epoll_->poll, UV_READABLE, OnEpollReady);
+  if (!now && armed_count_ == 0) uv_poll_stop(&epoll_->poll);
+  return 0;
 }
 
 // pollStart(fd, events, callback)
@@ -80,31 +96,19 @@ Napi::Value Native::PollStart(const Napi::CallbackInfo& info) {
   }
   if (!EnsureEpoll(env)) return env.Undefined();
 
-  PollHandle* h;
   auto it = polls_.find(fd);
-  bool fresh = it == polls_.end();
-  h = fresh ? new PollHandle() : it->second;
-  epoll_event ev{};
-  ev.events = ToEpoll(events);
-  ev.data.fd = fd;
-  int rc = epoll_ctl(epoll_->epfd, h->armed ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev);
-  // ENOENT: the fd was closed behind our back (the kernel dropped it from the set) and reused.
-  if (rc != 0 && errno == ENOENT) rc = epoll_ctl(epoll_->epfd, EPOLL_CTL_ADD, fd, &ev);
-  if (rc != 0) {
-    int err = errno;
+  const bool fresh = it == polls_.end();
+  PollHandle* h = fresh ? new PollHandle() : it->second;
+  h->fd = fd;
+  if (int err = Arm(h, events)) {
     if (fresh) delete h;
     else StopPoll(fd);
     return ThrowErrno(env, err, "epoll_ctl");
   }
-  if (fresh) {
-    h->fd = fd;
-    polls_[fd] = h;
-  }
-  h->events = events;
+  if (fresh) polls_[fd] = h;
   // Re-arming with the same callback (after pollPause, or a new mask) keeps the reference.
   if (h->callback.IsEmpty() || !h->callback.Value().StrictEquals(info[2]))
     h->callback = Napi::Persistent(info[2].As<Napi::Function>());
-  SetArmed(h, true);
   return env.Undefined();
 }
 
@@ -120,17 +124,12 @@ Napi::Value Native::PollStop(const Napi::CallbackInfo& info) {
 
 // pollPause(fd): stop reporting readiness but keep the handle and callback, so the next
 // pollStart on this fd only re-arms it (backpressure pauses taps often; rebuilding is waste).
-// Out of the set rather than an empty mask: epoll reports errors and hangups regardless.
 Napi::Value Native::PollPause(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int64_t fd;
   if (!IntArg(info, 0, "fd", &fd)) return env.Undefined();
   auto it = polls_.find(static_cast<int>(fd));
-  if (it != polls_.end() && it->second->armed) {
-    epoll_ctl(epoll_->epfd, EPOLL_CTL_DEL, it->second->fd, nullptr);
-    it->second->events = 0;
-    SetArmed(it->second, false);
-  }
+  if (it != polls_.end()) Arm(it->second, 0);
   return env.Undefined();
 }
 
@@ -191,10 +190,7 @@ void Native::StopPoll(int fd) {
   if (it == polls_.end()) return;
   PollHandle* h = it->second;
   polls_.erase(it);
-  if (h->armed) {
-    epoll_ctl(epoll_->epfd, EPOLL_CTL_DEL, fd, nullptr);
-    SetArmed(h, false);
-  }
+  Arm(h, 0);
   h->callback.Reset();
   if (dispatching_) retired_.push_back(h);
   else delete h;
@@ -247,15 +243,15 @@ void Native::ServeReady() {
         continue;
       }
       auto it = polls_.find(fd);
-      if (it == polls_.end() || !it->second->armed) continue;  // stopped or paused earlier in this batch
+      if (it == polls_.end()) continue;  // stopped earlier in this batch
       PollHandle* h = it->second;
-      int ev = FromEpoll(ready_[i].events, h->events);
+      int ev = FromEpoll(ready_[i].events, h->events);  // 0 if paused earlier in this batch
       if (ev != 0 && !CallPoll(env, h, ev)) {
         more = false;  // JS can no longer run (worker terminating)
         break;
       }
     }
-    if (!more || slice_ms == 0 || epoll_ == nullptr || armed_count_ == 0) break;
+    if (!more || slice_ms == 0 || armed_count_ == 0) break;
     int due = uv_backend_timeout(loop_);  // ms to the next libuv timer; 0: something is pending
     uint64_t elapsed = uv_now(loop_) - start;
     if (due == 0 || elapsed >= static_cast<uint64_t>(slice_ms)) break;

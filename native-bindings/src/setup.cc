@@ -73,10 +73,6 @@ std::string AddrText(int family, const std::string& addr, int64_t port) {
   return family == 6 ? "[" + addr + "]:" + std::to_string(port) : addr + ":" + std::to_string(port);
 }
 
-}  // namespace
-
-namespace {
-
 // TUNSETIFF on a fresh /dev/net/tun fd; -errno on failure (fd closed), else the fd.
 int AttachTap(const std::string& name, short flags, ifreq* ifr, const char** failed) {
   int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
