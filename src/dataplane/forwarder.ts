@@ -195,15 +195,11 @@ export class Forwarder {
   private readonly rxOffsets = new Uint32Array(BATCH);
   private readonly rxLengths = new Int32Array(BATCH);
   private readonly rxSources = new Uint32Array(BATCH * SOURCE_STRIDE);
-  // Tap deliveries of the current receive batch.
-  private readonly dFds = new Int32Array(DELIVERY_CAPACITY);
+  // Tap deliveries of the current receive batch (tap, offload and tunnel come from the session, per group).
   private readonly dOffsets = new Uint32Array(DELIVERY_CAPACITY);
   private readonly dLengths = new Int32Array(DELIVERY_CAPACITY);
   private readonly dSessions = new Int32Array(DELIVERY_CAPACITY);
-  private readonly dTunnels = new Int32Array(DELIVERY_CAPACITY);
   private readonly dBytes = new Int32Array(DELIVERY_CAPACITY);
-  /** 1: the session's tap takes offload writes. */
-  private readonly dOffload = new Uint8Array(DELIVERY_CAPACITY);
   /** Slot to give back once the frame is written (a held frame), or -1. */
   private readonly dRelease = new Int32Array(DELIVERY_CAPACITY);
   private dCount = 0;
@@ -587,12 +583,9 @@ export class Forwarder {
     if (this.dCount === DELIVERY_CAPACITY) this.deliverBatch();
     const d = this.dCount++;
     this.dRelease[d] = release;
-    this.dFds[d] = s.spec.tapFd;
-    this.dOffload[d] = s.spec.tapOffload ? 1 : 0;
     this.dOffsets[d] = frameStart;
     this.dLengths[d] = frameLength;
     this.dSessions[d] = s.slot;
-    this.dTunnels[d] = s.tunnel.slot;
     this.dBytes[d] = l2tpBytes;
   }
 
@@ -620,23 +613,24 @@ export class Forwarder {
     let w = 0;
     for (let g = 0; g < groups; g++) {
       const first = w;
-      for (let d = this.groupHead[this.groupSlots[g]]; d >= 0; d = this.dNext[d]) {
+      const slot = this.groupSlots[g];
+      for (let d = this.groupHead[slot]; d >= 0; d = this.dNext[d]) {
         this.wOrder[w] = d;
         this.wOffsets[w] = this.dOffsets[d];
         this.wLengths[w] = this.dLengths[d];
         w++;
       }
-      this.writeSession(first, w);
+      // Deliveries are queued and written within one event, so their session is still there.
+      this.writeSession(this.sessionsBySlot.get(slot)!, first, w);
     }
     for (let k = 0; k < n; k++) if (this.dRelease[k] >= 0) this.slots.give(this.dRelease[k]);
     this.dCount = 0;
   }
 
   /** Write one session's frames (write order first..end-1) to its tap and count what it took. */
-  private writeSession(first: number, end: number): void {
-    const d0 = this.wOrder[first];
+  private writeSession(s: SessionState, first: number, end: number): void {
     // writeBatch marks the frames the tap refuses (lengths < 0) and stops at EAGAIN.
-    const processed = this.native.writeBatch(this.dFds[d0], this.wOffsets, this.wLengths, first, end - first, this.dOffload[d0] === 1);
+    const processed = this.native.writeBatch(s.spec.tapFd, this.wOffsets, this.wLengths, first, end - first, s.spec.tapOffload);
     let ok = 0;
     let bytes = 0;
     for (let k = first; k < first + processed; k++) {
@@ -645,12 +639,12 @@ export class Forwarder {
       bytes += this.dBytes[this.wOrder[k]];
     }
     const sc = this.sc;
-    const row = this.dSessions[d0] * SESSION_FIELDS;
+    const row = s.slot * SESSION_FIELDS;
     if (ok > 0) {
       sc[row + S.RxPackets] += ok;
       sc[row + S.RxBytes] += bytes;
       sc[row + S.LastRxMs] = this.clock[WALL];
-      const tRow = this.dTunnels[d0] * TUNNEL_FIELDS;
+      const tRow = s.tunnel.slot * TUNNEL_FIELDS;
       this.tc[tRow + T.RxPackets] += ok;
       this.tc[tRow + T.RxBytes] += bytes;
     }
