@@ -107,10 +107,17 @@ function session(slot: number, tunnelSlot: number, tapFd: number, tapOffload = f
   };
 }
 
-t.test('deleting a tunnel on a shared raw socket drops its queued packets', async (t) => {
+/** A Forwarder over a RecordingAddon, with its session counters. */
+function forwarderUnderTest(): { addon: RecordingAddon; fwd: Forwarder; sc: Float64Array } {
   const addon = new RecordingAddon();
+  const sessions = new SharedArrayBuffer(SESSION_COUNTER_BYTES);
   const fwd = new Forwarder(addon as unknown as NativeAddon, new SharedArrayBuffer(SLOT_COUNT * SLOT_SIZE),
-    new SharedArrayBuffer(SESSION_COUNTER_BYTES), new SharedArrayBuffer(TUNNEL_COUNTER_BYTES));
+    sessions, new SharedArrayBuffer(TUNNEL_COUNTER_BYTES));
+  return { addon, fwd, sc: new Float64Array(sessions) };
+}
+
+t.test('deleting a tunnel on a shared raw socket drops its queued packets', async (t) => {
+  const { addon, fwd } = forwarderUnderTest();
   fwd.addTunnel(ipTunnel(1, '192.0.2.2'));
   fwd.addTunnel(ipTunnel(2, '192.0.2.3'));
   fwd.addSession(session(0, 1, TAP_A));
@@ -136,11 +143,7 @@ t.test('deleting a tunnel on a shared raw socket drops its queued packets', asyn
 });
 
 t.test('an offload tap is read with room for a super-frame, and its undeliverable frames are counted', async (t) => {
-  const addon = new RecordingAddon();
-  const sessions = new SharedArrayBuffer(SESSION_COUNTER_BYTES);
-  const fwd = new Forwarder(addon as unknown as NativeAddon, new SharedArrayBuffer(SLOT_COUNT * SLOT_SIZE),
-    sessions, new SharedArrayBuffer(TUNNEL_COUNTER_BYTES));
-  const sc = new Float64Array(sessions);
+  const { addon, fwd, sc } = forwarderUnderTest();
   fwd.addTunnel(ipTunnel(1, '192.0.2.2'));
   fwd.addSession(session(0, 1, TAP_A, true));
   fwd.addSession(session(1, 1, 21, false));
@@ -171,11 +174,7 @@ t.test('an offload tap is read with room for a super-frame, and its undeliverabl
 });
 
 t.test('a receive batch is written one session at a time, in order, and refused frames are counted exactly', async (t) => {
-  const addon = new RecordingAddon();
-  const sessions = new SharedArrayBuffer(SESSION_COUNTER_BYTES);
-  const fwd = new Forwarder(addon as unknown as NativeAddon, new SharedArrayBuffer(SLOT_COUNT * SLOT_SIZE),
-    sessions, new SharedArrayBuffer(TUNNEL_COUNTER_BYTES));
-  const sc = new Float64Array(sessions);
+  const { addon, fwd, sc } = forwarderUnderTest();
   fwd.addTunnel({ slot: 1, tunnelId: 1, encap: 'udp', family: 4, fd: UDP_FD, remote: '192.0.2.2', remotePort: 1701 });
   fwd.addSession(session(0, 1, TAP_A, true));
   fwd.addSession(session(1, 1, 21, false));
@@ -198,10 +197,7 @@ t.test('a receive batch is written one session at a time, in order, and refused 
 });
 
 t.test('decapsulated frames keep scratch in their slot for an offload tap\'s virtio header, even behind a 4-byte header', async (t) => {
-  const addon = new RecordingAddon();
-  const sessions = new SharedArrayBuffer(SESSION_COUNTER_BYTES);
-  const fwd = new Forwarder(addon as unknown as NativeAddon, new SharedArrayBuffer(SLOT_COUNT * SLOT_SIZE),
-    sessions, new SharedArrayBuffer(TUNNEL_COUNTER_BYTES));
+  const { addon, fwd, sc } = forwarderUnderTest();
   // The shortest L2TPv3 header: IP encapsulation over IPv6 (no IP header on the socket), no
   // cookie, no sublayer — the session id alone.
   fwd.addTunnel({ slot: 1, tunnelId: 1, encap: 'ip', family: 6, fd: RAW_FD, remote: '2001:db8::2', remotePort: 0 });
@@ -210,7 +206,7 @@ t.test('decapsulated frames keep scratch in their slot for an offload tap\'s vir
   for (let i = 0; i < 3; i++) addon.datagrams.push([100, i + 1]);
   addon.callbacks.get(RAW_FD)!(RAW_FD, POLL_READABLE);
   t.same(addon.writes, [{ fd: TAP_A, offload: true, markers: [1, 2, 3] }], 'all three delivered to the offload tap');
-  t.equal(new Float64Array(sessions)[S.RxPackets], 3, 'rx_packets');
+  t.equal(sc[S.RxPackets], 3, 'rx_packets');
   // writeBatch (offload) puts a 10-byte virtio header in front of a frame written alone.
   t.ok(addon.writeScratch >= 10, `${addon.writeScratch} bytes in front of each frame within its slot (>= 10)`);
 });
