@@ -11,7 +11,7 @@ import type { DataPlaneRequest, DataPlaneReply, WorkerInit } from './messages.js
 /**
  * How long one readiness callback keeps forwarding before the worker's libuv loop gets a turn.
  * Node allocates an object on every turn, so returning after each batch made garbage at line rate
- * (a minor GC every few seconds); a slice ends early for a due timer or a control request.
+ * (20–30 KiB/s, a minor GC every 30–60 s); a slice ends early for a due timer or a control request.
  */
 const SLICE_MS = 50;
 
