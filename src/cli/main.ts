@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * l2tpctl — the command line of l2tpd: `ip l2tp` words in, HTTP/JSON over the daemon's UNIX
- * socket out (design.md "l2tpctl"). Exit status: 0 done; 1 refused by the daemon or daemon
+ * socket out (README "l2tpctl"). Exit status: 0 done; 1 refused by the daemon or daemon
  * unreachable (the message says which); 2 usage error.
  *
  * `main(argv, io)` does everything and returns the exit code, so tests run it in-process.

@@ -1,5 +1,5 @@
 /**
- * Parser of the `ip l2tp` words used by l2tpctl (design.md "l2tpctl"). Pure: argv in, a command
+ * Parser of the `ip l2tp` words used by l2tpctl (README "l2tpctl"). Pure: argv in, a command
  * out, or a UsageError naming the word and what it accepts. Value checks are those of
  * control/validate.ts, so the CLI and the daemon refuse exactly the same things.
  *

@@ -1,6 +1,6 @@
 /**
- * Control API: HTTP/1.1 + JSON over a UNIX stream socket, `node:http` only (design.md "Control
- * API", dependencies.md §8). The daemon implements `Engine`; this file validates requests,
+ * Control API: HTTP/1.1 + JSON over a UNIX stream socket, `node:http` only (README "Control
+ * API", docs/dependencies.md "Control API transport"). The daemon implements `Engine`; this file validates requests,
  * runs them one at a time and maps errors to status codes (check-then-apply is made atomic by
  * the engine itself: DaemonEngine.exclusive, which also covers SIGHUP reloads and repairs):
  *   200/201 done · 400 ConfigError or bad JSON ({error, field, value, allowed}) ·

@@ -1,7 +1,7 @@
 /**
  * Errors of the control plane. Both carry enough structure for the API to answer with a
  * JSON body and for the CLI to print a message that names the field, the value and what is
- * allowed (design.md "Bad input").
+ * allowed (docs/architecture.md "Bad input").
  */
 
 /** Render a value the way a user typed it: bare words stay bare, anything odd is quoted. */

@@ -1,6 +1,6 @@
 /**
  * The configuration model: what a user declares. Field names are the words of `ip l2tp`
- * (design.md), used verbatim in the config file, the API bodies and the CLI.
+ * (README "l2tpctl"), used verbatim in the config file, the API bodies and the CLI.
  */
 
 export type Encap = 'udp' | 'ip';

@@ -1,5 +1,5 @@
 /**
- * The config file: the persistent desired state (design.md). Loaded at start-up and on reload,
+ * The config file: the persistent desired state (docs/architecture.md "The control plane"). Loaded at start-up and on reload,
  * written back after every successful change, atomically: temp file in the same directory,
  * fsync, rename over the target, fsync the directory. A crash at any point leaves either the
  * old or the new file, never a partial one.

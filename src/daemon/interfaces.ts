@@ -1,6 +1,7 @@
 /**
  * Session interfaces over rtnetlink: the tap of each session, the bridge it joins and, with
- * `vlan ID dev TRUNK`, the VLAN interface TRUNK.ID in that bridge (design.md "Session interfaces").
+ * `vlan ID dev TRUNK`, the VLAN interface TRUNK.ID in that bridge (README "Session interfaces";
+ * ownership: docs/architecture.md "The control plane").
  *
  * Ownership. Everything l2tpd creates carries an interface alias (IFLA_IFALIAS):
  *  - a session tap:              `l2tpd:<tunnel_id>/<session_id>`

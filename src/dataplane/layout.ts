@@ -38,7 +38,7 @@ export const MAX_TUNNELS = 4096;
 
 /**
  * Per-session counters, a Float64Array row of SESSION_FIELDS (exact up to 2^53).
- * Names follow the kernel's L2TP_ATTR_* statistics (l2tpv3-protocol.md §5).
+ * Names follow the kernel's L2TP_ATTR_* statistics (docs/protocol.md "Counters").
  */
 export const enum SessionCounter {
   RxPackets = 0,

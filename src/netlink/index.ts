@@ -1,9 +1,9 @@
 /**
  * Thin typed rtnetlink wrapper over the `netlink` package (0.3.0). Main thread only: the
- * package's native socket crashes at worker teardown unless closed (dependencies.md §2 bug 5),
+ * package's native socket crashes at worker teardown unless closed (docs/dependencies.md, netlink 5),
  * so always call Rtnl.close().
  *
- * Workarounds for the package, all from dependencies.md §2:
+ * Workarounds for the package (docs/dependencies.md, netlink):
  *  - nested attributes (IFLA_LINKINFO, IFLA_LINK, IFLA_BR_*) are encoded by hand (toBuf);
  *  - CREATE|EXCL is passed explicitly on create;
  *  - requests use checkError:false and decode NLMSG_ERROR here, so errors carry the errno;

@@ -1,5 +1,5 @@
 /**
- * L2TPv3 data-message constants (RFC 3931 §4.1, §4.6; l2tpv3-protocol.md §1–§4).
+ * L2TPv3 data-message constants (RFC 3931 §4.1, §4.6; docs/protocol.md).
  *
  * Pure module: no Node APIs, no imports from outside src/protocol.
  */

@@ -18,7 +18,7 @@
  *   The x bits and the Reserved field are ignored on receive, as the RFC requires.
  *   Session ID 0 → UnknownSession: 0 is reserved and no session can be configured with it, so
  *   the data plane would not find it anyway; deciding here keeps the lookup free of the case.
- * - IP: fewer than 4 bytes → ShortPacket. Session ID 0 → Control (control over IP, §1.4).
+ * - IP: fewer than 4 bytes → ShortPacket. Session ID 0 → Control (control over IP, RFC 3931 §4.1.1.2).
  * - Raw IPv4 receive (ipv4HeaderIncluded): the datagram starts with the IPv4 header. Version ≠ 4,
  *   IHL < 5 or IHL*4 > length → BadIpHeader. The header length is read from IHL, never
  *   assumed to be 20 (QEMU assumes 20). `out.ipv4Src` carries the source for the peer check.

@@ -2,7 +2,7 @@
  * Transmit side: a per-session header template built once at config time, and an
  * allocation-free function that writes it in place in front of a frame in the packet pool.
  *
- * Wire format (l2tpv3-protocol.md §1.1, §1.2, §3.2, §4):
+ * Wire format (docs/protocol.md "Data packets", "Offset padding"):
  *   UDP: 00 03 00 00 | peer session id (BE32) | cookie (0/4/8, as-is) | [L2SS] | [offset zeros]
  *   IP:                peer session id (BE32) | cookie (0/4/8, as-is) | [L2SS] | [offset zeros]
  * L2SS (default sublayer) = 0x40000000 | ns when sequencing, else 0x00000000.

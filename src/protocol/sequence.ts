@@ -1,7 +1,7 @@
 /**
  * Per-session receive sequencing: RFC 3931 §4.6 / Appendix C, compatible with Linux
- * (l2tp_recv_common → l2tp_recv_data_seq → l2tp_recv_dequeue, l2tpv3-protocol.md §3.3) where
- * Linux is right, better where it is weak. The table of differences is in SEQUENCING.md.
+ * (l2tp_recv_common → l2tp_recv_data_seq → l2tp_recv_dequeue) where
+ * Linux is right, better where it is weak. The table of differences is in docs/sequencing.md.
  *
  * ## API (allocation-free)
  *

@@ -2,7 +2,7 @@
  * Decode rtnetlink link messages into comparable trees, and pull netlink messages out of
  * `strace -f -e trace=sendmsg -e write=all -xx` output. Used to compare l2tpd's bytes with
  * iproute2's semantically: attribute order, NLA_F_NESTED, trailing NULs in strings and
- * padding are normalised away (the differences dependencies.md §2 documents).
+ * padding are normalised away (the differences docs/dependencies.md "netlink" documents).
  */
 export type AttrKind = 'u8' | 'u16' | 'u32' | 'string' | 'raw' | AttrSchema;
 export interface AttrSchema { [type: number]: AttrKind }

@@ -1,5 +1,5 @@
 /**
- * Hostile and broken input, live (design.md "Bad input"): while good sessions carry a bounded
+ * Hostile and broken input, live (docs/architecture.md "Bad input"): while good sessions carry a bounded
  * ping, daemon B's sockets are flooded from site A's namespace with malformed packets over UDP
  * (IPv4 and IPv6) and over IP encapsulation (IPv4), crafted outside the daemon (node:dgram and
  * the raw-socket package). Every reason's counter must rise by exactly what was sent, the daemon

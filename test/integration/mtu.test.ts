@@ -1,5 +1,5 @@
 /**
- * MTU live (design.md "Wire behaviour", l2tpv3-protocol.md §12): frames larger than the path MTU
+ * MTU live (README "Wire behaviour", docs/protocol.md "MTU"): frames larger than the path MTU
  * are carried by outer fragmentation; a jumbo underlay gives a jumbo default session MTU
  * (underlay − overhead, as the kernel computes it) and carries jumbo frames; a frame larger than
  * a session accepts is counted (rx_oversize / tx_oversize), never delivered cut.

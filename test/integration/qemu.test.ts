@@ -1,11 +1,11 @@
 /**
  * Interop with an independent userspace peer: l2tpd on site A, a guestless QEMU
- * `-netdev l2tpv3` forwarder on site B (tap <-> hub <-> l2tpv3, l2tpv3-protocol.md §8.3), its tap
+ * `-netdev l2tpv3` forwarder on site B (tap <-> hub <-> l2tpv3, docs/protocol.md "QEMU"), its tap
  * bridged with a host namespace. Hosts on both sides ping each other through the pseudowire.
  *
  * Matrix: UDP and IP encapsulation, IPv4 and IPv6 underlays, cookies of 0/4/8 bytes, QEMU's
  * `counter=on` against l2tpd's `l2spec_type default` and no counter against `l2spec_type none`.
- * QEMU quirks handled here (§8, §12.10):
+ * QEMU quirks handled here (docs/protocol.md "QEMU"):
  * - a 32-bit QEMU cookie is the low 32 bits of the value given (txcookie=0x1122334455667788
  *   without cookie64 puts 55667788 on the wire);
  * - `cookie64=off` still selects a 64-bit cookie (the option's presence is what counts);

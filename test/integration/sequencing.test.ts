@@ -1,5 +1,5 @@
 /**
- * Sequencing live (RFC 3931 §4.6, SEQUENCING.md): `seq both` between two daemons carries traffic;
+ * Sequencing live (RFC 3931 §4.6, docs/sequencing.md): `seq both` between two daemons carries traffic;
  * `seq recv` facing a peer that sends no numbers drops and counts every frame; and the reorder
  * queue, driven by crafted sequenced packets from a tunnel whose peer is the crafter (so source
  * address and port are right), delivers out-of-order frames in order, releases a held frame on
@@ -130,7 +130,7 @@ t.test('reorder_timeout live: crafted out-of-order packets, timer release, peer 
   await sleep(TIMEOUT + 1000);
   const got4 = cap.frames.slice(n3).map((f) => f.index);
   const s4 = diff(stats(), sBefore);
-  // SEQUENCING.md: five old-looking numbers in a row are dropped, the sixth resyncs (S9).
+  // docs/sequencing.md: five old-looking numbers in a row are dropped, the sixth resyncs (S9).
   t.same(got4, [205, 206, 207, 208, 209, 210, 211], `after the restart ns 0..4 are dropped and 5..11 delivered in order: ${got4.join(',')}`);
   t.equal(s4.rx_errors, 5, 'the 5 old-looking frames are counted as receive errors');
   await cap.stop();

@@ -1,7 +1,7 @@
 /**
  * The wire, judged by tshark: capture what l2tpd on site A sends on the underlay while a host
  * behind it pings a host behind site B, then let tshark (an independent dissector,
- * l2tpv3-protocol.md §9) decode the capture with the session's cookie size and sublayer type.
+ * docs/protocol.md "Wireshark and tshark") decode the capture with the session's cookie size and sublayer type.
  * Asserted per packet: version 3, data message, reserved zero (UDP), the configured peer session
  * ID, the cookie, the S bit and consecutive sequence numbers from 0 (`seq send`/`both`) or S=0
  * (`seq none` with the default sublayer), and the inner Ethernet frame intact (ICMP echo requests

@@ -1,5 +1,5 @@
 /**
- * Fuzz: ≥ 1,000,000 random and mutated packets (the §13 vectors with bit flips, truncation,
+ * Fuzz: ≥ 1,000,000 random and mutated packets (the docs/protocol.md test vectors with bit flips, truncation,
  * extension, byte stamping, and plain random bytes) through decodeCommon + decodeSession under
  * several session configs. Asserts for every packet: never throws; each result is either a frame
  * inside the input window or exactly one decode drop reason; the bytes around the window are never

@@ -1,5 +1,5 @@
 /**
- * createRegistry over a fake MetricsSource: every design.md family is rendered; every counter of
+ * createRegistry over a fake MetricsSource: every family of the README ("Metrics") is rendered; every counter of
  * the data-plane layout (SESSION_COUNTER_NAMES, TUNNEL_COUNTER_NAMES) appears as a family (or a
  * reason of l2tp_tunnel_rx_drops_total) carrying the value of its own field; labels are escaped,
  * a reused slot gets fresh labels, and deleted sessions disappear.

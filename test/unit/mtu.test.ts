@@ -1,4 +1,4 @@
-/** Default session MTU overhead against the kernel's table (l2tpv3-protocol.md §6). */
+/** Default session MTU overhead against the kernel's table (docs/protocol.md "MTU"). */
 import t from 'tap';
 import { sessionOverhead } from '../../src/daemon/mtu.js';
 

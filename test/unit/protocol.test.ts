@@ -1,5 +1,5 @@
 /**
- * src/protocol codec against the test vectors of l2tpv3-protocol.md §13: every vector decoded
+ * src/protocol codec against the test vectors of docs/protocol.md "Test vectors": every vector decoded
  * field by field, and encoded with the matching template and compared byte for byte.
  */
 import t from 'tap';
@@ -65,7 +65,7 @@ const VECTORS: Vec[] = [
   },
 ];
 
-t.test('§13 data vectors: decode every field, encode byte-exact', async (t) => {
+t.test('test vectors: decode every field, encode byte-exact', async (t) => {
   for (const v of VECTORS) {
     const bytes = hex(v.l2tp);
     const at = 137;
@@ -142,7 +142,7 @@ t.test('F: QEMU counter=on word 00000001 has S=0, so it is unsequenced', async (
   t.equal(toHex(tx.subarray(hs, 50)), '000300000000123400000000');
 });
 
-t.test('QEMU counter=on,offset=4 (§8.4): peer offset skipped, pad content ignored', async (t) => {
+t.test('QEMU counter=on,offset=4: peer offset skipped, pad content ignored', async (t) => {
   const bytes = hex(`00030000 00001234 00000001 097f0000 ${ARP}`);
   const pool = inPool(bytes, 0);
   const out = new DecodeResult();

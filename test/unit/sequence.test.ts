@@ -1,5 +1,5 @@
 /**
- * SequenceState against the sequencing conformance sequences of l2tpv3-protocol.md §13.3.
+ * SequenceState against the sequencing conformance sequences of docs/sequencing.md (S1–S11).
  * Each test name says whether l2tpd "matches Linux" or is "better than Linux: …".
  * Linux counters: rx_seq_discards = seqDiscards; rx_errors = seqDiscards + windowDrops;
  * rx_oos_packets = oosPackets.
