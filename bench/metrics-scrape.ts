@@ -6,14 +6,14 @@
  */
 import { performance } from 'node:perf_hooks';
 import { createRegistry, type MetricsSource } from '../src/metrics/index.js';
-import { SESSION_FIELDS, TUNNEL_FIELDS } from '../src/dataplane/layout.js';
+import { SESSION_ROW_WIDTH, TUNNEL_ROW_WIDTH } from '../src/dataplane/counters.js';
 
 const N = Number(process.argv[2] ?? 10000);
 const RUNS = Number(process.argv[3] ?? 15);
 const TUNNELS = 100;
 
-const sessionCounters = new Float64Array((N + 1) * SESSION_FIELDS).map((_, i) => (i * 7919) % 1e9);
-const tunnelCounters = new Float64Array((TUNNELS + 2) * TUNNEL_FIELDS).map((_, i) => i);
+const sessionCounters = new Float64Array((N + 1) * SESSION_ROW_WIDTH).map((_, i) => (i * 7919) % 1e9);
+const tunnelCounters = new Float64Array((TUNNELS + 2) * TUNNEL_ROW_WIDTH).map((_, i) => i);
 const sessions = Array.from({ length: N }, (_, i) => ({
   tunnel_id: 1 + (i % TUNNELS), session_id: 1 + i, interface: `l2tpeth${i}`, slot: i,
 }));

@@ -8,7 +8,7 @@
  * empty lines.
  */
 import type { SessionView, TunnelView } from '../control/api.js';
-import { SESSION_COUNTER_NAMES, TUNNEL_COUNTER_NAMES } from '../dataplane/layout.js';
+import { SESSION_COUNTER_NAMES, TUNNEL_COUNTER_NAMES } from '../dataplane/counters.js';
 
 export interface FormatOptions {
   stats?: boolean;
@@ -25,7 +25,7 @@ function udpChecksumLine(t: TunnelView): string {
 }
 
 /**
- * Counters as rows: `RX:`, `TX:`, `drop:` (by name prefix, in layout order), each a header line
+ * Counters as rows: `RX:`, `TX:`, `drop:` (by name prefix, in counter order), each a header line
  * of names and a line of right-aligned values.
  */
 export function formatCounters(stats: Record<string, number>, order: readonly string[], indent = '    '): string[] {

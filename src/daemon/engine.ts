@@ -14,7 +14,8 @@ import {
 import type { ConfigStore } from '../control/store.js';
 import type { Engine, SessionView, TunnelView } from '../control/api.js';
 import { DataPlane, type SessionSpec } from '../dataplane/index.js';
-import { HOST_ROW, MAX_SESSIONS, MAX_TUNNELS } from '../dataplane/layout.js';
+import { MAX_SESSIONS, MAX_TUNNELS } from '../dataplane/layout.js';
+import { HOST_ROW } from '../dataplane/counters.js';
 import { native } from '../native/index.js';
 import { Rtnl, type LinkEvent, type LinkInfo } from '../netlink/index.js';
 import { cookieBytes, sessionOverhead } from './mtu.js';

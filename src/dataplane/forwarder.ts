@@ -7,9 +7,12 @@
  * to which tunnel/session; this class only polls them and moves packets.
  */
 import {
-  BATCH, DATAGRAM_CAPACITY, FRAME_CAPACITY, GSO_MAX_SEGS, HEADROOM, HOST_ROW, MAX_SESSIONS, RX_HEADROOM, SESSION_FIELDS, SLOT_COUNT,
-  SessionCounter as S, TUNNEL_FIELDS, TunnelCounter as T,
+  BATCH, DATAGRAM_CAPACITY, FRAME_CAPACITY, GSO_MAX_SEGS, HEADROOM, MAX_SESSIONS, RX_HEADROOM, SLOT_COUNT,
 } from './layout.js';
+import {
+  HOST_ROW, SESSION_DROP_COUNTER, SESSION_ROW_WIDTH, SessionCounter as S, TUNNEL_DROP_COUNTER,
+  TUNNEL_DROP_INVALID, TUNNEL_ROW_WIDTH, TunnelCounter as T,
+} from './counters.js';
 import { SlotAllocator, slotOffset } from './slots.js';
 import { POLL_READABLE, POLL_WRITABLE, SOURCE_STRIDE } from '../native/types.js';
 import type { NativeAddon } from '../native/index.js';
@@ -328,7 +331,7 @@ export class Forwarder {
     const sock = s.tunnel.socket;
     const native = this.native;
     const sc = this.sc;
-    const row = s.slot * SESSION_FIELDS;
+    const row = s.slot * SESSION_ROW_WIDTH;
     const least = s.minReadSlots;
     for (let round = 0; round < ROUNDS && !sock.blocked; round++) {
       const room = TXQ_CAP - sock.qCount;
@@ -421,9 +424,9 @@ export class Forwarder {
     const end = sock.qHead + n;
     for (let q = sock.qHead; q < end; q++) {
       const sess = sock.qSessions[q];
-      const tRow = sock.qPeers[q] * TUNNEL_FIELDS;
+      const tRow = sock.qPeers[q] * TUNNEL_ROW_WIDTH;
       if (sess >= 0) {
-        const row = sess * SESSION_FIELDS;
+        const row = sess * SESSION_ROW_WIDTH;
         if (ok) {
           sc[row + S.TxPackets]++;
           sc[row + S.TxBytes] += sock.qLengths[q];
@@ -494,7 +497,7 @@ export class Forwarder {
     for (let round = 0; round < ROUNDS; round++) {
       const n = this.native.recvBatch(sock.fd, this.rxOffsets, DATAGRAM_CAPACITY, BATCH, this.rxLengths, this.rxSources);
       if (n <= 0) {
-        if (n < 0) this.tc[sock.counterRow * TUNNEL_FIELDS + T.DropSocketError]++;
+        if (n < 0) this.tc[sock.counterRow * TUNNEL_ROW_WIDTH + T.DropSocketError]++;
         return;
       }
       this.native.readClock(this.clock);
@@ -511,20 +514,21 @@ export class Forwarder {
     return src[b] === e[0] && src[b + 1] === e[1] && src[b + 2] === e[2] && src[b + 3] === e[3] && src[b + 4] === e[4];
   }
 
+  /** A packet dropped before its session was known: its reason's counter (counters.ts) and rx_errors. */
   private countTunnelDrop(row: number, reason: DropReason): void {
     const tc = this.tc;
-    const base = row * TUNNEL_FIELDS;
-    switch (reason) {
-      case DropReason.ShortPacket:
-      case DropReason.BadIpHeader: tc[base + T.DropShortPacket]++; break;
-      case DropReason.BadVersion: tc[base + T.DropBadVersion]++; tc[base + T.RxInvalid]++; break;
-      case DropReason.Control: tc[base + T.DropControl]++; break;
-      case DropReason.UnknownSession: tc[base + T.DropUnknownSession]++; break;
-      case DropReason.ForeignSource: tc[base + T.DropForeignSource]++; break;
-      case DropReason.Oversize: tc[base + T.DropOversize]++; break;
-      default: tc[base + T.RxInvalid]++; break;
-    }
+    const base = row * TUNNEL_ROW_WIDTH;
+    tc[base + TUNNEL_DROP_COUNTER[reason]]++;
+    if (TUNNEL_DROP_INVALID[reason] !== 0) tc[base + T.RxInvalid]++;
     tc[base + T.RxErrors]++;
+  }
+
+  /** A packet of session slot `slot` dropped: its reason's counter (counters.ts) and rx_errors. */
+  private countSessionDrop(slot: number, reason: DropReason): void {
+    const sc = this.sc;
+    const base = slot * SESSION_ROW_WIDTH;
+    sc[base + SESSION_DROP_COUNTER[reason]]++;
+    sc[base + S.RxErrors]++;
   }
 
   private receive(sock: SocketState, i: number): void {
@@ -555,19 +559,13 @@ export class Forwarder {
       this.countTunnelDrop(s.tunnel.slot, DropReason.ForeignSource);
       return;
     }
-    const row = s.slot * SESSION_FIELDS;
-    const sc = this.sc;
     r = decodeSession(this.bytes, dec, s.rx, start + len);
     if (r !== DropReason.None) {
-      if (r === DropReason.CookieMismatch) sc[row + S.RxCookieDiscards]++;
-      else if (r === DropReason.ShortFrame) sc[row + S.RxShortFrames]++;
-      else sc[row + S.RxInvalid]++;
-      sc[row + S.RxErrors]++;
+      this.countSessionDrop(s.slot, r);
       return;
     }
     if (dec.frameLength > s.maxFrame) {
-      sc[row + S.RxOversize]++;
-      sc[row + S.RxErrors]++;
+      this.countSessionDrop(s.slot, DropReason.Oversize);
       return;
     }
     const l2tpBytes = start + len - dec.l2tpStart;
@@ -639,12 +637,12 @@ export class Forwarder {
       bytes += this.dBytes[this.wOrder[k]];
     }
     const sc = this.sc;
-    const row = s.slot * SESSION_FIELDS;
+    const row = s.slot * SESSION_ROW_WIDTH;
     if (ok > 0) {
       sc[row + S.RxPackets] += ok;
       sc[row + S.RxBytes] += bytes;
       sc[row + S.LastRxMs] = this.clock[WALL];
-      const tRow = s.tunnel.slot * TUNNEL_FIELDS;
+      const tRow = s.tunnel.slot * TUNNEL_ROW_WIDTH;
       this.tc[tRow + T.RxPackets] += ok;
       this.tc[tRow + T.RxBytes] += bytes;
     }
@@ -667,8 +665,7 @@ export class Forwarder {
     const slot = this.rxSlots[i];
     if (this.slots.free === 0 && s.seq.reorderTimeoutMs > 0) {
       // No slot to replace a held frame with: refuse to hold rather than stall the receive path.
-      this.sc[s.slot * SESSION_FIELDS + S.RxSeqDiscards]++;
-      this.sc[s.slot * SESSION_FIELDS + S.RxErrors]++;
+      this.countSessionDrop(s.slot, DropReason.SeqDiscard);
       return;
     }
     this.heldStart[slot] = dec.frameStart;
@@ -682,17 +679,21 @@ export class Forwarder {
 
   /** Move what the sequencer released into the delivery batch, and count what it dropped. */
   private drainSequencer(s: SessionState, currentSlot: number): void {
-    const row = s.slot * SESSION_FIELDS;
-    const sc = this.sc;
-    for (let t = s.seq.takeDeliverable(); t >= 0; t = s.seq.takeDeliverable()) {
+    const seq = s.seq;
+    for (let t = seq.takeDeliverable(); t >= 0; t = seq.takeDeliverable()) {
       this.queueDelivery(s, this.heldStart[t], this.heldLength[t], this.heldBytes[t], t === currentSlot ? -1 : t);
     }
-    for (let t = s.seq.takeDropped(); t >= 0; t = s.seq.takeDropped()) {
-      if (s.seq.lastDropReason === DropReason.SeqDiscard) sc[row + S.RxSeqDiscards]++;
-      sc[row + S.RxErrors]++;
+    for (let t = seq.takeDropped(); t >= 0; t = seq.takeDropped()) {
+      this.countSessionDrop(s.slot, seq.lastDropReason);
       if (t !== currentSlot) this.slots.give(t);
     }
-    sc[row + S.RxOosPackets] = s.seq.oosPackets;
+    // What the sequencer counts without dropping (its drops are counted above, by reason).
+    const sc = this.sc;
+    const row = s.slot * SESSION_ROW_WIDTH;
+    sc[row + S.RxOosPackets] = seq.oosPackets;
+    sc[row + S.RxSeqResyncs] = seq.resyncs;
+    sc[row + S.RxReorderTimeouts] = seq.reorderTimeouts;
+    sc[row + S.RxReorderOverflows] = seq.reorderOverflows;
   }
 
   private armReorderTimer(s: SessionState): void {

@@ -5,10 +5,10 @@
  */
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { SLOT_COUNT, SLOT_SIZE } from './layout.js';
 import {
-  SESSION_COUNTER_BYTES, SESSION_COUNTER_NAMES, SESSION_FIELDS,
-  SLOT_COUNT, SLOT_SIZE, TUNNEL_COUNTER_BYTES, TUNNEL_COUNTER_NAMES, TUNNEL_FIELDS,
-} from './layout.js';
+  SESSION_COUNTER_BYTES, SESSION_COUNTER_NAMES, SESSION_ROW_WIDTH, TUNNEL_COUNTER_BYTES, TUNNEL_COUNTER_NAMES, TUNNEL_ROW_WIDTH,
+} from './counters.js';
 import type { DataPlaneReply, DataPlaneRequest, WorkerInit } from './messages.js';
 import { native } from '../native/index.js';
 import type { SessionSpec, TunnelSpec } from './forwarder.js';
@@ -87,16 +87,16 @@ export class DataPlane {
   }
 
   sessionStats(slot: number): Record<string, number> {
-    return readRow(this.sessionCounters, slot * SESSION_FIELDS, SESSION_COUNTER_NAMES);
+    return readRow(this.sessionCounters, slot * SESSION_ROW_WIDTH, SESSION_COUNTER_NAMES);
   }
 
   tunnelStats(slot: number): Record<string, number> {
-    return readRow(this.tunnelCounters, slot * TUNNEL_FIELDS, TUNNEL_COUNTER_NAMES);
+    return readRow(this.tunnelCounters, slot * TUNNEL_ROW_WIDTH, TUNNEL_COUNTER_NAMES);
   }
 
   /** Zero a counter row before its slot is reused. */
-  resetSession(slot: number): void { this.sessionCounters.fill(0, slot * SESSION_FIELDS, (slot + 1) * SESSION_FIELDS); }
-  resetTunnel(slot: number): void { this.tunnelCounters.fill(0, slot * TUNNEL_FIELDS, (slot + 1) * TUNNEL_FIELDS); }
+  resetSession(slot: number): void { this.sessionCounters.fill(0, slot * SESSION_ROW_WIDTH, (slot + 1) * SESSION_ROW_WIDTH); }
+  resetTunnel(slot: number): void { this.tunnelCounters.fill(0, slot * TUNNEL_ROW_WIDTH, (slot + 1) * TUNNEL_ROW_WIDTH); }
 }
 
 function readRow(arr: Float64Array, base: number, names: readonly string[]): Record<string, number> {

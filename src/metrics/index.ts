@@ -7,8 +7,8 @@
 import http from 'node:http';
 import client from 'prom-client';
 import {
-  SESSION_FIELDS, SessionCounter as S, TUNNEL_FIELDS, TunnelCounter as T,
-} from '../dataplane/layout.js';
+  SESSION_COUNTERS, SESSION_ROW_WIDTH, TUNNEL_COUNTERS, TUNNEL_DROPS_FAMILY, TUNNEL_ROW_WIDTH, type CounterDef,
+} from '../dataplane/counters.js';
 
 export interface MetricsSource {
   /** Running sessions with their counter rows. */
@@ -55,42 +55,10 @@ function family(name: string, help: string, type: 'counter' | 'gauge', values: (
   } as unknown as client.Metric;
 }
 
-const SESSION_COUNTERS: Array<[string, S, string]> = [
-  ['l2tp_session_rx_packets_total', S.RxPackets, 'Frames received from the peer and delivered to the session interface.'],
-  ['l2tp_session_rx_bytes_total', S.RxBytes, 'Bytes delivered, counted as L2TPv3 header plus frame (as the kernel does).'],
-  ['l2tp_session_tx_packets_total', S.TxPackets, 'Frames read from the session interface and sent to the peer.'],
-  ['l2tp_session_tx_bytes_total', S.TxBytes, 'Bytes sent, counted as L2TPv3 header plus frame.'],
-  ['l2tp_session_rx_errors_total', S.RxErrors, 'Received frames dropped for any reason after the session was found.'],
-  ['l2tp_session_tx_errors_total', S.TxErrors, 'Frames that could not be sent.'],
-  ['l2tp_session_rx_seq_discards_total', S.RxSeqDiscards, 'Frames dropped by sequence number processing.'],
-  ['l2tp_session_rx_oos_packets_total', S.RxOosPackets, 'Frames received out of sequence and reordered.'],
-  ['l2tp_session_rx_cookie_discards_total', S.RxCookieDiscards, 'Frames dropped because the cookie did not match peer_cookie.'],
-  ['l2tp_session_rx_invalid_total', S.RxInvalid, 'Frames with a malformed session header.'],
-  ['l2tp_session_rx_oversize_total', S.RxOversize, 'Frames larger than the session interface MTU allows, dropped.'],
-  ['l2tp_session_tx_oversize_total', S.TxOversize, 'Frames from the session interface too large to carry, dropped.'],
-  ['l2tp_session_rx_short_frames_total', S.RxShortFrames, 'Payloads shorter than an Ethernet header, dropped.'],
-  ['l2tp_session_rx_tap_drops_total', S.RxTapDrops, 'Frames the session interface refused (down or full).'],
-];
-
-const TUNNEL_COUNTERS: Array<[string, T, string]> = [
-  ['l2tp_tunnel_rx_packets_total', T.RxPackets, 'Frames delivered to sessions of this tunnel.'],
-  ['l2tp_tunnel_rx_bytes_total', T.RxBytes, 'Bytes delivered to sessions of this tunnel.'],
-  ['l2tp_tunnel_tx_packets_total', T.TxPackets, 'Packets sent by sessions of this tunnel.'],
-  ['l2tp_tunnel_tx_bytes_total', T.TxBytes, 'Bytes sent by sessions of this tunnel.'],
-  ['l2tp_tunnel_rx_errors_total', T.RxErrors, 'Packets for this tunnel dropped before a session was found (all reasons of l2tp_tunnel_rx_drops_total).'],
-  ['l2tp_tunnel_rx_invalid_total', T.RxInvalid, 'Packets for this tunnel with an invalid L2TPv3 header (a version other than 3), as the kernel counts rx_invalid.'],
-  ['l2tp_tunnel_tx_errors_total', T.TxErrors, 'Packets of this tunnel the kernel refused to send.'],
-];
-
-const DROP_REASONS: Array<[string, T]> = [
-  ['short_packet', T.DropShortPacket],
-  ['bad_version', T.DropBadVersion],
-  ['control_message', T.DropControl],
-  ['unknown_session', T.DropUnknownSession],
-  ['foreign_source', T.DropForeignSource],
-  ['oversize', T.DropOversize],
-  ['socket_error', T.DropSocketError],
-];
+/** Tunnel families: one per counter, except the drops, which share one family labelled by reason. */
+const TUNNEL_FAMILIES = TUNNEL_COUNTERS.map((c, field) => ({ c, field })).filter(({ c }) => c.reason === undefined);
+const DROP_REASONS = TUNNEL_COUNTERS.map((c, field) => ({ reason: c.reason, field }))
+  .filter((d): d is { reason: string; field: number } => d.reason !== undefined);
 
 const escapeLabel = (v: string) => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
 
@@ -117,16 +85,15 @@ class SessionFamilies {
     const labels = sessions.map((s) => this.labels(s));
     const ctr = this.src.sessionCounters;
     let out = '';
-    const one = (name: string, help: string, type: string, field: number, scale: number) => {
-      let text = `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n`;
+    const one = (c: CounterDef, field: number) => {
+      const scale = c.gauge?.scale ?? 1;
+      let text = `# HELP ${c.metric} ${c.help}\n# TYPE ${c.metric} ${c.gauge ? 'gauge' : 'counter'}\n`;
       for (let i = 0; i < sessions.length; i++) {
-        text += `${name}${labels[i]} ${ctr[sessions[i].slot * SESSION_FIELDS + field] / scale}\n`;
+        text += `${c.metric}${labels[i]} ${ctr[sessions[i].slot * SESSION_ROW_WIDTH + field] / scale}\n`;
       }
       out += text;
     };
-    for (const [name, field, help] of SESSION_COUNTERS) one(name, help, 'counter', field, 1);
-    one('l2tp_session_last_rx_timestamp_seconds', 'Unix time of the last frame delivered on the session, 0 if none yet.',
-      'gauge', S.LastRxMs, 1000);
+    SESSION_COUNTERS.forEach(one);
     return out;
   }
 }
@@ -145,23 +112,21 @@ export function createRegistry(src: MetricsSource, version: string): client.Regi
   const snapshot = new ScrapeSnapshot(src);
   const reg = new L2tpRegistry(snapshot, new SessionFamilies(src, snapshot));
   client.collectDefaultMetrics({ register: reg });
-  for (const [name, field, help] of TUNNEL_COUNTERS) {
-    reg.registerMetric(family(name, help, 'counter', () => snapshot.tunnels().map((t) => ({
-      labels: { tunnel_id: t.tunnel_id }, value: src.tunnelCounters[t.slot * TUNNEL_FIELDS + field],
+  for (const { c, field } of TUNNEL_FAMILIES) {
+    reg.registerMetric(family(c.metric, c.help, 'counter', () => snapshot.tunnels().map((t) => ({
+      labels: { tunnel_id: t.tunnel_id }, value: src.tunnelCounters[t.slot * TUNNEL_ROW_WIDTH + field],
     }))));
   }
-  reg.registerMetric(family('l2tp_tunnel_rx_drops_total',
-    'Packets dropped before a session was found, by reason. tunnel_id="" counts raw IP packets that matched no tunnel.',
-    'counter', () => {
-      const rows = [...snapshot.tunnels().map((t) => ({ id: String(t.tunnel_id), slot: t.slot })), { id: '', slot: src.hostRow }];
-      const out: Sample[] = [];
-      for (const r of rows) {
-        for (const [reason, field] of DROP_REASONS) {
-          out.push({ labels: { tunnel_id: r.id, reason }, value: src.tunnelCounters[r.slot * TUNNEL_FIELDS + field] });
-        }
+  reg.registerMetric(family(TUNNEL_DROPS_FAMILY.metric, TUNNEL_DROPS_FAMILY.help, 'counter', () => {
+    const rows = [...snapshot.tunnels().map((t) => ({ id: String(t.tunnel_id), slot: t.slot })), { id: '', slot: src.hostRow }];
+    const out: Sample[] = [];
+    for (const r of rows) {
+      for (const { reason, field } of DROP_REASONS) {
+        out.push({ labels: { tunnel_id: r.id, reason }, value: src.tunnelCounters[r.slot * TUNNEL_ROW_WIDTH + field] });
       }
-      return out;
-    }));
+    }
+    return out;
+  }));
   reg.registerMetric(family('l2tp_tunnels', 'Tunnels running.', 'gauge', () => [{ labels: {}, value: snapshot.tunnels().length }]));
   reg.registerMetric(family('l2tp_sessions', 'Sessions running.', 'gauge', () => [{ labels: {}, value: snapshot.sessions().length }]));
   reg.registerMetric(family('l2tpd_build_info', 'l2tpd version and runtime.', 'gauge',

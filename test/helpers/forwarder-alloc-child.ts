@@ -6,9 +6,10 @@
  */
 import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { Forwarder, type SessionSpec, type TunnelSpec } from '../../src/dataplane/forwarder.js';
+import { BATCH, SLOT_COUNT, SLOT_SIZE } from '../../src/dataplane/layout.js';
 import {
-  BATCH, SESSION_COUNTER_BYTES, SESSION_FIELDS, SLOT_COUNT, SLOT_SIZE, SessionCounter as S, TUNNEL_COUNTER_BYTES,
-} from '../../src/dataplane/layout.js';
+  SESSION_COUNTER_BYTES, SESSION_ROW_WIDTH, SessionCounter as S, TUNNEL_COUNTER_BYTES,
+} from '../../src/dataplane/counters.js';
 import { POLL_READABLE, POLL_WRITABLE, SOURCE_STRIDE, type NativeAddon } from '../../src/native/index.js';
 import { buildTxTemplate, nextSeq, writeHeader } from '../../src/protocol/index.js';
 
@@ -149,9 +150,9 @@ async function main(frames: number): Promise<AllocResult> {
     sendCalls: addon.sendCalls,
     read: addon.read - before.read,
     unblocks: unblocks - before.unblocks,
-    rxErrors: sc[0 * SESSION_FIELDS + S.RxErrors] + sc[1 * SESSION_FIELDS + S.RxErrors],
-    rxPacketsA: sc[0 * SESSION_FIELDS + S.RxPackets],
-    rxPacketsB: sc[1 * SESSION_FIELDS + S.RxPackets],
+    rxErrors: sc[0 * SESSION_ROW_WIDTH + S.RxErrors] + sc[1 * SESSION_ROW_WIDTH + S.RxErrors],
+    rxPacketsA: sc[0 * SESSION_ROW_WIDTH + S.RxPackets],
+    rxPacketsB: sc[1 * SESSION_ROW_WIDTH + S.RxPackets],
     gcs: gcs.filter((x) => x >= t0 && x <= t1).length,
     ms: t1 - t0,
     coverage: process.env.NODE_V8_COVERAGE !== undefined,

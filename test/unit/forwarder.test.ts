@@ -4,10 +4,10 @@
  */
 import t from 'tap';
 import { Forwarder, type SessionSpec, type TunnelSpec } from '../../src/dataplane/forwarder.js';
+import { BATCH, GSO_MAX_SEGS, SLOT_COUNT, SLOT_SIZE } from '../../src/dataplane/layout.js';
 import {
-  BATCH, GSO_MAX_SEGS, SESSION_COUNTER_BYTES, SESSION_FIELDS, SLOT_COUNT, SLOT_SIZE, SessionCounter as S,
-  TUNNEL_COUNTER_BYTES,
-} from '../../src/dataplane/layout.js';
+  SESSION_COUNTER_BYTES, SESSION_ROW_WIDTH, SessionCounter as S, TUNNEL_COUNTER_BYTES,
+} from '../../src/dataplane/counters.js';
 import { POLL_READABLE, POLL_WRITABLE, SOURCE_STRIDE, type NativeAddon } from '../../src/native/index.js';
 import { buildTxTemplate, writeHeader } from '../../src/protocol/index.js';
 
@@ -32,8 +32,8 @@ class RecordingAddon {
   readonly offload: string[] = [];
 
   bytes: Uint8Array<ArrayBufferLike> = new Uint8Array(0);
-  /** Datagrams recvBatch hands out next: [peer session id (= our session id), marker byte]. */
-  readonly datagrams: Array<[number, number]> = [];
+  /** Datagrams recvBatch hands out next: [peer session id (= our session id), marker byte, sequence number or none]. */
+  readonly datagrams: Array<[number, number, number?]> = [];
   /** writeBatch calls: fd, offload, and the marker byte of each frame. */
   readonly writes: Array<{ fd: number; offload: boolean; markers: number[] }> = [];
   /** Fewest bytes any written frame had in front of it within its slot (the addon's scratch). */
@@ -49,12 +49,12 @@ class RecordingAddon {
     const n = Math.min(count, this.datagrams.length);
     const { encap, l2spec, source } = this.rxEncap;
     for (let i = 0; i < n; i++) {
-      const [sid, marker] = this.datagrams.shift()!;
+      const [sid, marker, seq = -1] = this.datagrams.shift()!;
       const tpl = buildTxTemplate({ encap, peerSessionId: sid, cookie: new Uint8Array(0), l2spec, offset: 0 });
       const frameStart = offsets[i] + tpl.length;
       // Frames differ in length (FRAME + marker), so byte counts show which ones were counted.
       this.bytes.fill(marker, frameStart, frameStart + FRAME + marker);
-      writeHeader(this.bytes, frameStart, tpl, -1);
+      writeHeader(this.bytes, frameStart, tpl, seq);
       lengths[i] = tpl.length + FRAME + marker;
       sources.set(source, i * SOURCE_STRIDE);
     }
@@ -75,7 +75,9 @@ class RecordingAddon {
   pollStart(fd: number, _events: number, cb: (fd: number, events: number) => void): void { this.callbacks.set(fd, cb); }
   pollStop(): void { /* nothing to release */ }
   pollPause(): void { /* nothing to release */ }
-  readClock(out: Float64Array): void { out[0] = 0; out[1] = 0; }
+  /** What readClock reports, wall and monotonic (ms). */
+  nowMs = 0;
+  readClock(out: Float64Array): void { out[0] = this.nowMs; out[1] = this.nowMs; }
   readBatch(fd: number, _o: Uint32Array, _cap: number, count: number, lengths: Int32Array, offload: boolean): number {
     this.offered.push(count);
     this.offload.push(`${fd}:${offload}`);
@@ -156,7 +158,7 @@ t.test('an offload tap is read with room for a super-frame, and its undeliverabl
   t.same(addon.offered, [full, full], 'offered a batch plus room for one more super-frame, twice');
   t.same(addon.offload, [`${TAP_A}:true`, `${TAP_A}:true`], 'read as an offload tap');
   t.equal(addon.sentTo.length, 66, 'every deliverable frame went out');
-  const row = 0 * SESSION_FIELDS;
+  const row = 0 * SESSION_ROW_WIDTH;
   t.equal(sc[row + S.TxPackets], 66, 'tx_packets');
   t.equal(sc[row + S.TxErrors], 2, 'the two frames the addon could not deliver are tx_errors');
 
@@ -189,11 +191,11 @@ t.test('a receive batch is written one session at a time, in order, and refused 
   ], 'one writeBatch per session, its frames in arrival order, with its tap\'s offload flag');
   // UDP data header, session id, default sublayer, frame of FRAME + marker bytes.
   const l2tpBytes = (marker: number) => 4 + 4 + 4 + FRAME + marker;
-  t.equal(sc[0 * SESSION_FIELDS + S.RxPackets], 3, 'session 0: rx_packets');
-  t.equal(sc[0 * SESSION_FIELDS + S.RxBytes], l2tpBytes(1) + l2tpBytes(3) + l2tpBytes(5), 'session 0: rx_bytes');
-  t.equal(sc[1 * SESSION_FIELDS + S.RxPackets], 2, 'session 1: the refused frame is not received');
-  t.equal(sc[1 * SESSION_FIELDS + S.RxBytes], l2tpBytes(2) + l2tpBytes(6), 'session 1: rx_bytes of exactly the two it took');
-  t.equal(sc[1 * SESSION_FIELDS + S.RxTapDrops], 1, 'session 1: one tap drop');
+  t.equal(sc[0 * SESSION_ROW_WIDTH + S.RxPackets], 3, 'session 0: rx_packets');
+  t.equal(sc[0 * SESSION_ROW_WIDTH + S.RxBytes], l2tpBytes(1) + l2tpBytes(3) + l2tpBytes(5), 'session 0: rx_bytes');
+  t.equal(sc[1 * SESSION_ROW_WIDTH + S.RxPackets], 2, 'session 1: the refused frame is not received');
+  t.equal(sc[1 * SESSION_ROW_WIDTH + S.RxBytes], l2tpBytes(2) + l2tpBytes(6), 'session 1: rx_bytes of exactly the two it took');
+  t.equal(sc[1 * SESSION_ROW_WIDTH + S.RxTapDrops], 1, 'session 1: one tap drop');
 });
 
 t.test('decapsulated frames keep scratch in their slot for an offload tap\'s virtio header, even behind a 4-byte header', async (t) => {
@@ -209,4 +211,36 @@ t.test('decapsulated frames keep scratch in their slot for an offload tap\'s vir
   t.equal(sc[S.RxPackets], 3, 'rx_packets');
   // writeBatch (offload) puts a 10-byte virtio header in front of a frame written alone.
   t.ok(addon.writeScratch >= 10, `${addon.writeScratch} bytes in front of each frame within its slot (>= 10)`);
+});
+
+t.test('what the sequencer counts is in the session counters: resyncs, window drops, reorder timeouts and overflows', async (t) => {
+  const { addon, fwd, sc } = forwarderUnderTest();
+  fwd.addTunnel({ slot: 1, tunnelId: 1, encap: 'udp', family: 4, fd: UDP_FD, remote: '192.0.2.2', remotePort: 1701 });
+  fwd.addSession({ ...session(0, 1, TAP_A), seq: 'both' });
+  fwd.addSession({ ...session(1, 1, 21), seq: 'both', reorderTimeout: 1000 });
+  const receive = (sid: number, seqs: number[]): void => {
+    for (const n of seqs) addon.datagrams.push([sid, 1, n]);
+    addon.callbacks.get(UDP_FD)!(UDP_FD, POLL_READABLE);
+  };
+  const row = (slot: number, c: S): number => sc[slot * SESSION_ROW_WIDTH + c];
+
+  // No reordering: 0, then a gap; the sixth of a run of consecutive numbers resyncs (Linux's rule),
+  // then 10 is behind the new expected number (11): an old frame.
+  receive(100, [0, 5, 6, 7, 8, 9, 10, 10]);
+  t.equal(row(0, S.RxPackets), 2, 'session 0: 0 and the resyncing 10 delivered');
+  t.equal(row(0, S.RxSeqDiscards), 5, 'session 0: five out-of-sequence drops');
+  t.equal(row(0, S.RxSeqResyncs), 1, 'session 0: one resync');
+  t.equal(row(0, S.RxWindowDrops), 1, 'session 0: the repeated 10 is a window drop');
+  t.equal(row(0, S.RxErrors), 6, 'session 0: every drop is an rx_error');
+
+  // Reordering: 2 waits for 1; at 2000 ms it has waited longer than 1000 ms and is released.
+  receive(101, [0, 2]);
+  addon.nowMs = 2000;
+  receive(101, [3]);
+  t.equal(row(1, S.RxReorderTimeouts), 1, 'session 1: the gap before 2 given up on by timeout');
+  // 33 frames ahead of the expected 4 (5..37): the 33rd finds the queue (32) full.
+  receive(101, Array.from({ length: 33 }, (_, i) => 5 + i));
+  t.equal(row(1, S.RxReorderOverflows), 1, 'session 1: the gap before 5 given up on because the queue was full');
+  t.equal(row(1, S.RxPackets), 3 + 33, 'session 1: every frame delivered, none dropped');
+  t.equal(row(1, S.RxErrors), 0, 'session 1: no errors');
 });

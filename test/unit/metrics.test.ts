@@ -7,8 +7,8 @@
 import t from 'tap';
 import { createRegistry, type MetricsSource } from '../../src/metrics/index.js';
 import {
-  SESSION_COUNTER_NAMES, SESSION_FIELDS, SessionCounter as S, TUNNEL_COUNTER_NAMES, TUNNEL_FIELDS,
-} from '../../src/dataplane/layout.js';
+  SESSION_COUNTER_NAMES, SESSION_ROW_WIDTH, SessionCounter as S, TUNNEL_COUNTER_NAMES, TUNNEL_ROW_WIDTH,
+} from '../../src/dataplane/counters.js';
 
 /** Fields of slot 3 whose values the test sets by hand; every other field gets 1000 + index. */
 const SET_BY_HAND: number[] = [S.RxPackets, S.TxBytes, S.LastRxMs];
@@ -35,12 +35,12 @@ function source() {
     { tunnel_id: 10, session_id: 1, interface: 'l2tpeth0', slot: 0 },
     { tunnel_id: 10, session_id: 2, interface: 'we"ird\\if', slot: 3 },
   ];
-  const sessionCounters = new Float64Array(8 * SESSION_FIELDS);
-  const tunnelCounters = new Float64Array(8 * TUNNEL_FIELDS);
-  sessionCounters[3 * SESSION_FIELDS + S.RxPackets] = 42;
-  sessionCounters[3 * SESSION_FIELDS + S.TxBytes] = 2 ** 40;
-  sessionCounters[3 * SESSION_FIELDS + S.LastRxMs] = 1_700_000_000_500;
-  SESSION_COUNTER_NAMES.forEach((_, i) => { if (!SET_BY_HAND.includes(i)) sessionCounters[3 * SESSION_FIELDS + i] = 1000 + i; });
+  const sessionCounters = new Float64Array(8 * SESSION_ROW_WIDTH);
+  const tunnelCounters = new Float64Array(8 * TUNNEL_ROW_WIDTH);
+  sessionCounters[3 * SESSION_ROW_WIDTH + S.RxPackets] = 42;
+  sessionCounters[3 * SESSION_ROW_WIDTH + S.TxBytes] = 2 ** 40;
+  sessionCounters[3 * SESSION_ROW_WIDTH + S.LastRxMs] = 1_700_000_000_500;
+  SESSION_COUNTER_NAMES.forEach((_, i) => { if (!SET_BY_HAND.includes(i)) sessionCounters[3 * SESSION_ROW_WIDTH + i] = 1000 + i; });
   // Tunnel 10 (slot 0): field i holds 100 + i. The host row (slot 7) stays zero.
   TUNNEL_COUNTER_NAMES.forEach((_, i) => { tunnelCounters[i] = 100 + i; });
   const src: MetricsSource = {
@@ -90,7 +90,7 @@ t.test('session families', async (t) => {
 
   // Slot 3 reused by another session: new labels, not the cached ones. Session 1 deleted.
   sessions.splice(0, 2, { tunnel_id: 20, session_id: 7, interface: 'pw7', slot: 3 });
-  sessionCounters[3 * SESSION_FIELDS + S.RxPackets] = 1;
+  sessionCounters[3 * SESSION_ROW_WIDTH + S.RxPackets] = 1;
   text = await reg.metrics();
   t.ok(text.includes('l2tp_session_rx_packets_total{tunnel_id="20",session_id="7",interface="pw7"} 1\n'), 'reused slot relabelled');
   t.notOk(text.includes('interface="l2tpeth0"'), 'deleted session gone');
