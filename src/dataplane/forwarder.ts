@@ -15,7 +15,7 @@ import {
 } from './counters.js';
 import { SlotAllocator, slotOffset } from './slots.js';
 import { POLL_READABLE, POLL_WRITABLE, SOURCE_STRIDE } from '../native/types.js';
-import type { NativeAddon } from '../native/index.js';
+import type { ForwarderIo } from '../native/index.js';
 import {
   DecodeResult, DropReason, SeqAction, SequenceState, buildTxTemplate, decodeCommon, decodeSession, makeRxContext, nextSeq,
   writeHeader, type TxTemplate, type RxParams,
@@ -237,13 +237,13 @@ export class Forwarder {
   private readonly onReorderTimerBound = (): void => this.onReorderTimer();
   private reorderDeadline = -1;
 
-  constructor(private readonly native: NativeAddon, pool: SharedArrayBuffer,
+  constructor(private readonly io: ForwarderIo, pool: SharedArrayBuffer,
     sessionCounters: SharedArrayBuffer, tunnelCounters: SharedArrayBuffer) {
     this.bytes = new Uint8Array(pool);
     this.sc = new Float64Array(sessionCounters);
     this.tc = new Float64Array(tunnelCounters);
     this.slots = new SlotAllocator(Math.min(SLOT_COUNT, Math.floor(pool.byteLength / slotOffset(1))));
-    native.attachPool(pool);
+    io.attachPool(pool);
     this.heldStart = new Uint32Array(this.slots.slotCount);
     this.heldLength = new Int32Array(this.slots.slotCount);
     this.heldBytes = new Int32Array(this.slots.slotCount);
@@ -261,12 +261,12 @@ export class Forwarder {
     if (!sock) {
       sock = new SocketState(spec.fd, spec.encap, spec.family, (so, events) => this.onSocketEvent(so, events));
       this.sockets.set(spec.fd, sock);
-      this.native.pollStart(spec.fd, POLL_READABLE, sock.onEvent);
+      this.io.pollStart(spec.fd, POLL_READABLE, sock.onEvent);
     }
     const tunnel = new TunnelState(spec.slot, spec.tunnelId, sock, spec.remote, spec.remotePort, spec.family);
     if (spec.encap === 'udp') sock.tunnel = tunnel;
     sock.refs++;
-    this.native.setPeer(spec.slot, spec.family, spec.remote, spec.remotePort);
+    this.io.setPeer(spec.slot, spec.family, spec.remote, spec.remotePort);
     this.tunnels.set(spec.slot, tunnel);
   }
 
@@ -277,7 +277,7 @@ export class Forwarder {
     this.tunnels.delete(slot);
     const sock = tunnel.socket;
     if (--sock.refs === 0) {
-      this.native.pollStop(sock.fd);
+      this.io.pollStop(sock.fd);
       this.dropQueue(sock);
       this.sockets.delete(sock.fd);
     } else {
@@ -298,13 +298,13 @@ export class Forwarder {
     sock.tapSessions.push(s);
     tunnel.sessions.add(s);
     this.sessionsBySlot.set(spec.slot, s);
-    if (!sock.blocked) this.native.pollStart(spec.tapFd, POLL_READABLE, s.onReadable);
+    if (!sock.blocked) this.io.pollStart(spec.tapFd, POLL_READABLE, s.onReadable);
   }
 
   delSession(slot: number): void {
     const s = this.sessionsBySlot.get(slot);
     if (!s) return;
-    this.native.pollStop(s.spec.tapFd);
+    this.io.pollStop(s.spec.tapFd);
     const sock = s.tunnel.socket;
     sock.sessions.delete(sessionKey(s.spec.sessionId));
     sock.tapSessions.splice(sock.tapSessions.indexOf(s), 1);
@@ -320,8 +320,8 @@ export class Forwarder {
 
   /** Stop polling everything (worker shutdown). The control plane closes the fds. */
   stop(): void {
-    for (const s of this.sessionsBySlot.values()) this.native.pollStop(s.spec.tapFd);
-    for (const sock of this.sockets.values()) this.native.pollStop(sock.fd);
+    for (const s of this.sessionsBySlot.values()) this.io.pollStop(s.spec.tapFd);
+    for (const sock of this.sockets.values()) this.io.pollStop(sock.fd);
     if (this.reorderTimer) clearTimeout(this.reorderTimer);
   }
 
@@ -329,7 +329,7 @@ export class Forwarder {
 
   private onTapReadable(s: SessionState): void {
     const sock = s.tunnel.socket;
-    const native = this.native;
+    const io = this.io;
     const sc = this.sc;
     const row = s.slot * SESSION_ROW_WIDTH;
     const least = s.minReadSlots;
@@ -344,7 +344,7 @@ export class Forwarder {
         this.tSlots[i] = slot;
         this.tOffsets[i] = slotOffset(slot) + HEADROOM;
       }
-      const n = native.readBatch(s.spec.tapFd, this.tOffsets, FRAME_CAPACITY, want, this.tLengths, s.spec.tapOffload);
+      const n = io.readBatch(s.spec.tapFd, this.tOffsets, FRAME_CAPACITY, want, this.tLengths, s.spec.tapOffload);
       const got = n > 0 ? n : 0;
       for (let i = want - 1; i >= got; i--) this.slots.give(this.tSlots[i]);
       if (n < 0) {
@@ -402,7 +402,7 @@ export class Forwarder {
   /** Send the socket's queue with sendmmsg; on EAGAIN keep the rest and wait for writability. */
   private flush(sock: SocketState): void {
     while (sock.qCount > 0) {
-      const sent = this.native.sendBatch(sock.fd, sock.qOffsets, sock.qLengths, sock.qPeers, sock.qHead, sock.qCount);
+      const sent = this.io.sendBatch(sock.fd, sock.qOffsets, sock.qLengths, sock.qPeers, sock.qHead, sock.qCount);
       if (sent < 0) {
         // The head message failed (e.g. no route): count it and try the rest.
         this.retire(sock, 1, false);
@@ -475,15 +475,15 @@ export class Forwarder {
   private block(sock: SocketState): void {
     sock.blocked = true;
     const taps = sock.tapSessions;
-    for (let i = 0; i < taps.length; i++) this.native.pollPause(taps[i].spec.tapFd);
-    this.native.pollStart(sock.fd, POLL_READABLE | POLL_WRITABLE, sock.onEvent);
+    for (let i = 0; i < taps.length; i++) this.io.pollPause(taps[i].spec.tapFd);
+    this.io.pollStart(sock.fd, POLL_READABLE | POLL_WRITABLE, sock.onEvent);
   }
 
   private unblock(sock: SocketState): void {
     sock.blocked = false;
-    this.native.pollStart(sock.fd, POLL_READABLE, sock.onEvent);
+    this.io.pollStart(sock.fd, POLL_READABLE, sock.onEvent);
     const taps = sock.tapSessions;
-    for (let i = 0; i < taps.length; i++) this.native.pollStart(taps[i].spec.tapFd, POLL_READABLE, taps[i].onReadable);
+    for (let i = 0; i < taps.length; i++) this.io.pollStart(taps[i].spec.tapFd, POLL_READABLE, taps[i].onReadable);
   }
 
   // ---------------------------------------------------------------- decapsulation: socket -> tap
@@ -495,12 +495,12 @@ export class Forwarder {
 
   private onSocketReadable(sock: SocketState): void {
     for (let round = 0; round < ROUNDS; round++) {
-      const n = this.native.recvBatch(sock.fd, this.rxOffsets, DATAGRAM_CAPACITY, BATCH, this.rxLengths, this.rxSources);
+      const n = this.io.recvBatch(sock.fd, this.rxOffsets, DATAGRAM_CAPACITY, BATCH, this.rxLengths, this.rxSources);
       if (n <= 0) {
         if (n < 0) this.tc[sock.counterRow * TUNNEL_ROW_WIDTH + T.DropSocketError]++;
         return;
       }
-      this.native.readClock(this.clock);
+      this.io.readClock(this.clock);
       for (let i = 0; i < n; i++) this.receive(sock, i);
       this.deliverBatch();
       if (n < BATCH) return;
@@ -628,7 +628,7 @@ export class Forwarder {
   /** Write one session's frames (write order first..end-1) to its tap and count what it took. */
   private writeSession(s: SessionState, first: number, end: number): void {
     // writeBatch marks the frames the tap refuses (lengths < 0) and stops at EAGAIN.
-    const processed = this.native.writeBatch(s.spec.tapFd, this.wOffsets, this.wLengths, first, end - first, s.spec.tapOffload);
+    const processed = this.io.writeBatch(s.spec.tapFd, this.wOffsets, this.wLengths, first, end - first, s.spec.tapOffload);
     let ok = 0;
     let bytes = 0;
     for (let k = first; k < first + processed; k++) {
@@ -710,7 +710,7 @@ export class Forwarder {
   private onReorderTimer(): void {
     this.reorderTimer = null;
     this.reorderDeadline = -1;
-    this.native.readClock(this.clock);
+    this.io.readClock(this.clock);
     // Deleting the current entry while iterating a Set is safe.
     for (const s of this.holding) {
       s.seq.expire();

@@ -4,20 +4,9 @@
  * each thread gets its own instance (own pool pointer, peer table and poll handles).
  */
 import path from 'node:path';
-import type { NativeBindings } from './types.js';
+import type { NativeAddon } from './types.js';
 
 export * from './types.js';
-
-/** Methods the addon provides beyond the shared contract in types.ts. */
-export interface NativeExtensions {
-  /**
-   * out[0] = wall clock (ms since the epoch), out[1] = monotonic clock (ms). Fills the caller's
-   * array because Date.now() and performance.now() allocate a heap number per call.
-   */
-  readClock(out: Float64Array): void;
-}
-
-export type NativeAddon = NativeBindings & NativeExtensions;
 
 // Same path from src/native (ts-node) and dist/native (tsc output).
 const addonDir = path.join(__dirname, '..', '..', 'native-bindings');

@@ -3,6 +3,9 @@
  * only; all L2TPv3 knowledge lives in TypeScript. It is context-aware: load it in the main
  * thread (control plane: open/close fds) and in the data-plane worker (I/O and readiness).
  *
+ * Split by who uses it: `Setup` is the control plane's (taps, sockets, path MTU, wake fds);
+ * `PacketIo` and `Readiness` are all the forwarder needs; `SliceControl` is the worker's loop.
+ *
  * Conventions:
  * - Set-up calls (open, bind, setsockopt) throw an Error with `code` (e.g. 'EADDRINUSE'),
  *   `errno` (positive number) and `syscall` properties.
@@ -43,10 +46,8 @@ export const POLL_WRITABLE = 2;
 /** Per-message stride (in Uint32 words) of the `sources` array filled by recvBatch. */
 export const SOURCE_STRIDE = 5;
 
-export interface NativeBindings {
-  /** Pin the pool for this thread; must be called before any batch call in that thread. */
-  attachPool(pool: SharedArrayBuffer): void;
-
+/** Control plane: opening and closing taps and sockets. Throw on error. */
+export interface Setup {
   /**
    * Open (or attach to a persistent) tap: IFF_TAP|IFF_NO_PI, non-blocking, close-on-exec.
    * `offload` asks for IFF_VNET_HDR + TSO; a kernel that refuses it gives a plain tap
@@ -68,7 +69,16 @@ export interface NativeBindings {
   pathMtu(family: 4 | 6, remoteAddress: string): number;
   /** Bound local port of a socket (getsockname). */
   localPort(fd: number): number;
+  /** A non-blocking eventfd for SliceControl.pollWake; close it with close(). */
+  wakeOpen(): number;
+  /** Signal a wake fd (from any thread). */
+  wakeSignal(fd: number): void;
+}
 
+/** The data plane's packet I/O on the shared pool. Never throws for I/O errors (see above). */
+export interface PacketIo {
+  /** Pin the pool for this thread; must be called before any batch call in that thread. */
+  attachPool(pool: SharedArrayBuffer): void;
   /**
    * Destination table for sendBatch, per thread: peerId -> sockaddr. Pass port 0 for a raw
    * socket: raw IPv6 reads sin6_port as the protocol and refuses any other value (EINVAL).
@@ -107,7 +117,15 @@ export interface NativeBindings {
    * bytes in front of it, which must be scratch (offsets[j] < 10: -EINVAL).
    */
   writeBatch(fd: number, offsets: Uint32Array, lengths: Int32Array, first: number, count: number, offload: boolean): number;
+  /**
+   * out[0] = wall clock (ms since the epoch), out[1] = monotonic clock (ms). Fills the caller's
+   * array because Date.now() and performance.now() allocate a heap number per call.
+   */
+  readClock(out: Float64Array): void;
+}
 
+/** Readiness of the fds the forwarder serves, on the calling thread's loop. */
+export interface Readiness {
   /**
    * Level-triggered readiness on the calling thread's loop (one epoll set per thread, watched by
    * libuv). `events` is a POLL_* mask; calling again for the same fd changes the mask (and
@@ -117,6 +135,10 @@ export interface NativeBindings {
   pollStop(fd: number): void;
   /** Stop the callbacks for fd but keep its handle: the next pollStart only re-arms it. */
   pollPause(fd: number): void;
+}
+
+/** How the data-plane worker's loop serves readiness. */
+export interface SliceControl {
   /**
    * How long (ms, 0..1000) one readiness callback may go on serving the set before it returns to
    * libuv; it returns earlier when a libuv timer is due, setImmediate is pending, the wake fd is
@@ -124,10 +146,12 @@ export interface NativeBindings {
    * Every libuv turn allocates on the JS heap inside Node; the data plane's slice avoids them.
    */
   pollSlice(ms: number): void;
-  /** Register an eventfd from wakeOpen: signalling it ends the current slice. One per thread. */
+  /** Register an eventfd from Setup.wakeOpen: signalling it ends the current slice. One per thread. */
   pollWake(fd: number): void;
-  /** A non-blocking eventfd for pollWake; close it with close(). */
-  wakeOpen(): number;
-  /** Signal a wake fd (from any thread). */
-  wakeSignal(fd: number): void;
 }
+
+/** What the forwarder is given: packet I/O and readiness, nothing that opens or closes. */
+export type ForwarderIo = PacketIo & Readiness;
+
+/** The whole addon, as loaded in each thread. */
+export type NativeAddon = Setup & PacketIo & Readiness & SliceControl;

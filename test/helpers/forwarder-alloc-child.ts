@@ -10,7 +10,8 @@ import { BATCH, SLOT_COUNT, SLOT_SIZE } from '../../src/dataplane/layout.js';
 import {
   SESSION_COUNTER_BYTES, SESSION_ROW_WIDTH, SessionCounter as S, TUNNEL_COUNTER_BYTES,
 } from '../../src/dataplane/counters.js';
-import { POLL_READABLE, POLL_WRITABLE, SOURCE_STRIDE, type NativeAddon } from '../../src/native/index.js';
+import { POLL_READABLE, POLL_WRITABLE, SOURCE_STRIDE } from '../../src/native/index.js';
+import { FakeIo } from './fake-io.js';
 import { buildTxTemplate, nextSeq, writeHeader } from '../../src/protocol/index.js';
 
 const SOCK_FD = 10;
@@ -19,11 +20,8 @@ const TAP_B = 21;
 const FRAME = 60;
 const PEER_V4 = (192 << 24) | (0 << 16) | (2 << 8) | 2;
 
-/** An addon stand-in: each call does what the syscall would, on the pool, without allocating. */
-class SimulatedAddon {
-  bytes: Uint8Array<ArrayBufferLike> = new Uint8Array(0);
-  readonly callbacks = new Map<number, (fd: number, events: number) => void>();
-  readonly events = new Map<number, number>();
+/** The addon's forwarder side, with traffic: each call does what the syscall would, on the pool, without allocating. */
+class SimulatedAddon extends FakeIo {
   // Decap traffic: session A (cookie), then session B (sequenced), alternating runs of 16.
   readonly tplA = buildTxTemplate({ encap: 'udp', peerSessionId: 0x90000001, cookie: Uint8Array.of(9, 8, 7, 6), l2spec: 'default', offset: 0 });
   readonly tplB = buildTxTemplate({ encap: 'udp', peerSessionId: 7, cookie: new Uint8Array(0), l2spec: 'default', offset: 0 });
@@ -33,22 +31,14 @@ class SimulatedAddon {
   read = 0;
   written = 0;
 
-  attachPool(pool: SharedArrayBuffer): void { this.bytes = new Uint8Array(pool); }
-  setPeer(): void { /* one peer, nothing to resolve */ }
-  pollStart(fd: number, events: number, cb: (fd: number, events: number) => void): void {
-    this.callbacks.set(fd, cb);
-    this.events.set(fd, events);
-  }
-  pollStop(fd: number): void { this.events.set(fd, 0); }
-  pollPause(fd: number): void { this.events.set(fd, 0); }
   ticks = 0;
-  readClock(out: Float64Array): void {
+  override readClock(out: Float64Array): void {
     this.ticks++;
     out[0] = 1.7e12 + this.ticks * 0.01;
     out[1] = 5e6 + this.ticks * 0.01;
   }
 
-  recvBatch(_fd: number, offsets: Uint32Array, _cap: number, count: number, lengths: Int32Array, sources: Uint32Array): number {
+  override recvBatch(_fd: number, offsets: Uint32Array, _cap: number, count: number, lengths: Int32Array, sources: Uint32Array): number {
     for (let i = 0; i < count; i++) {
       const useB = (i & 16) !== 0;
       const tpl = useB ? this.tplB : this.tplA;
@@ -68,16 +58,16 @@ class SimulatedAddon {
     }
     return count;
   }
-  writeBatch(_fd: number, _o: Uint32Array, _l: Int32Array, _first: number, count: number): number {
+  override writeBatch(_fd: number, _o: Uint32Array, _l: Int32Array, _first: number, count: number): number {
     this.written += count;
     return count;
   }
-  readBatch(_fd: number, _o: Uint32Array, _cap: number, count: number, lengths: Int32Array): number {
+  override readBatch(_fd: number, _o: Uint32Array, _cap: number, count: number, lengths: Int32Array): number {
     for (let i = 0; i < count; i++) lengths[i] = FRAME;
     this.read += count;
     return count;
   }
-  sendBatch(_fd: number, _o: Uint32Array, _l: Uint32Array, _p: Uint32Array, _first: number, count: number): number {
+  override sendBatch(_fd: number, _o: Uint32Array, _l: Uint32Array, _p: Uint32Array, _first: number, count: number): number {
     // Every 50th call the socket is "full" after half the batch: the forwarder must block.
     const n = ++this.sendCalls % 50 === 0 ? count >> 1 : count;
     this.sent += n;
@@ -89,7 +79,7 @@ function setup(): { fwd: Forwarder; addon: SimulatedAddon; sc: Float64Array } {
   const addon = new SimulatedAddon();
   const pool = new SharedArrayBuffer(SLOT_COUNT * SLOT_SIZE);
   const sessions = new SharedArrayBuffer(SESSION_COUNTER_BYTES);
-  const fwd = new Forwarder(addon as unknown as NativeAddon, pool, sessions, new SharedArrayBuffer(TUNNEL_COUNTER_BYTES));
+  const fwd = new Forwarder(addon, pool, sessions, new SharedArrayBuffer(TUNNEL_COUNTER_BYTES));
   const tunnel: TunnelSpec = { slot: 3, tunnelId: 100, encap: 'udp', family: 4, fd: SOCK_FD, remote: '192.0.2.2', remotePort: 1701 };
   fwd.addTunnel(tunnel);
   const base: SessionSpec = {

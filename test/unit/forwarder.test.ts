@@ -8,7 +8,8 @@ import { BATCH, GSO_MAX_SEGS, SLOT_COUNT, SLOT_SIZE } from '../../src/dataplane/
 import {
   SESSION_COUNTER_BYTES, SESSION_ROW_WIDTH, SessionCounter as S, TUNNEL_COUNTER_BYTES,
 } from '../../src/dataplane/counters.js';
-import { POLL_READABLE, POLL_WRITABLE, SOURCE_STRIDE, type NativeAddon } from '../../src/native/index.js';
+import { POLL_READABLE, POLL_WRITABLE, SOURCE_STRIDE } from '../../src/native/index.js';
+import { FakeIo } from '../helpers/fake-io.js';
 import { buildTxTemplate, writeHeader } from '../../src/protocol/index.js';
 
 const RAW_FD = 5;
@@ -16,8 +17,8 @@ const UDP_FD = 6;
 const FRAME = 60;
 const TAP_A = 20;
 
-class RecordingAddon {
-  readonly callbacks = new Map<number, (fd: number, events: number) => void>();
+/** The shared fake, recording what the forwarder asks of it. */
+class RecordingAddon extends FakeIo {
   readonly peers = new Map<number, string>();
   /** sendBatch accepts nothing while full (EAGAIN), everything otherwise. */
   full = false;
@@ -31,7 +32,6 @@ class RecordingAddon {
   /** The offload flag of every readBatch call, as "fd:offload". */
   readonly offload: string[] = [];
 
-  bytes: Uint8Array<ArrayBufferLike> = new Uint8Array(0);
   /** Datagrams recvBatch hands out next: [peer session id (= our session id), marker byte, sequence number or none]. */
   readonly datagrams: Array<[number, number, number?]> = [];
   /** writeBatch calls: fd, offload, and the marker byte of each frame. */
@@ -41,11 +41,10 @@ class RecordingAddon {
   /** Marker bytes of frames the "tap" refuses (marked -EIO). */
   readonly refuse = new Set<number>();
 
-  attachPool(pool: SharedArrayBuffer): void { this.bytes = new Uint8Array(pool); }
   /** How recvBatch builds them: UDP from 192.0.2.2:1701 with the default sublayer, unless changed. */
   rxEncap: { encap: 'udp' | 'ip'; l2spec: 'none' | 'default'; source: number[] } =
     { encap: 'udp', l2spec: 'default', source: [(4 << 16) | 1701, ((192 << 24) | (2 << 8) | 2) >>> 0, 0, 0, 0] };
-  recvBatch(_fd: number, offsets: Uint32Array, _cap: number, count: number, lengths: Int32Array, sources: Uint32Array): number {
+  override recvBatch(_fd: number, offsets: Uint32Array, _cap: number, count: number, lengths: Int32Array, sources: Uint32Array): number {
     const n = Math.min(count, this.datagrams.length);
     const { encap, l2spec, source } = this.rxEncap;
     for (let i = 0; i < n; i++) {
@@ -60,7 +59,7 @@ class RecordingAddon {
     }
     return n;
   }
-  writeBatch(fd: number, offsets: Uint32Array, lengths: Int32Array, first: number, count: number, offload: boolean): number {
+  override writeBatch(fd: number, offsets: Uint32Array, lengths: Int32Array, first: number, count: number, offload: boolean): number {
     const markers: number[] = [];
     for (let j = first; j < first + count; j++) {
       const marker = this.bytes[offsets[j] + 14];
@@ -71,14 +70,8 @@ class RecordingAddon {
     this.writes.push({ fd, offload, markers });
     return count;
   }
-  setPeer(id: number, _family: number, address: string): void { this.peers.set(id, address); }
-  pollStart(fd: number, _events: number, cb: (fd: number, events: number) => void): void { this.callbacks.set(fd, cb); }
-  pollStop(): void { /* nothing to release */ }
-  pollPause(): void { /* nothing to release */ }
-  /** What readClock reports, wall and monotonic (ms). */
-  nowMs = 0;
-  readClock(out: Float64Array): void { out[0] = this.nowMs; out[1] = this.nowMs; }
-  readBatch(fd: number, _o: Uint32Array, _cap: number, count: number, lengths: Int32Array, offload: boolean): number {
+  override setPeer(id: number, _family: 4 | 6, address: string): void { this.peers.set(id, address); }
+  override readBatch(fd: number, _o: Uint32Array, _cap: number, count: number, lengths: Int32Array, offload: boolean): number {
     this.offered.push(count);
     this.offload.push(`${fd}:${offload}`);
     const planned = this.reads.shift();
@@ -91,7 +84,7 @@ class RecordingAddon {
     this.framesOnTap -= n;
     return n;
   }
-  sendBatch(_fd: number, _o: Uint32Array, _l: Uint32Array, peers: Uint32Array, first: number, count: number): number {
+  override sendBatch(_fd: number, _o: Uint32Array, _l: Uint32Array, peers: Uint32Array, first: number, count: number): number {
     if (this.full) return 0;
     for (let i = first; i < first + count; i++) this.sentTo.push(this.peers.get(peers[i])!);
     return count;
@@ -113,7 +106,7 @@ function session(slot: number, tunnelSlot: number, tapFd: number, tapOffload = f
 function forwarderUnderTest(): { addon: RecordingAddon; fwd: Forwarder; sc: Float64Array } {
   const addon = new RecordingAddon();
   const sessions = new SharedArrayBuffer(SESSION_COUNTER_BYTES);
-  const fwd = new Forwarder(addon as unknown as NativeAddon, new SharedArrayBuffer(SLOT_COUNT * SLOT_SIZE),
+  const fwd = new Forwarder(addon, new SharedArrayBuffer(SLOT_COUNT * SLOT_SIZE),
     sessions, new SharedArrayBuffer(TUNNEL_COUNTER_BYTES));
   return { addon, fwd, sc: new Float64Array(sessions) };
 }
@@ -235,7 +228,7 @@ t.test('what the sequencer counts is in the session counters: resyncs, window dr
 
   // Reordering: 2 waits for 1; at 2000 ms it has waited longer than 1000 ms and is released.
   receive(101, [0, 2]);
-  addon.nowMs = 2000;
+  addon.monoMs = 2000;
   receive(101, [3]);
   t.equal(row(1, S.RxReorderTimeouts), 1, 'session 1: the gap before 2 given up on by timeout');
   // 33 frames ahead of the expected 4 (5..37): the 33rd finds the queue (32) full.
