@@ -5,11 +5,11 @@
  * string, closure or boxed number per packet would trigger scavenges within this many rounds.
  */
 import t from 'tap';
-import { PerformanceObserver, performance } from 'node:perf_hooks';
 import {
   DecodeResult, DropReason, EncapKind, SequenceState, buildTxTemplate, decodeCommon, decodeSession, nextSeq,
   writeHeader,
 } from '../../src/protocol/index.js';
+import { gcsDuring } from '../helpers/gc.js';
 
 t.test('hot path: no garbage collection in 3M packets', async (t) => {
   const pool = new Uint8Array(4096);
@@ -54,16 +54,8 @@ t.test('hot path: no garbage collection in 3M packets', async (t) => {
     }
   };
   loop(300_000); // warm up (feedback, optimisation)
-  const gcs: number[] = [];
-  const obs = new PerformanceObserver((list) => { for (const e of list.getEntries()) gcs.push(e.startTime); });
-  obs.observe({ entryTypes: ['gc'] });
-  const t0 = performance.now();
-  loop(3_000_000);
-  const t1 = performance.now();
-  await new Promise((resolve) => setTimeout(resolve, 20));
-  obs.disconnect();
-  const during = gcs.filter((x) => x >= t0 && x <= t1).length;
-  t.comment(`3M packets in ${(t1 - t0).toFixed(0)} ms; delivered ${acc[1]}, drop reasons sum ${acc[2]}, oos ${reorder.oosPackets}, seq discards ${inOrder.seqDiscards}`);
+  const { gcs: during, ms } = await gcsDuring(() => loop(3_000_000));
+  t.comment(`3M packets in ${ms.toFixed(0)} ms; delivered ${acc[1]}, drop reasons sum ${acc[2]}, oos ${reorder.oosPackets}, seq discards ${inOrder.seqDiscards}`);
   t.equal(acc[0], 0, 'every packet decoded');
   t.ok(acc[2] > 0 && reorder.oosPackets > 0, 'drops and reordering were exercised');
   t.equal(during, 0, 'no GC while the hot path ran');
