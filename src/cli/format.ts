@@ -56,11 +56,11 @@ export function formatCounters(stats: Record<string, number>, order: readonly st
 
 export function formatTunnel(t: TunnelView, opts: FormatOptions = {}): string {
   const lines = [
-    `Tunnel ${t.tunnel_id}, encap ${t.encap === 'ip' ? 'IP' : 'UDP'}`,
+    `Tunnel ${t.tunnel_id}, encap ${t.encap.toUpperCase()}`,
     `  From ${t.local} to ${t.remote}`,
     `  Peer tunnel ${t.peer_tunnel_id}`,
   ];
-  if (t.encap !== 'ip') {
+  if (t.udp_sport !== undefined) {
     lines.push(`  UDP source / dest ports: ${t.udp_sport}/${t.udp_dport}`);
     lines.push(udpChecksumLine(t));
   }

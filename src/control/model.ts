@@ -3,7 +3,8 @@
  * (README "l2tpctl"), used verbatim in the config file, the API bodies and the CLI.
  */
 
-export type Encap = 'udp' | 'ip';
+import type { EncapName } from '../dataplane/encap.js';
+
 export type OnOff = 'on' | 'off';
 export type L2SpecType = 'none' | 'default';
 export type SeqMode = 'none' | 'send' | 'recv' | 'both';
@@ -11,7 +12,7 @@ export type SeqMode = 'none' | 'send' | 'recv' | 'both';
 export interface TunnelConfig {
   tunnel_id: number;
   peer_tunnel_id: number;
-  encap: Encap;
+  encap: EncapName;
   /** IPv4 or IPv6 literal, same family as remote. */
   local: string;
   remote: string;
@@ -59,7 +60,7 @@ export interface Config {
 
 /** Defaults applied when a field is absent (they match `ip l2tp`). */
 export const TUNNEL_DEFAULTS = {
-  encap: 'udp' as Encap,
+  encap: 'udp' as EncapName,
   udp_csum: 'off' as OnOff,
   udp6_csum_tx: 'on' as OnOff,
   udp6_csum_rx: 'on' as OnOff,

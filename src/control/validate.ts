@@ -19,12 +19,12 @@ import {
   SESSION_DEFAULTS,
   TUNNEL_DEFAULTS,
   type Config,
-  type Encap,
   type OnOff,
   type SessionConfig,
   type TunnelConfig,
 } from './model.js';
 import { MAX_SESSION_MTU } from '../dataplane/layout.js';
+import { ENCAPSULATIONS, type EncapName } from '../dataplane/encap.js';
 
 export const ID_MAX = 0xffffffff;
 export const ID_ALLOWED = `an integer 1..${ID_MAX}`;
@@ -173,9 +173,9 @@ function normalizeTunnelInner(input: unknown): TunnelConfig {
   rejectUnknown('tunnel', input, TUNNEL_FIELDS);
   const tunnel_id = parseId('tunnel_id', required('tunnel_id', input, ID_ALLOWED));
   const peer_tunnel_id = parseId('peer_tunnel_id', required('peer_tunnel_id', input, ID_ALLOWED));
-  const encap: Encap = input.encap === undefined
+  const encap: EncapName = input.encap === undefined
     ? TUNNEL_DEFAULTS.encap
-    : parseEnum('encap', input.encap, ['ip', 'udp'] as const);
+    : parseEnum('encap', input.encap, Object.keys(ENCAPSULATIONS) as EncapName[]);
   const [local, family] = parseAddress('local', required('local', input, 'an IPv4 or IPv6 address'));
   const [remote, rfamily] = parseAddress('remote', required('remote', input, 'an IPv4 or IPv6 address'));
   if (rfamily !== family) {
@@ -321,8 +321,9 @@ export function checkAddTunnel(cfg: Config, t: TunnelConfig): void {
   if (cfg.tunnels.some((x) => x.tunnel_id === t.tunnel_id)) {
     throw new ConflictError(`tunnel ${t.tunnel_id} already exists`, 409, 'tunnel_id', t.tunnel_id);
   }
-  if (t.encap === 'udp') {
-    const other = cfg.tunnels.find((x) => x.encap === 'udp' && x.local === t.local && x.udp_sport === t.udp_sport);
+  if (ENCAPSULATIONS[t.encap].socketPerTunnel) {
+    // Each tunnel binds its own socket to local:udp_sport.
+    const other = cfg.tunnels.find((x) => x.encap === t.encap && x.local === t.local && x.udp_sport === t.udp_sport);
     if (other) {
       throw new ConflictError(
         `local ${t.local} udp_sport ${t.udp_sport} is already used by tunnel ${other.tunnel_id}`,
@@ -337,12 +338,12 @@ export function checkAddSession(cfg: Config, s: SessionConfig): void {
   if (cfg.sessions.some((x) => x.tunnel_id === s.tunnel_id && x.session_id === s.session_id)) {
     throw new ConflictError(`session ${s.session_id} already exists in tunnel ${s.tunnel_id}`, 409, 'session_id', s.session_id);
   }
-  if (tunnel.encap === 'ip') {
-    const ipTunnels = new Set(cfg.tunnels.filter((x) => x.encap === 'ip').map((x) => x.tunnel_id));
-    const other = cfg.sessions.find((x) => x.session_id === s.session_id && ipTunnels.has(x.tunnel_id));
+  if (ENCAPSULATIONS[tunnel.encap].sessionIdsPerHost) {
+    const sameEncap = new Set(cfg.tunnels.filter((x) => x.encap === tunnel.encap).map((x) => x.tunnel_id));
+    const other = cfg.sessions.find((x) => x.session_id === s.session_id && sameEncap.has(x.tunnel_id));
     if (other) {
       throw new ConflictError(
-        `session_id ${s.session_id} is already used in tunnel ${other.tunnel_id}; with encap ip, session IDs must be unique on the host`,
+        `session_id ${s.session_id} is already used in tunnel ${other.tunnel_id}; with encap ${tunnel.encap}, session IDs must be unique on the host`,
         409, 'session_id', s.session_id);
     }
   }

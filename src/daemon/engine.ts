@@ -16,21 +16,20 @@ import type { Engine, SessionView, TunnelView } from '../control/api.js';
 import { DataPlane, type SessionSpec } from '../dataplane/index.js';
 import { MAX_SESSIONS, MAX_TUNNELS } from '../dataplane/layout.js';
 import { HOST_ROW } from '../dataplane/counters.js';
+import { ENCAPSULATIONS } from '../dataplane/encap.js';
 import { native } from '../native/index.js';
 import { Rtnl, type LinkEvent, type LinkInfo } from '../netlink/index.js';
 import { cookieBytes, sessionOverhead } from './mtu.js';
 import { SessionInterfaces, sessionKey, type SessionLinks } from './interfaces.js';
 import type { MetricsSource } from '../metrics/index.js';
 
-const IPPROTO_L2TP = 115;
-
 interface RunningTunnel {
   cfg: TunnelConfig;
   slot: number;
   family: 4 | 6;
   fd: number;
-  /** Key of the shared raw socket for IP encapsulation. */
-  rawKey?: string;
+  /** Key of the socket when tunnels share it (IP encapsulation). */
+  sharedKey?: string;
 }
 
 interface RunningSession {
@@ -61,7 +60,8 @@ export class DaemonEngine implements Engine, MetricsSource {
   private config: Config = { tunnels: [], sessions: [] };
   private readonly tunnels = new Map<number, RunningTunnel>();
   private readonly sessions = new Map<string, RunningSession>();
-  private readonly rawSockets = new Map<string, { fd: number; refs: number }>();
+  /** Sockets tunnels share (IP encapsulation: one per local address), by key. */
+  private readonly sharedSockets = new Map<string, { fd: number; refs: number }>();
   private readonly tunnelSlots = new SlotPool(MAX_TUNNELS, 'tunnels');
   private readonly sessionSlots = new SlotPool(MAX_SESSIONS, 'sessions');
   /** Entries of the config that could not be started (e.g. address not yet on the host). */
@@ -312,32 +312,29 @@ export class DaemonEngine implements Engine, MetricsSource {
 
   private async startTunnel(t: TunnelConfig): Promise<void> {
     const family = isIP(t.local) === 6 ? 6 : 4;
+    const encap = ENCAPSULATIONS[t.encap];
+    // The checksum words exist only for UDP (validation), so for a raw socket these are all false.
+    const open = (): number => openOrExplain(() => encap.open(native, family, t.local, t.udp_sport ?? 0, {
+      noCheckTx: family === 4 && t.udp_csum === 'off',
+      noCheck6Tx: family === 6 && t.udp6_csum_tx === 'off',
+      noCheck6Rx: family === 6 && t.udp6_csum_rx === 'off',
+    }), t);
+    const sharedKey = encap.sharedSocketKey(family, t.local);
     let fd: number;
-    let rawKey: string | undefined;
-    if (t.encap === 'udp') {
-      fd = openOrExplain(() => native.udpOpen(family, t.local, t.udp_sport!, {
-        noCheckTx: family === 4 && t.udp_csum !== 'on',
-        noCheck6Tx: family === 6 && t.udp6_csum_tx === 'off',
-        noCheck6Rx: family === 6 && t.udp6_csum_rx === 'off',
-      }), t);
+    const shared = sharedKey === undefined ? undefined : this.sharedSockets.get(sharedKey);
+    if (shared) {
+      shared.refs++;
+      fd = shared.fd;
     } else {
-      rawKey = `${family}|${t.local}`;
-      const shared = this.rawSockets.get(rawKey);
-      if (shared) {
-        shared.refs++;
-        fd = shared.fd;
-      } else {
-        fd = openOrExplain(() => native.rawOpen(family, t.local, IPPROTO_L2TP, {}), t);
-        this.rawSockets.set(rawKey, { fd, refs: 1 });
-      }
+      fd = open();
+      if (sharedKey !== undefined) this.sharedSockets.set(sharedKey, { fd, refs: 1 });
     }
     const slot = this.tunnelSlots.take();
     this.dataplane.resetTunnel(slot);
-    const rt: RunningTunnel = { cfg: t, slot, family, fd, rawKey };
+    const rt: RunningTunnel = { cfg: t, slot, family, fd, sharedKey };
     try {
       await this.dataplane.addTunnel({
-        slot, tunnelId: t.tunnel_id, encap: t.encap, family, fd, remote: t.remote,
-        remotePort: t.encap === 'udp' ? t.udp_dport! : 0,
+        slot, tunnelId: t.tunnel_id, encap: encap.kind, family, fd, remote: t.remote, remotePort: t.udp_dport ?? 0,
       });
     } catch (err) {
       this.releaseSocket(rt);
@@ -349,10 +346,10 @@ export class DaemonEngine implements Engine, MetricsSource {
   }
 
   private releaseSocket(rt: RunningTunnel): void {
-    if (rt.rawKey) {
-      const shared = this.rawSockets.get(rt.rawKey)!;
+    if (rt.sharedKey !== undefined) {
+      const shared = this.sharedSockets.get(rt.sharedKey)!;
       if (--shared.refs > 0) return;
-      this.rawSockets.delete(rt.rawKey);
+      this.sharedSockets.delete(rt.sharedKey);
     }
     native.close(rt.fd);
   }

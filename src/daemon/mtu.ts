@@ -1,5 +1,6 @@
 import type { SessionConfig, TunnelConfig } from '../control/model.js';
 import { buildTxTemplate } from '../protocol/index.js';
+import { ENCAPSULATIONS } from '../dataplane/encap.js';
 
 /** A session's cookie as bytes (config holds 8 or 16 validated hex digits). */
 export function cookieBytes(hex: string | undefined): Uint8Array {
@@ -16,9 +17,10 @@ export function sessionOverhead(
   s: Pick<SessionConfig, 'peer_session_id' | 'cookie' | 'l2spec_type' | 'offset'>,
   family: 4 | 6,
 ): number {
+  const encap = ENCAPSULATIONS[t.encap];
   const header = buildTxTemplate({
-    encap: t.encap, peerSessionId: s.peer_session_id, cookie: cookieBytes(s.cookie),
+    encap: encap.wire, peerSessionId: s.peer_session_id, cookie: cookieBytes(s.cookie),
     l2spec: s.l2spec_type ?? 'default', offset: s.offset ?? 0,
   }).length;
-  return (family === 6 ? 40 : 20) + (t.encap === 'udp' ? 8 : 0) + header + 14;
+  return encap.outerOverhead(family) + header + 14;
 }

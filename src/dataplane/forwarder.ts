@@ -17,11 +17,10 @@ import { SlotAllocator, slotOffset } from './slots.js';
 import { POLL_READABLE, POLL_WRITABLE, SOURCE_STRIDE } from '../native/types.js';
 import type { ForwarderIo } from '../native/index.js';
 import {
-  DecodeResult, DropReason, SeqAction, SequenceState, buildTxTemplate, decodeCommon, decodeSession, makeRxContext, nextSeq,
-  writeHeader, type TxTemplate, type RxParams,
+  DecodeResult, DropReason, SeqAction, SequenceState, buildTxTemplate, decodeSession, makeRxContext, nextSeq,
+  writeHeader, type EncapKind, type TxTemplate, type RxParams, type WireEncap,
 } from '../protocol/index.js';
-
-export type Encap = 'udp' | 'ip';
+import { encapOfKind, type Encapsulation } from './encap.js';
 
 /**
  * Session-table key: the id as an int32. Ids of 2^31 and above would otherwise be heap numbers,
@@ -35,7 +34,8 @@ function sessionKey(sessionId: number): number {
 export interface TunnelSpec {
   slot: number;
   tunnelId: number;
-  encap: Encap;
+  /** The tunnel's Encapsulation, by kind (a number survives postMessage; encap.ts). */
+  encap: EncapKind;
   family: 4 | 6;
   /** UDP: the tunnel's own socket. IP: the raw socket shared by tunnels on the same local address. */
   fd: number;
@@ -81,6 +81,8 @@ const REORDER_CAPACITY = 32;
 const DELIVERY_CAPACITY = BATCH + REORDER_CAPACITY + 1;
 
 class SocketState {
+  /** What precedes the session ID, and the first receive stage for it. */
+  readonly wire: WireEncap;
   readonly ipv4HeaderIncluded: boolean;
   /** By sessionKey(session id). */
   readonly sessions = new Map<number, SessionState>();
@@ -89,8 +91,8 @@ class SocketState {
    * iterating the Map there made an iterator (garbage) on every block.
    */
   readonly tapSessions: SessionState[] = [];
-  /** The owning tunnel for a UDP socket; null for a raw socket shared by several tunnels. */
-  tunnel: TunnelState | null = null;
+  /** The tunnel a per-tunnel socket (UDP) serves; null for a raw socket shared by several tunnels. */
+  owner: TunnelState | null = null;
   refs = 0;
   blocked = false;
   /** Poll callback, made once: block/unblock re-register it without allocating a closure. */
@@ -104,14 +106,15 @@ class SocketState {
   qHead = 0;
   qCount = 0;
 
-  constructor(readonly fd: number, readonly encap: Encap, readonly family: 4 | 6,
+  constructor(readonly fd: number, readonly encap: Encapsulation, readonly family: 4 | 6,
     onEvent: (sock: SocketState, events: number) => void) {
     this.onEvent = (_fd, events): void => onEvent(this, events);
-    this.ipv4HeaderIncluded = encap === 'ip' && family === 4;
+    this.wire = encap.wire;
+    this.ipv4HeaderIncluded = encap.ipHeaderOnReceive(family);
   }
 
   get counterRow(): number {
-    return this.tunnel ? this.tunnel.slot : HOST_ROW;
+    return this.owner ? this.owner.slot : HOST_ROW;
   }
 }
 
@@ -141,11 +144,11 @@ class SessionState {
   /** Tap poll callback, made once (see SocketState.onEvent). */
   readonly onReadable: () => void;
 
-  constructor(readonly spec: SessionSpec, readonly tunnel: TunnelState, encap: Encap,
+  constructor(readonly spec: SessionSpec, readonly tunnel: TunnelState,
     onReadable: (s: SessionState) => void, monoClock: Float64Array) {
     this.onReadable = (): void => onReadable(this);
     this.tpl = buildTxTemplate({
-      encap, peerSessionId: spec.peerSessionId, cookie: Uint8Array.from(spec.cookie),
+      encap: tunnel.socket.wire, peerSessionId: spec.peerSessionId, cookie: Uint8Array.from(spec.cookie),
       l2spec: spec.l2spec, offset: spec.offset,
     });
     this.rx = makeRxContext({ peerCookie: Uint8Array.from(spec.peerCookie), l2spec: spec.l2spec, peerOffset: spec.peerOffset });
@@ -259,12 +262,12 @@ export class Forwarder {
     if (this.tunnels.has(spec.slot)) throw new Error(`tunnel slot ${spec.slot} already in use`);
     let sock = this.sockets.get(spec.fd);
     if (!sock) {
-      sock = new SocketState(spec.fd, spec.encap, spec.family, (so, events) => this.onSocketEvent(so, events));
+      sock = new SocketState(spec.fd, encapOfKind(spec.encap), spec.family, (so, events) => this.onSocketEvent(so, events));
       this.sockets.set(spec.fd, sock);
       this.io.pollStart(spec.fd, POLL_READABLE, sock.onEvent);
     }
     const tunnel = new TunnelState(spec.slot, spec.tunnelId, sock, spec.remote, spec.remotePort, spec.family);
-    if (spec.encap === 'udp') sock.tunnel = tunnel;
+    if (sock.encap.socketPerTunnel) sock.owner = tunnel;
     sock.refs++;
     this.io.setPeer(spec.slot, spec.family, spec.remote, spec.remotePort);
     this.tunnels.set(spec.slot, tunnel);
@@ -293,7 +296,7 @@ export class Forwarder {
     if (this.sessionsBySlot.has(spec.slot)) throw new Error(`session slot ${spec.slot} already in use`);
     const sock = tunnel.socket;
     if (sock.sessions.has(sessionKey(spec.sessionId))) throw new Error(`session ${spec.sessionId} already on this socket`);
-    const s = new SessionState(spec, tunnel, sock.encap, (ss) => this.onTapReadable(ss), this.monoClock);
+    const s = new SessionState(spec, tunnel, (ss) => this.onTapReadable(ss), this.monoClock);
     sock.sessions.set(sessionKey(spec.sessionId), s);
     sock.tapSessions.push(s);
     tunnel.sessions.add(s);
@@ -538,13 +541,14 @@ export class Forwarder {
       this.countTunnelDrop(sock.counterRow, DropReason.Oversize);
       return;
     }
-    // UDP: the socket belongs to one tunnel, so the source is checked before anything is parsed.
-    if (sock.tunnel && !this.sourceMatches(sock.tunnel, i)) {
-      this.countTunnelDrop(sock.tunnel.slot, DropReason.ForeignSource);
+    // A socket of one tunnel (UDP): the source is checked before anything is parsed.
+    const owner = sock.owner;
+    if (owner !== null && !this.sourceMatches(owner, i)) {
+      this.countTunnelDrop(owner.slot, DropReason.ForeignSource);
       return;
     }
     const dec = this.dec;
-    let r = decodeCommon(this.bytes, start, len, sock.encap, sock.ipv4HeaderIncluded, dec);
+    let r = sock.wire.decodeCommon(this.bytes, start, len, sock.ipv4HeaderIncluded, dec);
     if (r !== DropReason.None) {
       this.countTunnelDrop(sock.counterRow, r);
       return;
@@ -554,8 +558,8 @@ export class Forwarder {
       this.countTunnelDrop(sock.counterRow, DropReason.UnknownSession);
       return;
     }
-    // IP: sessions are host-wide, so the source is checked against the session's tunnel.
-    if (!sock.tunnel && !this.sourceMatches(s.tunnel, i)) {
+    // A shared socket (IP): the source is checked against the session's tunnel.
+    if (owner === null && !this.sourceMatches(s.tunnel, i)) {
       this.countTunnelDrop(s.tunnel.slot, DropReason.ForeignSource);
       return;
     }

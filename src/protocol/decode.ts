@@ -2,7 +2,7 @@
  * Receive side, in two allocation-free stages around the session lookup (RFC 3931 §4.1: "The
  * Session ID alone provides the necessary context for all further packet processing"):
  *
- *   const r = decodeCommon(pool, start, length, EncapKind.Udp, false, out);
+ *   const r = UDP_WIRE.decodeCommon(pool, start, length, false, out);  // or IP_WIRE (encap.ts)
  *   if (r !== DropReason.None) count(r);                 // tunnel-level reason
  *   else { const s = lookup(out.sessionId);              // data plane; may give UnknownSession
  *          const r2 = decodeSession(pool, out, s.rx, out.end);
@@ -27,7 +27,6 @@
  */
 import {
   DropReason,
-  EncapKind,
   ETH_HEADER_LEN,
   IP_SESSION_HEADER_LEN,
   IPV4_MIN_HEADER_LEN,
@@ -101,17 +100,12 @@ export function rxSessionHeaderLength(rx: RxParams): number {
 }
 
 /**
- * Stage 1: outer IPv4 header (raw sockets), L2TP data/control distinction, session ID.
- * On None: out.sessionId, out.pos, out.end (and out.ipv4Src/ipHeaderLength) are set.
+ * Reset `out` and check the window [start, start + length) against the pool; on a raw IPv4
+ * socket (ipv4HeaderIncluded) read past the IPv4 header. On None, out.l2tpStart is where the
+ * L2TPv3 header starts and out.end the end of the datagram.
  */
-export function decodeCommon(
-  pool: Uint8Array,
-  start: number,
-  length: number,
-  encap: 'udp' | 'ip' | EncapKind,
-  ipv4HeaderIncluded: boolean,
-  out: DecodeResult,
-): DropReason {
+function decodeOuter(pool: Uint8Array, start: number, length: number, ipv4HeaderIncluded: boolean,
+  out: DecodeResult): DropReason {
   out.hasSeq = 0;
   out.seq = 0;
   out.frameStart = 0;
@@ -120,64 +114,60 @@ export function decodeCommon(
   out.ipv4Src = 0;
   out.ipHeaderLength = 0;
   out.l2tpStart = start;
+  out.pos = start;
   // Defensive window check: a window outside the pool is an empty packet.
   if (start < 0 || length < 0 || start + length > pool.length) {
-    out.pos = start;
     out.end = start;
     return DropReason.ShortPacket;
   }
-  const end = start + length;
-  out.end = end;
-  let p = start;
-
+  out.end = start + length;
   if (ipv4HeaderIncluded) {
-    if (length < IPV4_MIN_HEADER_LEN) {
-      out.pos = p;
-      return DropReason.BadIpHeader;
-    }
-    const vihl = pool[p];
+    if (length < IPV4_MIN_HEADER_LEN) return DropReason.BadIpHeader;
+    const vihl = pool[start];
     const ihl = (vihl & 0x0f) << 2;
-    if (vihl >>> 4 !== 4 || ihl < IPV4_MIN_HEADER_LEN || ihl > length) {
-      out.pos = p;
-      return DropReason.BadIpHeader;
-    }
+    if (vihl >>> 4 !== 4 || ihl < IPV4_MIN_HEADER_LEN || ihl > length) return DropReason.BadIpHeader;
     out.ipHeaderLength = ihl;
-    out.ipv4Src = ((pool[p + 12] << 24) | (pool[p + 13] << 16) | (pool[p + 14] << 8) | pool[p + 15]) >>> 0;
-    p += ihl;
+    out.ipv4Src = ((pool[start + 12] << 24) | (pool[start + 13] << 16) | (pool[start + 14] << 8) | pool[start + 15]) >>> 0;
+    out.l2tpStart = start + ihl;
+    out.pos = start + ihl;
   }
-  out.l2tpStart = p;
+  return DropReason.None;
+}
 
-  const avail = end - p;
-  if (encap === 'udp' || encap === EncapKind.Udp) {
-    if (avail < UDP_SESSION_HEADER_LEN) {
-      out.pos = p;
-      return DropReason.ShortPacket;
-    }
-    const flags = (pool[p] << 8) | pool[p + 1];
-    if ((flags & T_BIT) !== 0) {
-      out.pos = p;
-      return DropReason.Control;
-    }
-    if ((flags & VERSION_MASK) !== L2TP_VERSION_3) {
-      out.pos = p;
-      return DropReason.BadVersion;
-    }
-    p += 4; // flags/version + Reserved (ignored)
-    const sid = ((pool[p] << 24) | (pool[p + 1] << 16) | (pool[p + 2] << 8) | pool[p + 3]) >>> 0;
-    p += 4;
-    out.sessionId = sid;
-    out.pos = p;
-    return sid === 0 ? DropReason.UnknownSession : DropReason.None;
-  }
-  // IP encapsulation
-  if (avail < IP_SESSION_HEADER_LEN) {
-    out.pos = p;
-    return DropReason.ShortPacket;
-  }
+/**
+ * Stage 1 over UDP: flags/version word, Reserved, session ID. On None: out.sessionId, out.pos
+ * (just after the session ID) and out.end are set.
+ */
+export function decodeUdpCommon(pool: Uint8Array, start: number, length: number, ipv4HeaderIncluded: boolean,
+  out: DecodeResult): DropReason {
+  const r = decodeOuter(pool, start, length, ipv4HeaderIncluded, out);
+  if (r !== DropReason.None) return r;
+  let p = out.l2tpStart;
+  if (out.end - p < UDP_SESSION_HEADER_LEN) return DropReason.ShortPacket;
+  const flags = (pool[p] << 8) | pool[p + 1];
+  if ((flags & T_BIT) !== 0) return DropReason.Control;
+  if ((flags & VERSION_MASK) !== L2TP_VERSION_3) return DropReason.BadVersion;
+  p += 4; // flags/version + Reserved (ignored)
   const sid = ((pool[p] << 24) | (pool[p + 1] << 16) | (pool[p + 2] << 8) | pool[p + 3]) >>> 0;
-  p += 4;
   out.sessionId = sid;
-  out.pos = p;
+  out.pos = p + 4;
+  return sid === 0 ? DropReason.UnknownSession : DropReason.None;
+}
+
+/**
+ * Stage 1 over IP protocol 115: the session ID (0: a control message follows). On None:
+ * out.sessionId, out.pos (just after the session ID) and out.end (and out.ipv4Src /
+ * ipHeaderLength on raw IPv4) are set.
+ */
+export function decodeIpCommon(pool: Uint8Array, start: number, length: number, ipv4HeaderIncluded: boolean,
+  out: DecodeResult): DropReason {
+  const r = decodeOuter(pool, start, length, ipv4HeaderIncluded, out);
+  if (r !== DropReason.None) return r;
+  const p = out.l2tpStart;
+  if (out.end - p < IP_SESSION_HEADER_LEN) return DropReason.ShortPacket;
+  const sid = ((pool[p] << 24) | (pool[p + 1] << 16) | (pool[p + 2] << 8) | pool[p + 3]) >>> 0;
+  out.sessionId = sid;
+  out.pos = p + 4;
   return sid === 0 ? DropReason.Control : DropReason.None;
 }
 

@@ -9,17 +9,17 @@
  * The offset padding is written as zeros on every packet (QEMU sends uninitialised memory).
  */
 import {
-  EncapKind,
   L2SS_LEN,
   L2SS_S_BIT,
   L2SpecKind,
   MAX_OFFSET,
   SEQ_MASK,
-  UDP_DATA_WORD,
 } from './constants.js';
+import type { WireEncap } from './encap.js';
 
 export interface TxTemplateConfig {
-  encap: 'udp' | 'ip';
+  /** UDP_WIRE or IP_WIRE: what goes in front of the session ID. */
+  encap: WireEncap;
   /** The session id the peer assigned (non-zero, 32-bit). */
   peerSessionId: number;
   /** Cookie we send, 0, 4 or 8 bytes, put on the wire as-is. */
@@ -36,7 +36,6 @@ export interface TxTemplate {
   readonly length: number;
   /** Offset of the L2SS word inside the header, or -1 when l2spec is none. */
   readonly l2ssOffset: number;
-  readonly encap: EncapKind;
 }
 
 /**
@@ -44,8 +43,6 @@ export interface TxTemplate {
  * value no validated config can contain).
  */
 export function buildTxTemplate(cfg: TxTemplateConfig): TxTemplate {
-  const encap = cfg.encap === 'udp' ? EncapKind.Udp : cfg.encap === 'ip' ? EncapKind.Ip : -1;
-  if (encap === -1) throw new RangeError(`encap: ${String(cfg.encap)} is not udp or ip`);
   const sid = cfg.peerSessionId;
   if (!Number.isInteger(sid) || sid < 1 || sid > 0xffffffff) {
     throw new RangeError(`peerSessionId: ${sid} is not an integer in 1..4294967295`);
@@ -61,19 +58,18 @@ export function buildTxTemplate(cfg: TxTemplateConfig): TxTemplate {
     throw new RangeError(`offset: ${offset} is not an integer in 0..${MAX_OFFSET}`);
   }
 
-  const sidPos = encap === EncapKind.Udp ? 4 : 0;
+  const sidPos = cfg.encap.prefix.length;
   const cookiePos = sidPos + 4;
   const l2ssPos = cookiePos + cookieLen;
   const length = l2ssPos + (l2spec === L2SpecKind.Default ? L2SS_LEN : 0) + offset;
   const bytes = new Uint8Array(length);
-  if (encap === EncapKind.Udp) writeBe32(bytes, 0, UDP_DATA_WORD);
+  bytes.set(cfg.encap.prefix, 0);
   writeBe32(bytes, sidPos, sid);
   bytes.set(cfg.cookie, cookiePos);
   return {
     bytes,
     length,
     l2ssOffset: l2spec === L2SpecKind.Default ? l2ssPos : -1,
-    encap: encap as EncapKind,
   };
 }
 

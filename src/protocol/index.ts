@@ -2,6 +2,7 @@
 export * from './constants.js';
 export * from './encode.js';
 export * from './decode.js';
+export * from './encap.js';
 export * from './sequence.js';
 export * from './control.js';
 export * from './hello.js';

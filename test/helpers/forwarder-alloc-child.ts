@@ -12,7 +12,7 @@ import {
 } from '../../src/dataplane/counters.js';
 import { POLL_READABLE, POLL_WRITABLE, SOURCE_STRIDE } from '../../src/native/index.js';
 import { FakeIo } from './fake-io.js';
-import { buildTxTemplate, nextSeq, writeHeader } from '../../src/protocol/index.js';
+import { EncapKind, UDP_WIRE, buildTxTemplate, nextSeq, writeHeader } from '../../src/protocol/index.js';
 
 const SOCK_FD = 10;
 const TAP_A = 20;
@@ -23,8 +23,8 @@ const PEER_V4 = (192 << 24) | (0 << 16) | (2 << 8) | 2;
 /** The addon's forwarder side, with traffic: each call does what the syscall would, on the pool, without allocating. */
 class SimulatedAddon extends FakeIo {
   // Decap traffic: session A (cookie), then session B (sequenced), alternating runs of 16.
-  readonly tplA = buildTxTemplate({ encap: 'udp', peerSessionId: 0x90000001, cookie: Uint8Array.of(9, 8, 7, 6), l2spec: 'default', offset: 0 });
-  readonly tplB = buildTxTemplate({ encap: 'udp', peerSessionId: 7, cookie: new Uint8Array(0), l2spec: 'default', offset: 0 });
+  readonly tplA = buildTxTemplate({ encap: UDP_WIRE, peerSessionId: 0x90000001, cookie: Uint8Array.of(9, 8, 7, 6), l2spec: 'default', offset: 0 });
+  readonly tplB = buildTxTemplate({ encap: UDP_WIRE, peerSessionId: 7, cookie: new Uint8Array(0), l2spec: 'default', offset: 0 });
   seqB = 0;
   sendCalls = 0;
   sent = 0;
@@ -80,7 +80,7 @@ function setup(): { fwd: Forwarder; addon: SimulatedAddon; sc: Float64Array } {
   const pool = new SharedArrayBuffer(SLOT_COUNT * SLOT_SIZE);
   const sessions = new SharedArrayBuffer(SESSION_COUNTER_BYTES);
   const fwd = new Forwarder(addon, pool, sessions, new SharedArrayBuffer(TUNNEL_COUNTER_BYTES));
-  const tunnel: TunnelSpec = { slot: 3, tunnelId: 100, encap: 'udp', family: 4, fd: SOCK_FD, remote: '192.0.2.2', remotePort: 1701 };
+  const tunnel: TunnelSpec = { slot: 3, tunnelId: 100, encap: EncapKind.Udp, family: 4, fd: SOCK_FD, remote: '192.0.2.2', remotePort: 1701 };
   fwd.addTunnel(tunnel);
   const base: SessionSpec = {
     slot: 0, tunnelSlot: 3, sessionId: 0x90000001, peerSessionId: 0x90000002, tapFd: TAP_A, tapOffload: true, cookie: [1, 2, 3, 4],

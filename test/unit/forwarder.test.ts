@@ -10,7 +10,7 @@ import {
 } from '../../src/dataplane/counters.js';
 import { POLL_READABLE, POLL_WRITABLE, SOURCE_STRIDE } from '../../src/native/index.js';
 import { FakeIo } from '../helpers/fake-io.js';
-import { buildTxTemplate, writeHeader } from '../../src/protocol/index.js';
+import { EncapKind, IP_WIRE, UDP_WIRE, buildTxTemplate, writeHeader } from '../../src/protocol/index.js';
 
 const RAW_FD = 5;
 const UDP_FD = 6;
@@ -49,7 +49,7 @@ class RecordingAddon extends FakeIo {
     const { encap, l2spec, source } = this.rxEncap;
     for (let i = 0; i < n; i++) {
       const [sid, marker, seq = -1] = this.datagrams.shift()!;
-      const tpl = buildTxTemplate({ encap, peerSessionId: sid, cookie: new Uint8Array(0), l2spec, offset: 0 });
+      const tpl = buildTxTemplate({ encap: encap === 'udp' ? UDP_WIRE : IP_WIRE, peerSessionId: sid, cookie: new Uint8Array(0), l2spec, offset: 0 });
       const frameStart = offsets[i] + tpl.length;
       // Frames differ in length (FRAME + marker), so byte counts show which ones were counted.
       this.bytes.fill(marker, frameStart, frameStart + FRAME + marker);
@@ -92,7 +92,7 @@ class RecordingAddon extends FakeIo {
 }
 
 function ipTunnel(slot: number, remote: string): TunnelSpec {
-  return { slot, tunnelId: slot, encap: 'ip', family: 4, fd: RAW_FD, remote, remotePort: 0 };
+  return { slot, tunnelId: slot, encap: EncapKind.Ip, family: 4, fd: RAW_FD, remote, remotePort: 0 };
 }
 
 function session(slot: number, tunnelSlot: number, tapFd: number, tapOffload = false): SessionSpec {
@@ -110,6 +110,12 @@ function forwarderUnderTest(): { addon: RecordingAddon; fwd: Forwarder; sc: Floa
     sessions, new SharedArrayBuffer(TUNNEL_COUNTER_BYTES));
   return { addon, fwd, sc: new Float64Array(sessions) };
 }
+
+t.test('a tunnel of an unknown encapsulation is refused', async (t) => {
+  const { fwd } = forwarderUnderTest();
+  // The encapsulation used to be a string checked when a session's header was built; it is a kind now.
+  t.throws(() => fwd.addTunnel({ ...ipTunnel(1, '192.0.2.2'), encap: 9 as EncapKind }), RangeError);
+});
 
 t.test('deleting a tunnel on a shared raw socket drops its queued packets', async (t) => {
   const { addon, fwd } = forwarderUnderTest();
@@ -170,7 +176,7 @@ t.test('an offload tap is read with room for a super-frame, and its undeliverabl
 
 t.test('a receive batch is written one session at a time, in order, and refused frames are counted exactly', async (t) => {
   const { addon, fwd, sc } = forwarderUnderTest();
-  fwd.addTunnel({ slot: 1, tunnelId: 1, encap: 'udp', family: 4, fd: UDP_FD, remote: '192.0.2.2', remotePort: 1701 });
+  fwd.addTunnel({ slot: 1, tunnelId: 1, encap: EncapKind.Udp, family: 4, fd: UDP_FD, remote: '192.0.2.2', remotePort: 1701 });
   fwd.addSession(session(0, 1, TAP_A, true));
   fwd.addSession(session(1, 1, 21, false));
 
@@ -195,7 +201,7 @@ t.test('decapsulated frames keep scratch in their slot for an offload tap\'s vir
   const { addon, fwd, sc } = forwarderUnderTest();
   // The shortest L2TPv3 header: IP encapsulation over IPv6 (no IP header on the socket), no
   // cookie, no sublayer — the session id alone.
-  fwd.addTunnel({ slot: 1, tunnelId: 1, encap: 'ip', family: 6, fd: RAW_FD, remote: '2001:db8::2', remotePort: 0 });
+  fwd.addTunnel({ slot: 1, tunnelId: 1, encap: EncapKind.Ip, family: 6, fd: RAW_FD, remote: '2001:db8::2', remotePort: 0 });
   fwd.addSession({ ...session(0, 1, TAP_A, true), l2spec: 'none' });
   addon.rxEncap = { encap: 'ip', l2spec: 'none', source: [6 << 16, 0x20010db8, 0, 0, 2] };
   for (let i = 0; i < 3; i++) addon.datagrams.push([100, i + 1]);
@@ -208,7 +214,7 @@ t.test('decapsulated frames keep scratch in their slot for an offload tap\'s vir
 
 t.test('what the sequencer counts is in the session counters: resyncs, window drops, reorder timeouts and overflows', async (t) => {
   const { addon, fwd, sc } = forwarderUnderTest();
-  fwd.addTunnel({ slot: 1, tunnelId: 1, encap: 'udp', family: 4, fd: UDP_FD, remote: '192.0.2.2', remotePort: 1701 });
+  fwd.addTunnel({ slot: 1, tunnelId: 1, encap: EncapKind.Udp, family: 4, fd: UDP_FD, remote: '192.0.2.2', remotePort: 1701 });
   fwd.addSession({ ...session(0, 1, TAP_A), seq: 'both' });
   fwd.addSession({ ...session(1, 1, 21), seq: 'both', reorderTimeout: 1000 });
   const receive = (sid: number, seqs: number[]): void => {

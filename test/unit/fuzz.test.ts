@@ -10,7 +10,7 @@
  */
 import t from 'tap';
 import {
-  DROP_REASON_NAMES, DecodeResult, DropReason, EncapKind, SequenceState, decodeCommon, decodeSession,
+  DROP_REASON_NAMES, DecodeResult, DropReason, EncapKind, IP_WIRE, SequenceState, UDP_WIRE, decodeSession,
   type RxParams,
 } from '../../src/protocol/index.js';
 
@@ -50,6 +50,7 @@ const RAW_SEEDS = IP_SEEDS.flatMap((p) => [0, 1, 3].map((o) => {
 }));
 
 interface Cfg { name: string; encap: EncapKind; raw: boolean; seeds: Uint8Array[]; rx: RxParams }
+const wireOf = (c: Cfg) => (c.encap === EncapKind.Udp ? UDP_WIRE : IP_WIRE);
 const CONFIGS: Cfg[] = [
   { name: 'udp/no-cookie/default', encap: EncapKind.Udp, raw: false, seeds: UDP_SEEDS, rx: { peerCookie: new Uint8Array(0), l2spec: 'default', peerOffset: 0 } },
   { name: 'udp/cookie4/default', encap: EncapKind.Udp, raw: false, seeds: UDP_SEEDS, rx: { peerCookie: hex('deadbeef'), l2spec: 'default', peerOffset: 0 } },
@@ -184,7 +185,7 @@ t.test('fuzz decodeCommon + decodeSession', async (t) => {
     let r: DropReason;
     let stage = 1;
     try {
-      r = decodeCommon(pool, start, len, c.encap, c.raw, out);
+      r = wireOf(c).decodeCommon(pool, start, len, c.raw, out);
       if (r === DropReason.None) {
         stage = 2;
         if (out.pos < start || out.pos > end || out.sessionId === 0) fail(i, `bad pos/sid after common: ${out.pos} ${out.sessionId}`);
@@ -219,7 +220,7 @@ t.test('fuzz decodeCommon + decodeSession', async (t) => {
       pool.fill(fillB, 0, start);
       pool.fill(fillB, end);
       const o2 = new DecodeResult();
-      let r2 = decodeCommon(pool, start, len, c.encap, c.raw, o2);
+      let r2 = wireOf(c).decodeCommon(pool, start, len, c.raw, o2);
       if (r2 === DropReason.None) r2 = decodeSession(pool, o2, c.rx, end);
       if (r2 !== r || JSON.stringify({ ...o2 }) !== JSON.stringify({ ...out })) fail(i, 'result depends on bytes outside the window');
     }

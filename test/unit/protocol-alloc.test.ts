@@ -1,12 +1,12 @@
 /**
- * The per-packet functions allocate nothing: 3 million rounds of writeHeader → decodeCommon →
+ * The per-packet functions allocate nothing: 3 million rounds of writeHeader → decodeCommon (UDP_WIRE / IP_WIRE) →
  * decodeSession (UDP, and raw IPv4 with a source ≥ 2^31) → SequenceState (reorder and no-reorder,
  * with swapped pairs, duplicates and drops) run without a single garbage collection. Any object,
  * string, closure or boxed number per packet would trigger scavenges within this many rounds.
  */
 import t from 'tap';
 import {
-  DecodeResult, DropReason, EncapKind, SequenceState, buildTxTemplate, decodeCommon, decodeSession, nextSeq,
+  DecodeResult, DropReason, IP_WIRE, SequenceState, UDP_WIRE, buildTxTemplate, decodeSession, nextSeq,
   writeHeader,
 } from '../../src/protocol/index.js';
 import { gcsDuring } from '../helpers/gc.js';
@@ -15,8 +15,8 @@ t.test('hot path: no garbage collection in 3M packets', async (t) => {
   const pool = new Uint8Array(4096);
   const FRAME = 400;
   const LEN = 100;
-  const udp = buildTxTemplate({ encap: 'udp', peerSessionId: 0x91234567, cookie: Uint8Array.of(1, 2, 3, 4), l2spec: 'default', offset: 0 });
-  const ip = buildTxTemplate({ encap: 'ip', peerSessionId: 0x1234, cookie: new Uint8Array(0), l2spec: 'default', offset: 2 });
+  const udp = buildTxTemplate({ encap: UDP_WIRE, peerSessionId: 0x91234567, cookie: Uint8Array.of(1, 2, 3, 4), l2spec: 'default', offset: 0 });
+  const ip = buildTxTemplate({ encap: IP_WIRE, peerSessionId: 0x1234, cookie: new Uint8Array(0), l2spec: 'default', offset: 2 });
   const rxUdp = { peerCookie: Uint8Array.of(1, 2, 3, 4), l2spec: 'default' as const, peerOffset: 0 };
   const rxIp = { peerCookie: new Uint8Array(0), l2spec: 'default' as const, peerOffset: 2 };
   // a fixed IPv4 header (IHL 6, source 192.0.2.1) in front of the IP-encap header
@@ -36,10 +36,10 @@ t.test('hot path: no garbage collection in 3M packets', async (t) => {
       if (useIp) {
         const s0 = hs - IPH;
         pool[s0] = 0x46; pool[s0 + 12] = 192; pool[s0 + 13] = 0; pool[s0 + 14] = 2; pool[s0 + 15] = 1;
-        r = decodeCommon(pool, s0, LEN + IPH, EncapKind.Ip, true, out);
+        r = IP_WIRE.decodeCommon(pool, s0, LEN + IPH, true, out);
         if (r === DropReason.None) r = decodeSession(pool, out, rxIp, s0 + LEN + IPH);
       } else {
-        r = decodeCommon(pool, hs, LEN, 'udp', false, out);
+        r = UDP_WIRE.decodeCommon(pool, hs, LEN, false, out);
         if (r === DropReason.None) r = decodeSession(pool, out, rxUdp, hs + LEN);
       }
       acc[0] += r;

@@ -4,8 +4,8 @@
  */
 import t from 'tap';
 import {
-  DROP_REASON_COUNT, DROP_REASON_NAMES, DecodeResult, DropReason, EncapKind, L2SpecKind, MAX_HEADER_LEN, SequenceState, SeqAction,
-  buildTxTemplate, decodeCommon, decodeSession, l2ssWord, makeRxContext, nextSeq, rxSessionHeaderLength,
+  DROP_REASON_COUNT, DROP_REASON_NAMES, DecodeResult, DropReason, IP_WIRE, L2SpecKind, MAX_HEADER_LEN, SequenceState, SeqAction, UDP_WIRE,
+  buildTxTemplate, decodeSession, l2ssWord, makeRxContext, nextSeq, rxSessionHeaderLength,
   writeHeader, type RxParams, type TxTemplateConfig,
 } from '../../src/protocol/index.js';
 
@@ -36,32 +36,32 @@ const VECTORS: Vec[] = [
   {
     name: 'A (iproute2 defaults: sid 1000, L2SS S=0)', encap: 'udp', l2tp: `00030000 000003e8 00000000 ${ARP}`,
     rx: { peerCookie: NO_COOKIE, l2spec: 'default', peerOffset: 0 },
-    tx: { encap: 'udp', peerSessionId: 1000, cookie: NO_COOKIE, l2spec: 'default', offset: 0 }, seq: -1,
+    tx: { encap: UDP_WIRE, peerSessionId: 1000, cookie: NO_COOKIE, l2spec: 'default', offset: 0 }, seq: -1,
   },
   {
     name: 'B (cookie deadbeef, S=1 seq 5)', encap: 'udp', l2tp: `00030000 00001234 deadbeef 40000005 ${ARP}`,
     rx: { peerCookie: hex('deadbeef'), l2spec: 'default', peerOffset: 0 },
-    tx: { encap: 'udp', peerSessionId: 0x1234, cookie: hex('deadbeef'), l2spec: 'default', offset: 0 }, seq: 5,
+    tx: { encap: UDP_WIRE, peerSessionId: 0x1234, cookie: hex('deadbeef'), l2spec: 'default', offset: 0 }, seq: 5,
   },
   {
     name: 'C (IP, no cookie, no L2SS)', encap: 'ip', l2tp: `00001234 ${ARP}`,
     rx: { peerCookie: NO_COOKIE, l2spec: 'none', peerOffset: 0 },
-    tx: { encap: 'ip', peerSessionId: 0x1234, cookie: NO_COOKIE, l2spec: 'none', offset: 0 }, seq: -1,
+    tx: { encap: IP_WIRE, peerSessionId: 0x1234, cookie: NO_COOKIE, l2spec: 'none', offset: 0 }, seq: -1,
   },
   {
     name: 'D (IP, 8-byte cookie, L2SS S=0)', encap: 'ip', l2tp: `00001234 0102030405060708 00000000 ${ARP}`,
     rx: { peerCookie: hex('0102030405060708'), l2spec: 'default', peerOffset: 0 },
-    tx: { encap: 'ip', peerSessionId: 0x1234, cookie: hex('0102030405060708'), l2spec: 'default', offset: 0 }, seq: -1,
+    tx: { encap: IP_WIRE, peerSessionId: 0x1234, cookie: hex('0102030405060708'), l2spec: 'default', offset: 0 }, seq: -1,
   },
   {
     name: 'E1 (seq 0xffffff)', encap: 'udp', l2tp: `00030000 00001234 40ffffff ${ARP}`,
     rx: { peerCookie: NO_COOKIE, l2spec: 'default', peerOffset: 0 },
-    tx: { encap: 'udp', peerSessionId: 0x1234, cookie: NO_COOKIE, l2spec: 'default', offset: 0 }, seq: 0xffffff,
+    tx: { encap: UDP_WIRE, peerSessionId: 0x1234, cookie: NO_COOKIE, l2spec: 'default', offset: 0 }, seq: 0xffffff,
   },
   {
     name: 'E2 (seq 0 after the wrap)', encap: 'udp', l2tp: `00030000 00001234 40000000 ${ARP}`,
     rx: { peerCookie: NO_COOKIE, l2spec: 'default', peerOffset: 0 },
-    tx: { encap: 'udp', peerSessionId: 0x1234, cookie: NO_COOKIE, l2spec: 'default', offset: 0 }, seq: 0,
+    tx: { encap: UDP_WIRE, peerSessionId: 0x1234, cookie: NO_COOKIE, l2spec: 'default', offset: 0 }, seq: 0,
   },
 ];
 
@@ -71,8 +71,8 @@ t.test('test vectors: decode every field, encode byte-exact', async (t) => {
     const at = 137;
     const pool = inPool(bytes, at);
     const out = new DecodeResult();
-    const encap = v.encap === 'udp' ? EncapKind.Udp : EncapKind.Ip;
-    t.equal(decodeCommon(pool, at, bytes.length, encap, false, out), DropReason.None, `${v.name}: common`);
+    const wire = v.encap === 'udp' ? UDP_WIRE : IP_WIRE;
+    t.equal(wire.decodeCommon(pool, at, bytes.length, false, out), DropReason.None, `${v.name}: common`);
     const sid = parseInt(v.l2tp.replace(/\s+/g, '').slice(v.encap === 'udp' ? 8 : 0, v.encap === 'udp' ? 16 : 8), 16);
     t.equal(out.sessionId, sid, `${v.name}: session id`);
     t.equal(out.l2tpStart, at, `${v.name}: l2tp start`);
@@ -84,9 +84,9 @@ t.test('test vectors: decode every field, encode byte-exact', async (t) => {
     t.equal(out.frameLength, 42, `${v.name}: frame length`);
     t.equal(out.frameStart, at + bytes.length - 42, `${v.name}: frame start`);
     t.equal(toHex(pool.subarray(out.frameStart, out.frameStart + out.frameLength)), toHex(arp), `${v.name}: frame`);
-    // The string form of the API gives the same result.
+    // The receive parameters as written (strings) and as makeRxContext normalises them decode alike.
     const out2 = new DecodeResult();
-    t.equal(decodeCommon(pool, at, bytes.length, v.encap, false, out2), DropReason.None);
+    t.equal(wire.decodeCommon(pool, at, bytes.length, false, out2), DropReason.None);
     t.equal(decodeSession(pool, out2, makeRxContext(v.rx), at + bytes.length), DropReason.None);
     t.same({ ...out2 }, { ...out }, `${v.name}: string and numeric config decode alike`);
 
@@ -108,11 +108,11 @@ t.test("B': wrong cookie deadbeee → CookieMismatch; encoding that cookie gives
   const bytes = hex(`00030000 00001234 deadbeee 40000005 ${ARP}`);
   const pool = inPool(bytes, 0);
   const out = new DecodeResult();
-  t.equal(decodeCommon(pool, 0, bytes.length, 'udp', false, out), DropReason.None);
+  t.equal(UDP_WIRE.decodeCommon(pool, 0, bytes.length, false, out), DropReason.None);
   t.equal(out.sessionId, 0x1234);
   t.equal(decodeSession(pool, out, { peerCookie: hex('deadbeef'), l2spec: 'default', peerOffset: 0 }, bytes.length),
     DropReason.CookieMismatch);
-  const tpl = buildTxTemplate({ encap: 'udp', peerSessionId: 0x1234, cookie: hex('deadbeee'), l2spec: 'default', offset: 0 });
+  const tpl = buildTxTemplate({ encap: UDP_WIRE, peerSessionId: 0x1234, cookie: hex('deadbeee'), l2spec: 'default', offset: 0 });
   const tx = new Uint8Array(200);
   tx.set(arp, 100);
   const hs = writeHeader(tx, 100, tpl, 5);
@@ -123,7 +123,7 @@ t.test('F: QEMU counter=on word 00000001 has S=0, so it is unsequenced', async (
   const bytes = hex(`00030000 00001234 00000001 ${ARP}`);
   const pool = inPool(bytes, 3);
   const out = new DecodeResult();
-  t.equal(decodeCommon(pool, 3, bytes.length, 'udp', false, out), DropReason.None);
+  t.equal(UDP_WIRE.decodeCommon(pool, 3, bytes.length, false, out), DropReason.None);
   t.equal(decodeSession(pool, out, { peerCookie: NO_COOKIE, l2spec: 'default', peerOffset: 0 }, 3 + bytes.length), DropReason.None);
   t.equal(out.hasSeq, 0);
   t.equal(out.seq, 0);
@@ -136,7 +136,7 @@ t.test('F: QEMU counter=on word 00000001 has S=0, so it is unsequenced', async (
   t.equal(s.lastDropReason, DropReason.SeqDiscard);
   t.equal(s.seqDiscards, 1);
   // l2tpd never emits it: an unsequenced session writes an all-zero L2SS.
-  const tpl = buildTxTemplate({ encap: 'udp', peerSessionId: 0x1234, cookie: NO_COOKIE, l2spec: 'default', offset: 0 });
+  const tpl = buildTxTemplate({ encap: UDP_WIRE, peerSessionId: 0x1234, cookie: NO_COOKIE, l2spec: 'default', offset: 0 });
   const tx = new Uint8Array(100);
   const hs = writeHeader(tx, 50, tpl, -1);
   t.equal(toHex(tx.subarray(hs, 50)), '000300000000123400000000');
@@ -146,13 +146,13 @@ t.test('QEMU counter=on,offset=4: peer offset skipped, pad content ignored', asy
   const bytes = hex(`00030000 00001234 00000001 097f0000 ${ARP}`);
   const pool = inPool(bytes, 0);
   const out = new DecodeResult();
-  t.equal(decodeCommon(pool, 0, bytes.length, 'udp', false, out), DropReason.None);
+  t.equal(UDP_WIRE.decodeCommon(pool, 0, bytes.length, false, out), DropReason.None);
   t.equal(decodeSession(pool, out, { peerCookie: NO_COOKIE, l2spec: 'default', peerOffset: 4 }, bytes.length), DropReason.None);
   t.equal(out.frameStart, 16);
   t.equal(out.frameLength, 42);
   t.equal(out.hasSeq, 0);
   // our transmit pads with zeros
-  const tpl = buildTxTemplate({ encap: 'udp', peerSessionId: 0x1234, cookie: NO_COOKIE, l2spec: 'default', offset: 4 });
+  const tpl = buildTxTemplate({ encap: UDP_WIRE, peerSessionId: 0x1234, cookie: NO_COOKIE, l2spec: 'default', offset: 4 });
   const tx = new Uint8Array(100).fill(0xee);
   const hs = writeHeader(tx, 60, tpl, 1);
   t.equal(toHex(tx.subarray(hs, 60)), '00030000000012344000000100000000');
@@ -163,23 +163,23 @@ t.test('QEMU counter=on,offset=4: peer offset skipped, pad content ignored', asy
 t.test('G and H: control messages are not data', async (t) => {
   const g = hex('c803000c 0000abcd 00000000');
   const out = new DecodeResult();
-  t.equal(decodeCommon(inPool(g, 0), 0, g.length, 'udp', false, out), DropReason.Control, 'G over UDP');
+  t.equal(UDP_WIRE.decodeCommon(inPool(g, 0), 0, g.length, false, out), DropReason.Control, 'G over UDP');
   const h = hex('00000000 c803000c 0000abcd 00000000');
-  t.equal(decodeCommon(inPool(h, 0), 0, h.length, 'ip', false, out), DropReason.Control, 'H over IP (session id 0)');
+  t.equal(IP_WIRE.decodeCommon(inPool(h, 0), 0, h.length, false, out), DropReason.Control, 'H over IP (session id 0)');
   // T bit wins even when the version nibble is wrong (Linux checks T first).
   const g2 = hex('c8050000 00001234 00000000');
-  t.equal(decodeCommon(inPool(g2, 0), 0, g2.length, 'udp', false, out), DropReason.Control);
+  t.equal(UDP_WIRE.decodeCommon(inPool(g2, 0), 0, g2.length, false, out), DropReason.Control);
 });
 
 t.test('V: version 2 and 5 → BadVersion (RFC; Linux parses 5 as v3, QEMU ignores it)', async (t) => {
   const out = new DecodeResult();
   for (const w of ['00020000', '00050000', '00000000', '000f0000']) {
     const b = hex(`${w} 00001234 00000000 ${ARP}`);
-    t.equal(decodeCommon(inPool(b, 0), 0, b.length, 'udp', false, out), DropReason.BadVersion, w);
+    t.equal(UDP_WIRE.decodeCommon(inPool(b, 0), 0, b.length, false, out), DropReason.BadVersion, w);
   }
   // x bits and Reserved are ignored on receive
   const b = hex(`7ff3ffff 00001234 00000000 ${ARP}`);
-  t.equal(decodeCommon(inPool(b, 0), 0, b.length, 'udp', false, out), DropReason.None);
+  t.equal(UDP_WIRE.decodeCommon(inPool(b, 0), 0, b.length, false, out), DropReason.None);
   t.equal(out.sessionId, 0x1234);
 });
 
@@ -208,7 +208,7 @@ t.test('13.1 full IPv4+UDP datagram for B', async (t) => {
   // The UDP socket hands over the payload: decode the window [28, 86) in place.
   const pool = inPool(dgram, 10);
   const out = new DecodeResult();
-  t.equal(decodeCommon(pool, 38, 58, EncapKind.Udp, false, out), DropReason.None);
+  t.equal(UDP_WIRE.decodeCommon(pool, 38, 58, false, out), DropReason.None);
   t.equal(out.sessionId, 0x1234);
   t.equal(decodeSession(pool, out, { peerCookie: hex('deadbeef'), l2spec: L2SpecKind.Default, peerOffset: 0 }, 96), DropReason.None);
   t.equal(out.hasSeq, 1);
@@ -218,7 +218,7 @@ t.test('13.1 full IPv4+UDP datagram for B', async (t) => {
   t.equal(toHex(pool.subarray(out.frameStart, out.frameStart + 6)), 'ffffffffffff', 'DA broadcast');
   t.equal((pool[out.frameStart + 12] << 8) | pool[out.frameStart + 13], 0x0806, 'ethertype ARP');
   // Encode: the template + frame reproduce the L2TP part exactly.
-  const tpl = buildTxTemplate({ encap: 'udp', peerSessionId: 0x1234, cookie: hex('deadbeef'), l2spec: 'default', offset: 0 });
+  const tpl = buildTxTemplate({ encap: UDP_WIRE, peerSessionId: 0x1234, cookie: hex('deadbeef'), l2spec: 'default', offset: 0 });
   const tx = new Uint8Array(200);
   tx.set(arp, 120);
   const hs = writeHeader(tx, 120, tpl, 5);
@@ -249,7 +249,7 @@ t.test('raw IPv4 receive: header length read from IHL (20, 24 and 60 bytes)', as
     d.set(ip); d.set(l2tp, ip.length);
     const pool = inPool(d, 33);
     const out = new DecodeResult();
-    t.equal(decodeCommon(pool, 33, d.length, 'ip', true, out), DropReason.None, `IHL ${5 + opt}`);
+    t.equal(IP_WIRE.decodeCommon(pool, 33, d.length, true, out), DropReason.None, `IHL ${5 + opt}`);
     t.equal(out.ipHeaderLength, 20 + 4 * opt);
     t.equal(out.ipv4Src, 0xc6336401, 'source 198.51.100.1');
     t.equal(out.l2tpStart, 33 + ip.length);
@@ -265,27 +265,27 @@ t.test('every decode drop reason is reachable', async (t) => {
   const out = new DecodeResult();
   const rx4: RxParams = { peerCookie: hex('deadbeef'), l2spec: 'default', peerOffset: 0 };
   const cases: Array<[string, () => DropReason, DropReason]> = [
-    ['UDP 7 bytes', () => decodeCommon(hex('00030000 000012'), 0, 7, 'udp', false, out), DropReason.ShortPacket],
-    ['UDP 0 bytes', () => decodeCommon(new Uint8Array(4), 2, 0, 'udp', false, out), DropReason.ShortPacket],
-    ['IP 3 bytes', () => decodeCommon(hex('000012'), 0, 3, 'ip', false, out), DropReason.ShortPacket],
-    ['window beyond the pool', () => decodeCommon(new Uint8Array(10), 4, 8, 'udp', false, out), DropReason.ShortPacket],
-    ['negative start', () => decodeCommon(new Uint8Array(10), -1, 9, 'udp', false, out), DropReason.ShortPacket],
-    ['IPv4 header < 20 bytes', () => decodeCommon(new Uint8Array(19).fill(0x45), 0, 19, 'ip', true, out), DropReason.BadIpHeader],
-    ['IHL 4', () => { const h = ipv4Header(4); h[0] = 0x44; return decodeCommon(concat(h, hex('00001234')), 0, 24, 'ip', true, out); }, DropReason.BadIpHeader],
-    ['IP version 6', () => { const h = ipv4Header(4); h[0] = 0x65; return decodeCommon(concat(h, hex('00001234')), 0, 24, 'ip', true, out); }, DropReason.BadIpHeader],
-    ['IHL 15 > length', () => { const h = ipv4Header(4); h[0] = 0x4f; return decodeCommon(concat(h, hex('00001234')), 0, 24, 'ip', true, out); }, DropReason.BadIpHeader],
-    ['raw IPv4, short L2TP', () => decodeCommon(concat(ipv4Header(3), hex('000012')), 0, 23, 'ip', true, out), DropReason.ShortPacket],
-    ['UDP version 2', () => decodeCommon(hex('00020000 00001234'), 0, 8, 'udp', false, out), DropReason.BadVersion],
-    ['UDP T bit', () => decodeCommon(hex('c803000c 0000abcd 00000000'), 0, 12, 'udp', false, out), DropReason.Control],
-    ['IP session 0', () => decodeCommon(hex('00000000 c803000c'), 0, 8, 'ip', false, out), DropReason.Control],
-    ['UDP session 0', () => decodeCommon(hex(`00030000 00000000 ${ARP}`), 0, 50, 'udp', false, out), DropReason.UnknownSession],
+    ['UDP 7 bytes', () => UDP_WIRE.decodeCommon(hex('00030000 000012'), 0, 7, false, out), DropReason.ShortPacket],
+    ['UDP 0 bytes', () => UDP_WIRE.decodeCommon(new Uint8Array(4), 2, 0, false, out), DropReason.ShortPacket],
+    ['IP 3 bytes', () => IP_WIRE.decodeCommon(hex('000012'), 0, 3, false, out), DropReason.ShortPacket],
+    ['window beyond the pool', () => UDP_WIRE.decodeCommon(new Uint8Array(10), 4, 8, false, out), DropReason.ShortPacket],
+    ['negative start', () => UDP_WIRE.decodeCommon(new Uint8Array(10), -1, 9, false, out), DropReason.ShortPacket],
+    ['IPv4 header < 20 bytes', () => IP_WIRE.decodeCommon(new Uint8Array(19).fill(0x45), 0, 19, true, out), DropReason.BadIpHeader],
+    ['IHL 4', () => { const h = ipv4Header(4); h[0] = 0x44; return IP_WIRE.decodeCommon(concat(h, hex('00001234')), 0, 24, true, out); }, DropReason.BadIpHeader],
+    ['IP version 6', () => { const h = ipv4Header(4); h[0] = 0x65; return IP_WIRE.decodeCommon(concat(h, hex('00001234')), 0, 24, true, out); }, DropReason.BadIpHeader],
+    ['IHL 15 > length', () => { const h = ipv4Header(4); h[0] = 0x4f; return IP_WIRE.decodeCommon(concat(h, hex('00001234')), 0, 24, true, out); }, DropReason.BadIpHeader],
+    ['raw IPv4, short L2TP', () => IP_WIRE.decodeCommon(concat(ipv4Header(3), hex('000012')), 0, 23, true, out), DropReason.ShortPacket],
+    ['UDP version 2', () => UDP_WIRE.decodeCommon(hex('00020000 00001234'), 0, 8, false, out), DropReason.BadVersion],
+    ['UDP T bit', () => UDP_WIRE.decodeCommon(hex('c803000c 0000abcd 00000000'), 0, 12, false, out), DropReason.Control],
+    ['IP session 0', () => IP_WIRE.decodeCommon(hex('00000000 c803000c'), 0, 8, false, out), DropReason.Control],
+    ['UDP session 0', () => UDP_WIRE.decodeCommon(hex(`00030000 00000000 ${ARP}`), 0, 50, false, out), DropReason.UnknownSession],
   ];
   for (const [name, f, want] of cases) t.equal(f(), want, name);
 
   const sess = (l2tp: string, rx: RxParams): DropReason => {
     const b = hex(l2tp);
     const pool = inPool(b, 5);
-    t.equal(decodeCommon(pool, 5, b.length, 'udp', false, out), DropReason.None);
+    t.equal(UDP_WIRE.decodeCommon(pool, 5, b.length, false, out), DropReason.None);
     return decodeSession(pool, out, rx, 5 + b.length);
   };
   t.equal(sess('00030000 00001234 deadbe', rx4), DropReason.ShortPacket, 'cookie cut short');
@@ -319,7 +319,7 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
 }
 
 t.test('transmit: templates, sequence words, headroom', async (t) => {
-  const tpl = buildTxTemplate({ encap: 'udp', peerSessionId: 0xfedcba98, cookie: hex('0102030405060708'), l2spec: 'default', offset: 256 });
+  const tpl = buildTxTemplate({ encap: UDP_WIRE, peerSessionId: 0xfedcba98, cookie: hex('0102030405060708'), l2spec: 'default', offset: 256 });
   t.equal(tpl.length, MAX_HEADER_LEN, 'largest header: 8 + 8 + 4 + 256');
   t.equal(tpl.l2ssOffset, 16);
   const pool = new Uint8Array(600).fill(0xff);
@@ -329,7 +329,7 @@ t.test('transmit: templates, sequence words, headroom', async (t) => {
   t.ok(pool.subarray(hs + 20, 300).every((x) => x === 0), 'offset padding is zeros');
   t.equal(writeHeader(pool, 275, tpl, 0), -1, 'not enough headroom → -1');
   t.equal(pool[0], 0xff, 'nothing written then');
-  const ipNone = buildTxTemplate({ encap: 'ip', peerSessionId: 1, cookie: NO_COOKIE, l2spec: 'none', offset: 0 });
+  const ipNone = buildTxTemplate({ encap: IP_WIRE, peerSessionId: 1, cookie: NO_COOKIE, l2spec: 'none', offset: 0 });
   t.equal(ipNone.length, 4);
   t.equal(ipNone.l2ssOffset, -1);
   t.equal(writeHeader(pool, 10, ipNone, 99), 6, 'seq ignored without a sublayer');
@@ -339,10 +339,9 @@ t.test('transmit: templates, sequence words, headroom', async (t) => {
   t.equal(nextSeq(0xffffff), 0, 'wraps to 0');
   t.equal(l2ssWord(5), 0x40000005);
   t.equal(l2ssWord(-1), 0);
-  t.throws(() => buildTxTemplate({ encap: 'udp', peerSessionId: 0, cookie: NO_COOKIE, l2spec: 'default', offset: 0 }), RangeError);
-  t.throws(() => buildTxTemplate({ encap: 'udp', peerSessionId: 1, cookie: new Uint8Array(5), l2spec: 'default', offset: 0 }), RangeError);
-  t.throws(() => buildTxTemplate({ encap: 'udp', peerSessionId: 1, cookie: NO_COOKIE, l2spec: 'default', offset: 257 }), RangeError);
-  t.throws(() => buildTxTemplate({ encap: 'gre' as 'udp', peerSessionId: 1, cookie: NO_COOKIE, l2spec: 'default', offset: 0 }), RangeError);
+  t.throws(() => buildTxTemplate({ encap: UDP_WIRE, peerSessionId: 0, cookie: NO_COOKIE, l2spec: 'default', offset: 0 }), RangeError);
+  t.throws(() => buildTxTemplate({ encap: UDP_WIRE, peerSessionId: 1, cookie: new Uint8Array(5), l2spec: 'default', offset: 0 }), RangeError);
+  t.throws(() => buildTxTemplate({ encap: UDP_WIRE, peerSessionId: 1, cookie: NO_COOKIE, l2spec: 'default', offset: 257 }), RangeError);
   t.throws(() => makeRxContext({ peerCookie: new Uint8Array(2), l2spec: 'none', peerOffset: 0 }), RangeError);
   t.throws(() => makeRxContext({ peerCookie: NO_COOKIE, l2spec: 'none', peerOffset: -1 }), RangeError);
 });
@@ -356,7 +355,7 @@ t.test('decode reads only its window: guard bytes do not change results', async 
       const pool = new Uint8Array(200).fill(fill);
       pool.set(b.subarray(0, cut), 50);
       const out = new DecodeResult();
-      let r = decodeCommon(pool, 50, cut, 'udp', false, out);
+      let r = UDP_WIRE.decodeCommon(pool, 50, cut, false, out);
       if (r === DropReason.None) r = decodeSession(pool, out, rx, 50 + cut);
       results.push(`${r} ${JSON.stringify({ ...out })}`);
     }
