@@ -5,19 +5,11 @@
 #include <fcntl.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
-#include <netinet/udp.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-
-#ifndef UDP_NO_CHECK6_TX
-#define UDP_NO_CHECK6_TX 101
-#endif
-#ifndef UDP_NO_CHECK6_RX
-#define UDP_NO_CHECK6_RX 102
-#endif
 
 namespace l2tpd {
 
@@ -52,10 +44,39 @@ int64_t NumOpt(const Napi::Value& opts, const char* key, int64_t dflt) {
   Napi::Value v = opts.As<Napi::Object>().Get(key);
   return v.IsNumber() ? v.As<Napi::Number>().Int64Value() : dflt;
 }
-bool BoolOpt(const Napi::Value& opts, const char* key) {
-  if (!opts.IsObject()) return false;
-  Napi::Value v = opts.As<Napi::Object>().Get(key);
-  return v.IsBoolean() && v.As<Napi::Boolean>().Value();
+
+// One integer socket option from opts.options: {level, name, value, label}.
+struct IntOption {
+  int level;
+  int name;
+  int value;
+  std::string label;
+};
+
+// opts.options as a list; false + pending TypeError when it is not an array of such objects.
+bool IntOptions(Napi::Env env, const Napi::Value& opts, std::vector<IntOption>* out) {
+  if (!opts.IsObject()) return true;
+  Napi::Value list = opts.As<Napi::Object>().Get("options");
+  if (list.IsUndefined()) return true;
+  if (!list.IsArray()) {
+    Napi::TypeError::New(env, "options must be an array of {level, name, value, label}").ThrowAsJavaScriptException();
+    return false;
+  }
+  Napi::Array arr = list.As<Napi::Array>();
+  for (uint32_t i = 0; i < arr.Length(); i++) {
+    Napi::Value e = arr.Get(i);
+    Napi::Object o = e.IsObject() ? e.As<Napi::Object>() : Napi::Object();
+    if (!e.IsObject() || !o.Get("level").IsNumber() || !o.Get("name").IsNumber() || !o.Get("value").IsNumber()) {
+      Napi::TypeError::New(env, "options[" + std::to_string(i) + "] must be {level, name, value, label}")
+          .ThrowAsJavaScriptException();
+      return false;
+    }
+    Napi::Value label = o.Get("label");
+    out->push_back({o.Get("level").As<Napi::Number>().Int32Value(), o.Get("name").As<Napi::Number>().Int32Value(),
+                    o.Get("value").As<Napi::Number>().Int32Value(),
+                    label.IsString() ? label.As<Napi::String>().Utf8Value() : "option " + std::to_string(i)});
+  }
+  return true;
 }
 
 int SetInt(int fd, int level, int name, int value) {
@@ -167,6 +188,8 @@ Napi::Value Native::OpenSocket(const Napi::CallbackInfo& info, int type) {
     return env.Undefined();
   }
   Napi::Value opts = info.Length() > 3 ? info[3] : env.Undefined();
+  std::vector<IntOption> options;
+  if (!IntOptions(env, opts, &options)) return env.Undefined();
   sockaddr_storage local;
   socklen_t local_len;
   if (!ParseAddress(env, family, address, udp ? static_cast<uint16_t>(third) : 0, &local, &local_len))
@@ -193,12 +216,16 @@ Napi::Value Native::OpenSocket(const Napi::CallbackInfo& info, int type) {
         "setsockopt SO_RCVBUF");
   check(SetBuffer(fd, SO_SNDBUFFORCE, SO_SNDBUF, static_cast<int>(NumOpt(opts, "sndbuf", kDefaultBuf))),
         "setsockopt SO_SNDBUF");
-  if (udp && family == 4 && BoolOpt(opts, "noCheckTx"))
-    check(SetInt(fd, SOL_SOCKET, SO_NO_CHECK, 1), "setsockopt SO_NO_CHECK");
-  if (udp && family == 6 && BoolOpt(opts, "noCheck6Tx"))
-    check(SetInt(fd, IPPROTO_UDP, UDP_NO_CHECK6_TX, 1), "setsockopt UDP_NO_CHECK6_TX");
-  if (udp && family == 6 && BoolOpt(opts, "noCheck6Rx"))
-    check(SetInt(fd, IPPROTO_UDP, UDP_NO_CHECK6_RX, 1), "setsockopt UDP_NO_CHECK6_RX");
+  // The caller's options, in order (TypeScript knows what they mean; src/native/sockopt.ts).
+  std::string option_failed;
+  for (const IntOption& o : options) {
+    if (failed != nullptr) break;
+    int e = SetInt(fd, o.level, o.name, o.value);
+    if (e != 0) {
+      option_failed = "setsockopt " + o.label;
+      check(e, option_failed.c_str());
+    }
+  }
   if (failed == nullptr && bind(fd, reinterpret_cast<sockaddr*>(&local), local_len) != 0)
     check(errno, "bind");
   if (failed != nullptr) {

@@ -17,7 +17,7 @@ import { DataPlane, type SessionSpec } from '../dataplane/index.js';
 import { MAX_SESSIONS, MAX_TUNNELS } from '../dataplane/layout.js';
 import { HOST_ROW } from '../dataplane/counters.js';
 import { ENCAPSULATIONS } from '../dataplane/encap.js';
-import { native } from '../native/index.js';
+import { native, socketOption, type IntSocketOption } from '../native/index.js';
 import { Rtnl, type LinkEvent, type LinkInfo } from '../netlink/index.js';
 import { cookieBytes, sessionOverhead } from './mtu.js';
 import { SessionInterfaces, sessionKey, type SessionLinks } from './interfaces.js';
@@ -313,12 +313,12 @@ export class DaemonEngine implements Engine, MetricsSource {
   private async startTunnel(t: TunnelConfig): Promise<void> {
     const family = isIP(t.local) === 6 ? 6 : 4;
     const encap = ENCAPSULATIONS[t.encap];
-    // The checksum words exist only for UDP (validation), so for a raw socket these are all false.
-    const open = (): number => openOrExplain(() => encap.open(native, family, t.local, t.udp_sport ?? 0, {
-      noCheckTx: family === 4 && t.udp_csum === 'off',
-      noCheck6Tx: family === 6 && t.udp6_csum_tx === 'off',
-      noCheck6Rx: family === 6 && t.udp6_csum_rx === 'off',
-    }), t);
+    // The checksum words exist only for UDP over their family (validation).
+    const options: IntSocketOption[] = [];
+    if (t.udp_csum === 'off') options.push(socketOption('SO_NO_CHECK', 1));
+    if (t.udp6_csum_tx === 'off') options.push(socketOption('UDP_NO_CHECK6_TX', 1));
+    if (t.udp6_csum_rx === 'off') options.push(socketOption('UDP_NO_CHECK6_RX', 1));
+    const open = (): number => openOrExplain(() => encap.open(native, family, t.local, t.udp_sport ?? 0, { options }), t);
     const sharedKey = encap.sharedSocketKey(family, t.local);
     let fd: number;
     const shared = sharedKey === undefined ? undefined : this.sharedSockets.get(sharedKey);

@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { NativeAddon } from './types.js';
 
 export * from './types.js';
+export * from './sockopt.js';
 
 // Same path from src/native (ts-node) and dist/native (tsc output).
 const addonDir = path.join(__dirname, '..', '..', 'native-bindings');

@@ -15,16 +15,24 @@
  *   an absolute byte offset into that pool.
  */
 
+/**
+ * One integer socket option, set with setsockopt(level, name, value) after the socket is made
+ * and before it is bound. `label` names it in errors ('IP_TTL'). The addon knows no option by
+ * name: src/native/sockopt.ts holds the numbers, so a new option needs no addon change.
+ */
+export interface IntSocketOption {
+  level: number;
+  name: number;
+  value: number;
+  label: string;
+}
+
 export interface SocketOptions {
   /** SO_RCVBUFFORCE / SO_SNDBUFFORCE (falls back to SO_RCVBUF/SO_SNDBUF). Bytes. */
   rcvbuf?: number;
   sndbuf?: number;
-  /** IPv4 UDP: send with a zero checksum (SO_NO_CHECK). */
-  noCheckTx?: boolean;
-  /** IPv6 UDP: send with a zero checksum (UDP_NO_CHECK6_TX). */
-  noCheck6Tx?: boolean;
-  /** IPv6 UDP: accept a zero checksum (UDP_NO_CHECK6_RX). */
-  noCheck6Rx?: boolean;
+  /** Set in order; the first that fails closes the socket and throws, naming its label. */
+  options?: readonly IntSocketOption[];
 }
 
 export interface TapHandle {

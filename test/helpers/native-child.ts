@@ -8,7 +8,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
-import { native, POLL_READABLE, POLL_WRITABLE, SOURCE_STRIDE } from '../../src/native/index.js';
+import { native, POLL_READABLE, POLL_WRITABLE, SOURCE_STRIDE, socketOption, type IntSocketOption } from '../../src/native/index.js';
 
 type Args = Record<string, unknown>;
 const POOL_SIZE = 1 << 20;
@@ -43,8 +43,9 @@ async function udp(a: Args): Promise<unknown> {
   const pool = new Uint8Array(sab);
   native.attachPool(sab);
   const tx = native.udpOpen(family, local, 0, {});
-  const rx1 = native.udpOpen(family, local, 0, { noCheck6Rx: family === 6 });
-  const rx2 = native.udpOpen(family, local, 0, family === 4 ? { noCheckTx: true } : { noCheck6Tx: true });
+  const rx1 = native.udpOpen(family, local, 0, { options: family === 6 ? [socketOption('UDP_NO_CHECK6_RX', 1)] : [] });
+  const rx2 = native.udpOpen(family, local, 0,
+    { options: [family === 4 ? socketOption('SO_NO_CHECK', 1) : socketOption('UDP_NO_CHECK6_TX', 1)] });
   const ports = { tx: native.localPort(tx), rx1: native.localPort(rx1), rx2: native.localPort(rx2) };
   native.setPeer(3, family, local, ports.rx1);
   native.setPeer(40, family, local, ports.rx2);  // grows the peer table
@@ -315,6 +316,11 @@ async function errors(a: Args): Promise<unknown> {
     rawNotLocal: errInfo(() => native.rawOpen(4, '203.0.113.9', 115, {})),
     inUse: errInfo(() => native.udpOpen(4, a.local as string, port, {})),
     badAddress: errInfo(() => native.udpOpen(4, 'not-an-ip', 0, {})),
+    // An option the kernel does not know: refused, named by its label, nothing left open.
+    badOption: errInfo(() => native.udpOpen(4, a.local as string, 0, { options: [{ level: 0, name: 4242, value: 1, label: 'NOT_AN_OPTION' }] })),
+    badOptionRaw: errInfo(() => native.rawOpen(4, a.local as string, 115, { options: [{ level: 0, name: 4242, value: 1, label: 'NOT_AN_OPTION' }] })),
+    optionsNotList: errInfo(() => native.udpOpen(4, a.local as string, 0, { options: 'x' as unknown as [] })),
+    optionNotObject: errInfo(() => native.udpOpen(4, a.local as string, 0, { options: [7 as unknown as IntSocketOption] })),
     tapTooLong: errInfo(() => native.tapOpen('x'.repeat(20), false)),
     mtu4: native.pathMtu(4, a.remote4 as string),
     mtu6: native.pathMtu(6, a.remote6 as string),

@@ -181,6 +181,12 @@ if (!existsSync(ADDON)) {
       t.match(r.inUse, { code: 'EADDRINUSE', errno: 98, syscall: 'bind' });
       t.match(r.inUse.message, /192\.0\.2\.1:\d+/);
       t.match(r.badAddress, { code: 'EINVAL', errno: 22 });
+      for (const bad of [r.badOption, r.badOptionRaw]) {
+        t.match(bad, { code: 'ENOPROTOOPT', errno: 92, syscall: 'setsockopt' }, 'an unknown socket option is refused');
+        t.match(bad.message, /^setsockopt ENOPROTOOPT \(.*\) NOT_AN_OPTION 192\.0\.2\.1/, 'the message names the option by its label');
+      }
+      t.match(r.optionsNotList, { message: /options must be an array/ });
+      t.match(r.optionNotObject, { message: /options\[0\] must be \{level, name, value, label\}/ });
       t.match(r.tapTooLong, { code: 'ENAMETOOLONG' });
       t.equal(r.mtu4, 1400, 'IPv4 path MTU = veth MTU');
       t.equal(r.mtu6, 1400, 'IPv6 path MTU = veth MTU');
