@@ -1,75 +1,83 @@
 #!/usr/bin/env bash
-# Install l2tpd as a systemd service:
-#   $PREFIX (default /opt/l2tpd)        dist/, the native addon, production node_modules
-#   /etc/systemd/system/l2tpd.{service,socket}   units with node and $PREFIX paths filled in
-#   /etc/l2tpd/l2tpd.json               empty config, only if absent (l2tpd.json.example beside it)
-#   /usr/local/bin/{l2tpd,l2tpctl}      symlinks into $PREFIX
-#   system user and group l2tpd         owner of /etc/l2tpd (the daemon rewrites its config)
-# then `systemctl daemon-reload` when systemd is PID 1.
+# Set up l2tpd as a systemd service from the installed npm package (`npm install -g` of the
+# tarball): nothing is copied, the units run the package where npm put it.
 #
-# DESTDIR=/some/dir stages everything under that directory instead (packaging, tests): no user
-# is created, nothing is chowned, systemctl is not called.
-# Environment: DESTDIR, PREFIX, BINDIR (/usr/local/bin), CONFDIR (/etc/l2tpd),
-# UNITDIR (/etc/systemd/system), NODE (absolute path of node; default: `command -v node`).
+#   $UNITDIR/l2tpd.{service,socket}  (default /etc/systemd/system) with this node and this
+#                                    package's dist/daemon/main.js in ExecStart
+#   $CONFDIR/l2tpd.json              (default /etc/l2tpd) empty config, only if absent;
+#                                    l2tpd.json.example beside it
+#   system user and group l2tpd      owner of $CONFDIR (the daemon rewrites its config)
+#   /dev/net/tun                     group l2tpd 0660 where it is not world read-write
+# then `systemctl daemon-reload` when systemd is PID 1. Nothing is started or enabled:
+# `systemctl enable --now l2tpd` does that. Running it again (after an upgrade) rewrites the
+# units and keeps an existing config.
+#
+# Installed as the command `l2tpd-install-service`. Run from a source checkout (as
+# `npm run install-service`), it first packs the checkout and installs the tarball with
+# `npm install -g`, then runs the installed copy of itself.
+#
+# DESTDIR=/some/dir stages the units and config under that directory instead (packaging,
+# tests): no user is created, nothing is chowned, systemctl is not called.
+# Environment: DESTDIR, CONFDIR, UNITDIR, NODE (absolute path of node; default: `command -v node`).
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+say() { printf 'l2tpd-install-service: %s\n' "$*"; }
+die() { printf 'l2tpd-install-service: error: %s\n' "$*" >&2; exit 1; }
+
+# The package directory: this script is <package>/scripts/install-service.sh (npm links the
+# command to it, so resolve the link first).
+PKGDIR=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
 DESTDIR=${DESTDIR:-}
-PREFIX=${PREFIX:-/opt/l2tpd}
-BINDIR=${BINDIR:-/usr/local/bin}
 CONFDIR=${CONFDIR:-/etc/l2tpd}
 UNITDIR=${UNITDIR:-/etc/systemd/system}
 NODE=${NODE:-$(command -v node || true)}
 
-say() { printf 'install-service: %s\n' "$*"; }
-die() { printf 'install-service: error: %s\n' "$*" >&2; exit 1; }
+# ---------------------------------------------------------------- from a source checkout
+if [[ -d "$PKGDIR/src" && -f "$PKGDIR/tsconfig.json" ]]; then
+  [[ -z "$DESTDIR" ]] || die "DESTDIR works from the installed package: npm install -g --prefix DIR l2tpd-*.tgz, then DIR/bin/l2tpd-install-service"
+  [[ $(id -u) -eq 0 ]] || die "must run as root (npm install -g, systemd units, user l2tpd)"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  say "packing $PKGDIR (npm pack builds dist/)"
+  (cd "$PKGDIR" && npm pack --silent --pack-destination "$tmp" >/dev/null)
+  tarball=$(ls "$tmp"/l2tpd-*.tgz)
+  say "npm install -g $(basename "$tarball")"
+  npm install -g --no-audit --no-fund --allow-scripts="netlink,$tarball" "$tarball"
+  installed="$(npm root -g)/l2tpd/scripts/install-service.sh"
+  [[ -f "$installed" ]] || die "npm install -g did not install $installed"
+  exec bash "$installed"
+fi
 
+# ---------------------------------------------------------------- checks
 [[ -n "$NODE" && "$NODE" == /* ]] || die "node not found in PATH (set NODE=/absolute/path/to/node)"
-for p in "$PREFIX" "$BINDIR" "$CONFDIR" "$UNITDIR"; do
-  [[ "$p" == /* ]] || die "\"$p\": install paths must be absolute"
+for p in "$CONFDIR" "$UNITDIR"; do
+  [[ "$p" == /* ]] || die "\"$p\": paths must be absolute"
+done
+for f in "$PKGDIR/dist/daemon/main.js" "$PKGDIR/native-bindings/build/Release/l2tpd_native.node"; do
+  [[ -f "$f" ]] || die "$f is missing: is this an installed l2tpd package (npm install -g l2tpd-*.tgz)?"
+done
+# The unit has ProtectHome=yes and PrivateTmp=yes: the service cannot see node or l2tpd under
+# a home directory or /tmp. Fatal for a real install; staging (DESTDIR) is only warned.
+for p in "$NODE" "$PKGDIR"; do
+  real=$(readlink -f "$p")
+  case "$real" in
+    /home/*|/root/*|/run/user/*|/tmp/*|/var/tmp/*)
+      msg="$real is under a home directory or /tmp, which the service cannot see (ProtectHome=yes, PrivateTmp=yes); install node and l2tpd under a system prefix (for example npm install -g --prefix /usr/local)"
+      if [[ -n "$DESTDIR" ]]; then say "warning: $msg"; else die "$msg"; fi;;
+  esac
 done
 if [[ -z "$DESTDIR" && $(id -u) -ne 0 ]]; then
   die "must run as root (or set DESTDIR to stage into a directory)"
 fi
 
-cd "$ROOT"
-ADDON=native-bindings/build/Release/l2tpd_native.node
-if [[ ! -d node_modules ]]; then say "node_modules missing: npm ci"; npm ci; fi
-if [[ ! -f "$ADDON" ]]; then say "native addon missing: node-gyp rebuild"; npx node-gyp rebuild --directory native-bindings; fi
-if [[ ! -f dist/daemon/main.js || ! -f dist/cli/main.js ]]; then say "dist/ missing: npm run build"; npm run --silent build; fi
-
-# ---------------------------------------------------------------- the program tree
-TARGET="$DESTDIR$PREFIX"
-STAGE="$TARGET.new.$$"
-rm -rf "$STAGE"
-mkdir -p "$STAGE/native-bindings/build/Release"
-cp -a dist package.json "$STAGE/"
-[[ -f package-lock.json ]] && cp -a package-lock.json "$STAGE/"
-cp -a "$ADDON" "$STAGE/$ADDON"
-cp -a systemd "$STAGE/systemd"
-# Production dependencies only, as npm resolved them (nested node_modules keep their place).
-npm ls --omit=dev --parseable --all 2>/dev/null | tail -n +2 | while read -r dep; do
-  rel=${dep#"$ROOT"/}
-  [[ "$rel" == node_modules/* && -d "$dep" ]] || continue
-  mkdir -p "$STAGE/$(dirname "$rel")"
-  [[ -e "$STAGE/$rel" ]] || cp -a "$dep" "$STAGE/$rel"
-done
-[[ -d "$STAGE/node_modules/pino" && -d "$STAGE/node_modules/prom-client" ]] || die "production dependencies were not copied (npm ls failed?)"
-chmod 0755 "$STAGE/dist/daemon/main.js" "$STAGE/dist/cli/main.js"
-# Swap in the new tree (an upgrade keeps the old one until the new one is complete).
-if [[ -e "$TARGET" ]]; then rm -rf "$TARGET.old"; mv "$TARGET" "$TARGET.old"; fi
-mkdir -p "$(dirname "$TARGET")"
-mv "$STAGE" "$TARGET"
-rm -rf "$TARGET.old"
-say "installed program tree in $TARGET"
-
 # ---------------------------------------------------------------- units
 mkdir -p "$DESTDIR$UNITDIR"
 for unit in l2tpd.service l2tpd.socket; do
-  sed -e "s#/usr/bin/node #$NODE #" -e "s#/opt/l2tpd/#$PREFIX/#g" -e "s#/etc/l2tpd#$CONFDIR#g" \
-    "systemd/$unit" > "$DESTDIR$UNITDIR/$unit"
-  chmod 0644 "$DESTDIR$UNITDIR/$unit"
-  say "installed $UNITDIR/$unit"
+  sed -e "s#/usr/bin/node #$NODE #" -e "s#/usr/lib/node_modules/l2tpd/#$PKGDIR/#g" -e "s#/etc/l2tpd#$CONFDIR#g" \
+    "$PKGDIR/systemd/$unit" > "$DESTDIR$UNITDIR/$unit.tmp"
+  chmod 0644 "$DESTDIR$UNITDIR/$unit.tmp"
+  mv "$DESTDIR$UNITDIR/$unit.tmp" "$DESTDIR$UNITDIR/$unit"
+  say "installed $UNITDIR/$unit (ExecStart: $NODE $PKGDIR/dist/daemon/main.js)"
 done
 
 # ---------------------------------------------------------------- config
@@ -82,13 +90,7 @@ else
   chmod 0640 "$DESTDIR$CONFDIR/l2tpd.json"
   say "created $CONFDIR/l2tpd.json (empty: add tunnels with l2tpctl)"
 fi
-install -m 0644 systemd/l2tpd.example.json "$DESTDIR$CONFDIR/l2tpd.json.example"
-
-# ---------------------------------------------------------------- commands
-mkdir -p "$DESTDIR$BINDIR"
-ln -sfn "$PREFIX/dist/daemon/main.js" "$DESTDIR$BINDIR/l2tpd"
-ln -sfn "$PREFIX/dist/cli/main.js" "$DESTDIR$BINDIR/l2tpctl"
-say "linked $BINDIR/l2tpd and $BINDIR/l2tpctl"
+install -m 0644 "$PKGDIR/systemd/l2tpd.example.json" "$DESTDIR$CONFDIR/l2tpd.json.example"
 
 # ---------------------------------------------------------------- user, ownership, systemd
 if [[ -n "$DESTDIR" ]]; then

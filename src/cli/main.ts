@@ -233,6 +233,11 @@ export async function main(argv: string[], io: CliIO = {}): Promise<number> {
 }
 
 if (require.main === module) {
+  // `l2tpctl show session | head`: a reader that goes away is not an error of ours.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+    process.exit(process.exitCode ?? EXIT_OK);
+  });
   main(process.argv.slice(2)).then(
     (code) => { process.exitCode = code; },
     (e: unknown) => {

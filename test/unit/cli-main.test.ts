@@ -187,3 +187,15 @@ M._resolveFilename = function (r, ...a) { try { return o.call(this, r, ...a); } 
   t.equal(gone.code, 1);
   t.match(gone.err, /cannot reach l2tpd at .*none\.sock: ENOENT \(is the daemon running\?\)/);
 });
+
+t.test('a reader that closes the pipe early is not an error (l2tpctl --help | head -1)', {
+  skip: fs.existsSync(path.join(__dirname, '..', '..', 'dist', 'cli', 'main.js')) ? false : 'dist/ not built',
+}, async (t) => {
+  const child = spawn(process.execPath, [path.join(__dirname, '..', '..', 'dist', 'cli', 'main.js'), '--help']);
+  // Close our end before the child writes, so its first write fails with EPIPE.
+  child.stdout.destroy();
+  let err = '';
+  child.stderr.on('data', (c: Buffer) => { err += c.toString(); });
+  const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+  t.same([code, err], [0, ''], 'exit 0, nothing on stderr');
+});
