@@ -34,7 +34,8 @@ t.test('npm pack + npm install -g give a daemon and CLI that run', { skip }, asy
   t.ok(existsSync(tarball), 'npm pack wrote the tarball');
   const listing = ok(t, 'tar', ['tzf', tarball]).split('\n');
   for (const f of ['dist/daemon/main.js', 'dist/cli/main.js', 'dist/dataplane/worker.js', 'native-bindings/binding.gyp',
-    'native-bindings/src/addon.cc', 'scripts/install-service.sh', 'systemd/l2tpd.service', 'systemd/l2tpd.socket']) {
+    'native-bindings/src/addon.cc', 'scripts/install-service.sh', 'systemd/l2tpd.service', 'systemd/l2tpd.socket',
+    'monitoring/l2tpd-alerts.yml', 'monitoring/l2tpd-dashboard.json']) {
     t.ok(listing.includes(`package/${f}`), `tarball has ${f}`);
   }
   t.same(listing.filter((f) => /^package\/(src|test|bench|node_modules|native-bindings\/build)\//.test(f) || f.endsWith('.map')), [],
