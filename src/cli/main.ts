@@ -6,13 +6,17 @@
  *
  * `main(argv, io)` does everything and returns the exit code, so tests run it in-process.
  */
+import * as fs from 'node:fs';
 import * as http from 'node:http';
 import { Command, CommanderError } from 'commander';
 import {
   DEFAULT_SOCKET, MAX_SOCKET_PATH, socketPathTooLong, type SessionView, type TunnelView,
 } from '../control/api.js';
+import type { Config, SessionConfig, TunnelConfig } from '../control/model.js';
+import { SESSION_FIELDS, TUNNEL_FIELDS } from '../control/validate.js';
 import { packageVersion } from '../control/version.js';
 import { formatJson, formatKeyValues, formatSessions, formatTunnels } from './format.js';
+import { formatFinding, planImport, type SourceFile } from './import.js';
 import { STATS_FLAGS, USAGE, UsageError, parseCommand, type ParsedCommand } from './words.js';
 
 export { DEFAULT_SOCKET };
@@ -116,12 +120,91 @@ function preprocess(argv: string[]): { args: string[]; stats: boolean } {
   return { args, stats };
 }
 
-async function run(cmd: ParsedCommand, socketPath: string, json: boolean, out: Writer, timeoutMs: number): Promise<void> {
-  const call = async (method: string, urlPath: string, body?: unknown): Promise<unknown> => {
+type Call = (method: string, urlPath: string, body?: unknown) => Promise<unknown>;
+
+function caller(socketPath: string, timeoutMs: number): Call {
+  return async (method, urlPath, body) => {
     const reply = await apiRequest(socketPath, method, urlPath, body, timeoutMs);
     if (reply.status < 200 || reply.status >= 300) throw new RefusedError(reply.status, reply.body);
     return reply.body;
   };
+}
+
+/** The configuration that runs, in the config file's fields (the views carry state and counters too). */
+async function runningConfig(call: Call): Promise<Config> {
+  const pick = <T>(view: Record<string, unknown>, fields: readonly string[]) =>
+    Object.fromEntries(fields.filter((f) => view[f] !== undefined).map((f) => [f, view[f]])) as T;
+  const tunnels = ((await call('GET', '/v1/tunnels')) as { tunnels: TunnelView[] }).tunnels;
+  const sessions = ((await call('GET', '/v1/sessions')) as { sessions: SessionView[] }).sessions;
+  return {
+    tunnels: tunnels.map((t) => pick<TunnelConfig>(t, TUNNEL_FIELDS)),
+    // The interface a session has is the name an imported one must not take.
+    sessions: sessions.map((x) => pick<SessionConfig>({ ...x, name: x.interface ?? x.name }, SESSION_FIELDS)),
+  };
+}
+
+/**
+ * `import [--dry-run] FILE...`: plan from the files on top of what runs; print the plan
+ * (--dry-run) or add it entry by entry, removing what was added if the daemon refuses one.
+ */
+async function runImport(params: { files: string[]; dryRun: boolean }, call: Call, socketPath: string, json: boolean, out: Writer, err: Writer): Promise<number> {
+  const files: SourceFile[] = [];
+  for (const name of params.files) {
+    try {
+      files.push({ name, text: fs.readFileSync(name === '-' ? 0 : name, 'utf8') });
+    } catch (e) {
+      err.write(`l2tpctl: import: cannot read ${name}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}\n`);
+      return EXIT_USAGE;
+    }
+  }
+  let existing: Config | undefined;
+  try {
+    existing = await runningConfig(call);
+  } catch (e) {
+    if (!params.dryRun || !(e instanceof UnreachableError)) throw e;
+    err.write(`l2tpctl: import: note: ${e.message}; checked without the running configuration\n`);
+  }
+  const plan = planImport(files, existing);
+  for (const n of plan.notes) err.write(`l2tpctl: import: note: ${formatFinding(n)}\n`);
+  if (plan.problems.length > 0) {
+    for (const p of plan.problems) err.write(`l2tpctl: import: ${formatFinding(p)}\n`);
+    err.write(`l2tpctl: import: ${plan.problems.length} problem${plan.problems.length === 1 ? '' : 's'}; nothing was applied\n`);
+    return EXIT_USAGE;
+  }
+  if (params.dryRun) {
+    out.write(formatJson(plan.config));
+    return EXIT_OK;
+  }
+  const added: Array<() => Promise<unknown>> = [];
+  const steps = [
+    ...plan.config.tunnels.map((t, i) => ({ origin: plan.origins.tunnels[i], add: () => call('POST', '/v1/tunnels', t),
+      undo: () => call('DELETE', `/v1/tunnels/${t.tunnel_id}`) })),
+    ...plan.config.sessions.map((x, i) => ({ origin: plan.origins.sessions[i], add: () => call('POST', '/v1/sessions', x),
+      undo: () => call('DELETE', `/v1/tunnels/${x.tunnel_id}/sessions/${x.session_id}`) })),
+  ];
+  for (const step of steps) {
+    try {
+      await step.add();
+      added.push(step.undo);
+    } catch (e) {
+      err.write(`l2tpctl: import: ${formatFinding(step.origin)}: ${(e as Error).message}\n`);
+      for (const undo of added.reverse()) {
+        try { await undo(); } catch (u) {
+          err.write(`l2tpctl: import: could not remove what was added before: ${(u as Error).message}\n`);
+          return EXIT_REFUSED;
+        }
+      }
+      err.write(`l2tpctl: import: nothing was applied${added.length ? ` (the ${added.length} added before were removed)` : ''}\n`);
+      return EXIT_REFUSED;
+    }
+  }
+  const count = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
+  out.write(json ? formatJson(plan.config)
+    : `imported ${count(plan.config.tunnels.length, 'tunnel')} and ${count(plan.config.sessions.length, 'session')} into l2tpd at ${socketPath}\n`);
+  return EXIT_OK;
+}
+
+async function run(cmd: ParsedCommand, call: Call, json: boolean, out: Writer): Promise<void> {
   switch (cmd.object) {
     case 'help':
       out.write(USAGE);
@@ -222,8 +305,10 @@ export async function main(argv: string[], io: CliIO = {}): Promise<number> {
     throw e;
   }
   const socketPath = opts.socket ?? (env.L2TPD_SOCKET || DEFAULT_SOCKET);
+  const call = caller(socketPath, io.timeoutMs ?? 30_000);
   try {
-    await run(cmd, socketPath, opts.json === true, out, io.timeoutMs ?? 30_000);
+    if (cmd.object === 'import') return await runImport(cmd.params, call, socketPath, opts.json === true, out, err);
+    await run(cmd, call, opts.json === true, out);
     return EXIT_OK;
   } catch (e) {
     // Unreachable, refused, or anything else: the message, exit 1.

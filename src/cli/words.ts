@@ -34,6 +34,7 @@ export type ParsedCommand =
   | { object: 'tunnel'; command: 'show'; params: { tunnel_id?: number; stats: boolean } }
   | { object: 'session'; command: 'show'; params: { tunnel_id?: number; session_id?: number; stats: boolean } }
   | { object: 'daemon'; command: 'reload' | 'status'; params: Record<string, never> }
+  | { object: 'import'; command: 'import'; params: { files: string[]; dryRun: boolean } }
   | { object: 'help'; command: 'help'; params: Record<string, never> };
 
 export const USAGE = `Usage: l2tpctl [--socket PATH] [-j|--json] OBJECT COMMAND WORDS...
@@ -50,6 +51,7 @@ export const USAGE = `Usage: l2tpctl [--socket PATH] [-j|--json] OBJECT COMMAND 
        l2tpctl show session [tunnel_id ID] [session_id ID] [-s]
        l2tpctl reload
        l2tpctl status
+       l2tpctl import [--dry-run] FILE...
 
 Where: ID   := 1..${ID_MAX}        PORT := 1..65535     ADDR := IPv4 or IPv6 address
        HEX  := 8 or 16 hex digits    N    := 0..${OFFSET_MAX}       MS   := 0..${REORDER_TIMEOUT_MAX}
@@ -129,12 +131,13 @@ function matches(word: string, full: string): boolean {
   return word.length > 0 && full.startsWith(word);
 }
 
-function commandOf(word: string): 'add' | 'del' | 'show' | 'reload' | 'status' | 'help' | undefined {
+function commandOf(word: string): 'add' | 'del' | 'show' | 'reload' | 'status' | 'import' | 'help' | undefined {
   if (matches(word, 'add')) return 'add';
   if (matches(word, 'delete')) return 'del';
   if (matches(word, 'show') || matches(word, 'list') || matches(word, 'lst')) return 'show';
   if (word === 'reload') return 'reload';
   if (word === 'status') return 'status';
+  if (word === 'import') return 'import';
   if (word === 'help' || word === '-h' || word === '--help') return 'help';
   return undefined;
 }
@@ -146,6 +149,19 @@ function objectOf(word: string): 'tunnel' | 'session' | undefined {
 
 function describe(w: Word): string {
   return w.arg ? `${w.name} ${w.arg}` : w.name;
+}
+
+/** `import [--dry-run] FILE...` (FILE `-` is standard input). */
+function parseImport(args: string[]): ParsedCommand {
+  const files: string[] = [];
+  let dryRun = false;
+  for (const a of args) {
+    if (a === '--dry-run') dryRun = true;
+    else if (a.startsWith('-') && a !== '-') throw new UsageError(`import: unknown option "${a}"; expected --dry-run or FILE`, a);
+    else files.push(a);
+  }
+  if (files.length === 0) throw new UsageError('import: missing FILE (an ip l2tp script, a .netdev or .network file, or - for standard input)');
+  return { object: 'import', command: 'import', params: { files, dryRun } };
 }
 
 /** Collect keyword values: word → value string (flags → ''). */
@@ -209,7 +225,7 @@ function toObject(values: Map<string, string>): Record<string, string> {
  * Throws UsageError naming the word and what it accepts.
  */
 export function parseCommand(argv: string[]): ParsedCommand {
-  if (argv.length === 0) throw new UsageError('missing command; expected add, del, show, reload or status');
+  if (argv.length === 0) throw new UsageError('missing command; expected add, del, show, reload, status or import');
   const [first, second, ...rest] = argv;
   let command = commandOf(first);
   let object = second === undefined ? undefined : objectOf(second);
@@ -223,9 +239,10 @@ export function parseCommand(argv: string[]): ParsedCommand {
         : `unknown command "${second}" for "${first}"; expected add, del or show`, second);
     }
   } else if (command === undefined) {
-    throw new UsageError(`unknown command "${first}"; expected add, del, show, reload or status`, first);
+    throw new UsageError(`unknown command "${first}"; expected add, del, show, reload, status or import`, first);
   }
   if (command === 'help') return { object: 'help', command: 'help', params: {} };
+  if (command === 'import') return parseImport(argv.slice(1));
   if (command === 'reload' || command === 'status') {
     if (argv.length > 1) throw new UsageError(`unexpected word "${argv[1]}": "${command}" takes no words`, argv[1]);
     return { object: 'daemon', command, params: {} };

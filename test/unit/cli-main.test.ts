@@ -114,7 +114,7 @@ t.test('usage errors exit 2 without contacting the daemon', async (t) => {
   r = await run(['show', 'tunnel', 'tunnel_id'], env);
   t.same([r.code, r.err.split('\n')[0]], [2, 'l2tpctl: tunnel_id: missing value; expected tunnel_id ID']);
   r = await run([], env);
-  t.same([r.code, r.err.split('\n')[0]], [2, 'l2tpctl: missing command; expected add, del, show, reload or status']);
+  t.same([r.code, r.err.split('\n')[0]], [2, 'l2tpctl: missing command; expected add, del, show, reload, status or import']);
   r = await run(['--socket'], env);
   t.equal(r.code, 2, 'option without its value');
   t.match(r.err, /--socket/);
@@ -198,4 +198,61 @@ t.test('a reader that closes the pipe early is not an error (l2tpctl --help | he
   child.stderr.on('data', (c: Buffer) => { err += c.toString(); });
   const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
   t.same([code, err], [0, ''], 'exit 0, nothing on stderr');
+});
+
+t.test('l2tpctl import: --dry-run prints the plan, import applies it, a refusal undoes it', async (t) => {
+  const dir = shortDir(t, {
+    'site.sh': `${ADD_TUNNEL.replace('add', 'ip l2tp add')}\nip l2tp add session tunnel_id 3000 session_id 1000 peer_session_id 2000\n`
+      + 'ip l2tp add session name pw2 tunnel_id 3000 session_id 1001 peer_session_id 2001\nip link set l2tpeth0 mtu 1400\n',
+    'bad.sh': 'ip l2tp add tunnel tunnel_id 1 peer_tunnel_id 1 local 192.0.2.1 remote 192.0.2.2 encap gre\nip link set eth0 master br0\n',
+  });
+  const sock = path.join(dir, 'l2tpd.sock');
+  const engine = cliEngine();
+  const server = await startApiServer(sock, engine);
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const S = ['--socket', sock];
+  const site = path.join(dir, 'site.sh');
+
+  let r = await run([...S, 'import', '--dry-run', site]);
+  t.equal(r.code, 0, r.err);
+  const planned = JSON.parse(r.out) as { tunnels: Array<{ tunnel_id: number }>; sessions: Array<{ name?: string; mtu?: number }> };
+  t.same([planned.tunnels.map((x) => x.tunnel_id), planned.sessions.map((s) => [s.name, s.mtu])], [[3000], [['l2tpeth0', 1400], ['pw2', undefined]]]);
+  t.match(r.err, `l2tpctl: import: note: ${site}:2: session named l2tpeth0`);
+  t.same(engine.calls.filter((c) => c.startsWith('add')), [], '--dry-run adds nothing');
+
+  r = await run([...S, 'import', path.join(dir, 'bad.sh')]);
+  t.same([r.code, r.out], [2, '']);
+  t.equal(r.err, `l2tpctl: import: ${dir}/bad.sh:1: encap gre: expected ip or udp\n`
+    + `l2tpctl: import: ${dir}/bad.sh:2: eth0 master br0: l2tpd puts only its session interfaces (and a VLAN interface, with vlan ID dev TRUNK) in bridges; keep this line in the host's network configuration\n`
+    + 'l2tpctl: import: 2 problems; nothing was applied\n');
+  t.same(engine.calls.filter((c) => c.startsWith('add')), [], 'problems: nothing is sent');
+
+  // The daemon refuses the second session (as when its interface cannot be created): the
+  // tunnel and the first session are removed again.
+  const addSession = engine.addSession.bind(engine);
+  engine.addSession = async (s) => (s.session_id === 1001 ? Promise.reject(new Error('cannot create tap pw2: EPERM')) : addSession(s));
+  r = await run([...S, 'import', site]);
+  t.equal(r.code, 1);
+  t.same(r.err.split('\n').filter((l) => !l.includes(': note: ')), [
+    `l2tpctl: import: ${site}:3: session 1001 in tunnel 3000: l2tpd failed: cannot create tap pw2: EPERM`,
+    'l2tpctl: import: nothing was applied (the 2 added before were removed)', '']);
+  t.same(engine.cfg, { tunnels: [], sessions: [] }, 'the daemon is as before');
+
+  engine.addSession = addSession;
+  r = await run([...S, 'import', site]);
+  t.same([r.code, r.out], [0, `imported 1 tunnel and 2 sessions into l2tpd at ${sock}\n`]);
+  t.same(engine.cfg.sessions.map((s) => s.name), ['l2tpeth0', 'pw2']);
+  r = await run([...S, 'import', site]);
+  t.same([r.code, r.err.split('\n').filter((l) => !l.includes(': note: '))[0]], [2, `l2tpctl: import: ${site}:1: tunnel 3000 already exists`],
+    'a second import conflicts with what runs, before anything is sent');
+
+  r = await run([...S, 'import', '--dry-run', path.join(dir, 'none.sh')]);
+  t.same([r.code, r.err], [2, `l2tpctl: import: cannot read ${dir}/none.sh: ENOENT\n`]);
+  r = await run(['--socket', path.join(dir, 'gone.sock'), 'import', '--dry-run', site]);
+  t.equal(r.code, 0, 'dry run without a daemon');
+  t.match(r.err, /note: cannot reach l2tpd at .*gone\.sock: ENOENT \(is the daemon running\?\); checked without the running configuration/);
+  r = await run(['--socket', path.join(dir, 'gone.sock'), 'import', site]);
+  t.equal(r.code, 1, 'applying needs the daemon');
+  r = await run([...S, 'import']);
+  t.same([r.code, r.err.split('\n')[0]], [2, 'l2tpctl: import: missing FILE (an ip l2tp script, a .netdev or .network file, or - for standard input)']);
 });

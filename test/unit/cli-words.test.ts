@@ -62,8 +62,8 @@ t.test('del, show, reload, status, help', async (t) => {
 });
 
 t.test('usage errors name the word and what it accepts', async (t) => {
-  usage(t, '', /missing command; expected add, del, show, reload or status/);
-  usage(t, 'frobnicate tunnel', /unknown command "frobnicate"; expected add, del, show, reload or status/, 'frobnicate');
+  usage(t, '', /missing command; expected add, del, show, reload, status or import/);
+  usage(t, 'frobnicate tunnel', /unknown command "frobnicate"; expected add, del, show, reload, status or import/, 'frobnicate');
   usage(t, 'add', /add: missing object; expected tunnel or session/);
   usage(t, 'add tunnels', /unknown object "tunnels" for "add"; expected tunnel or session/, 'tunnels');
   usage(t, 'tunnel', /tunnel: missing command; expected add, del or show/);
