@@ -29,8 +29,8 @@ function curl(ns: string, url: string): string {
 }
 
 async function pseudowire(sites: Sites): Promise<void> {
-  await Promise.all([sites.start(sites.a, ['--metrics-listen', METRICS]), sites.start(sites.b, ['--metrics-listen', METRICS])]);
   for (const [d, local, remote] of [[sites.a, UNDERLAY.a4, UNDERLAY.b4], [sites.b, UNDERLAY.b4, UNDERLAY.a4]] as [Daemon, string, string][]) {
+    await sites.start(d, ['--metrics-listen', METRICS]);
     sites.ok(d, tunnelWords(50, 'udp', local, remote, [1701, 1701]));
     for (const sid of ['1', '2']) {
       sites.ok(d, ['add', 'session', 'name', `pwd${sid}`, 'tunnel_id', '50', 'session_id', sid, 'peer_session_id', sid, 'bridge', `brd${sid}`]);
