@@ -6,9 +6,18 @@
  * Differences from iproute2, on purpose: offsets are the configured ones (l2tpd implements
  * them; Linux always prints 0), `reorder timeout` is always printed, and there are no stray
  * empty lines.
+ *
+ * Everything printed goes through `text()`: a control character in a name or message (from an
+ * older daemon, or a file edited by hand) is shown as \uXXXX, never sent raw to the terminal.
  */
 import type { SessionView, TunnelView } from '../control/api.js';
+import { escapeControl } from '../control/errors.js';
 import { SESSION_COUNTER_NAMES, TUNNEL_COUNTER_NAMES } from '../dataplane/counters.js';
+
+/** Lines joined for the terminal, control characters escaped. */
+function text(lines: string[]): string {
+  return lines.length ? `${lines.map(escapeControl).join('\n')}\n` : '';
+}
 
 export interface FormatOptions {
   stats?: boolean;
@@ -68,7 +77,7 @@ export function formatTunnel(t: TunnelView, opts: FormatOptions = {}): string {
   if (t.state !== undefined) lines.push(`  state: ${t.state}`);
   if (t.error !== undefined) lines.push(`  error: ${t.error}`);
   if (opts.stats && t.stats) lines.push(...formatCounters(t.stats, TUNNEL_COUNTER_NAMES));
-  return `${lines.join('\n')}\n`;
+  return text(lines);
 }
 
 export function formatSession(s: SessionView, opts: FormatOptions = {}): string {
@@ -94,7 +103,7 @@ export function formatSession(s: SessionView, opts: FormatOptions = {}): string 
   if (s.state !== undefined) lines.push(`  state: ${s.state}`);
   if (s.error !== undefined) lines.push(`  error: ${s.error}`);
   if (opts.stats && s.stats) lines.push(...formatCounters(s.stats, SESSION_COUNTER_NAMES));
-  return `${lines.join('\n')}\n`;
+  return text(lines);
 }
 
 export function formatTunnels(list: TunnelView[], opts: FormatOptions = {}): string {
@@ -109,9 +118,10 @@ export function formatSessions(list: SessionView[], opts: FormatOptions = {}): s
 export function formatKeyValues(obj: Record<string, unknown>): string {
   const lines = Object.entries(obj).map(([k, v]) =>
     `${k}: ${typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)}`);
-  return lines.length ? `${lines.join('\n')}\n` : '';
+  return text(lines);
 }
 
 export function formatJson(value: unknown): string {
-  return `${JSON.stringify(value, null, 2)}\n`;
+  // JSON.stringify escapes C0 but leaves DEL and C1; \uXXXX keeps the JSON valid.
+  return `${escapeControl(JSON.stringify(value, null, 2))}\n`;
 }

@@ -14,6 +14,7 @@ import {
 } from '../control/api.js';
 import type { Config, SessionConfig, TunnelConfig } from '../control/model.js';
 import { SESSION_FIELDS, TUNNEL_FIELDS } from '../control/validate.js';
+import { escapeControl } from '../control/errors.js';
 import { packageVersion } from '../control/version.js';
 import { formatJson, formatKeyValues, formatSessions, formatTunnels } from './format.js';
 import { formatFinding, planImport, type SourceFile } from './import.js';
@@ -299,7 +300,7 @@ export async function main(argv: string[], io: CliIO = {}): Promise<number> {
     cmd = parseCommand(words);
   } catch (e) {
     if (e instanceof UsageError) {
-      err.write(`l2tpctl: ${e.message}\nTry "l2tpctl --help".\n`);
+      err.write(`l2tpctl: ${escapeControl(e.message)}\nTry "l2tpctl --help".\n`);
       return EXIT_USAGE;
     }
     throw e;
@@ -312,7 +313,7 @@ export async function main(argv: string[], io: CliIO = {}): Promise<number> {
     return EXIT_OK;
   } catch (e) {
     // Unreachable, refused, or anything else: the message, exit 1.
-    err.write(`l2tpctl: ${(e as Error).message ?? String(e)}\n`);
+    err.write(`l2tpctl: ${escapeControl((e as Error).message ?? String(e))}\n`);
     return EXIT_REFUSED;
   }
 }

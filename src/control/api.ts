@@ -26,7 +26,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { ConfigError, ConflictError } from './errors.js';
 import type { SessionConfig, TunnelConfig } from './model.js';
-import { normalizeSession, normalizeTunnel, parseId } from './validate.js';
+import { MAX_JSON_DEPTH, nestedDeeperThan, normalizeSession, normalizeTunnel, parseId } from './validate.js';
 
 /** A tunnel as the daemon reports it: its config plus run-time state (filled by the daemon). */
 export type TunnelView = TunnelConfig & {
@@ -278,11 +278,17 @@ function parseBody(text: string): unknown {
   if (text.trim() === '') {
     throw new ConfigError('body', undefined, 'a JSON object', 'request body: missing; expected a JSON object');
   }
+  let value: unknown;
   try {
-    return JSON.parse(text);
+    value = JSON.parse(text);
   } catch (err) {
     throw new ConfigError('body', undefined, 'a JSON object', `request body: invalid JSON: ${(err as Error).message}`);
   }
+  if (nestedDeeperThan(value)) {
+    throw new ConfigError('body', undefined, `a JSON object nested at most ${MAX_JSON_DEPTH} levels deep`,
+      `request body: nested deeper than ${MAX_JSON_DEPTH} levels; expected a JSON object of tunnel or session fields`);
+  }
+  return value;
 }
 
 function send(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

@@ -4,16 +4,25 @@
  * allowed (docs/architecture.md "Bad input").
  */
 
+/**
+ * A text that is safe to print on a terminal: control characters other than the line break
+ * (C0, DEL and C1; JSON.stringify leaves DEL and C1 as they are) become \uXXXX escapes.
+ */
+export function escapeControl(text: string): string {
+  return text.replace(/(?!\n)\p{Cc}/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 /** Render a value the way a user typed it: bare words stay bare, anything odd is quoted. */
 export function showValue(value: unknown): string {
-  if (typeof value === 'string') return /^[\w.:%/-]+$/.test(value) ? value : JSON.stringify(value);
+  if (typeof value === 'string') return /^[\w.:%/-]+$/.test(value) ? value : escapeControl(JSON.stringify(value));
   if (typeof value === 'number' || typeof value === 'boolean' || value === null) return String(value);
   if (value === undefined) return '';
   try {
-    const s = JSON.stringify(value);
+    const s = escapeControl(JSON.stringify(value));
     return s.length > 60 ? `${s.slice(0, 57)}...` : s;
   } catch {
-    return String(value);
+    // Too deep to stringify (a stack overflow) or cyclic: say what it is, not what is in it.
+    return Array.isArray(value) ? '[...]' : '{...}';
   }
 }
 

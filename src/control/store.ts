@@ -8,7 +8,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ConfigError } from './errors.js';
 import type { Config } from './model.js';
-import { SESSION_FIELDS, TUNNEL_FIELDS, emptyConfig, orderKeys, sortConfig, validateConfig } from './validate.js';
+import {
+  MAX_JSON_DEPTH, SESSION_FIELDS, TUNNEL_FIELDS, emptyConfig, nestedDeeperThan, orderKeys, sortConfig, validateConfig,
+} from './validate.js';
 
 export const CONFIG_FILE_MODE = 0o640;
 export const CONFIG_DIR_MODE = 0o750;
@@ -55,11 +57,17 @@ export class ConfigStore {
       throw new ConfigError('config', this.path, 'a readable file', `${this.path}: cannot read: ${e.code ?? e.message}`);
     }
     if (text.trim() === '') return emptyConfig();
+    let value: unknown;
     try {
-      return JSON.parse(text) as unknown;
+      value = JSON.parse(text) as unknown;
     } catch (err) {
       throw new ConfigError('config', this.path, 'valid JSON', `${this.path}: invalid JSON: ${(err as Error).message}`);
     }
+    if (nestedDeeperThan(value)) {
+      throw new ConfigError('config', this.path, `JSON nested at most ${MAX_JSON_DEPTH} levels deep`,
+        `${this.path}: nested deeper than ${MAX_JSON_DEPTH} levels; expected {"tunnels": [...], "sessions": [...]}`);
+    }
+    return value;
   }
 
   /**

@@ -14,7 +14,7 @@
  *   (0.0.0.0, ::), no IPv6 zone index. IPv6 literals are stored in canonical (RFC 5952) form.
  */
 import { isIP } from 'node:net';
-import { ConfigError, ConflictError } from './errors.js';
+import { ConfigError, ConflictError, showValue } from './errors.js';
 import {
   SESSION_DEFAULTS,
   TUNNEL_DEFAULTS,
@@ -25,6 +25,7 @@ import {
 } from './model.js';
 import { MAX_SESSION_MTU } from '../dataplane/layout.js';
 import { ENCAPSULATIONS, type EncapName } from '../dataplane/encap.js';
+import { IFNAME_ALLOWED, IFNAME_CONTROL, IFNAME_MAX, ifnameProblem } from '../netlink/ifname.js';
 
 export const ID_MAX = 0xffffffff;
 export const ID_ALLOWED = `an integer 1..${ID_MAX}`;
@@ -34,8 +35,6 @@ export const REORDER_TIMEOUT_MAX = 60000;
 export const MTU_MIN = 68;
 export const VLAN_MIN = 1;
 export const VLAN_MAX = 4094;
-/** IFNAMSIZ - 1 */
-export const IFNAME_MAX = 15;
 
 /** Field order of a tunnel, used for unknown-field messages and stable serialisation. */
 export const TUNNEL_FIELDS = [
@@ -92,7 +91,12 @@ export function parseOnOff(field: string, value: unknown): OnOff {
   return parseEnum(field, value, ['on', 'off'] as const);
 }
 
-/** An IPv4 or IPv6 literal; IPv6 comes back in canonical form. Returns [address, family]. */
+/**
+ * An IPv4 or IPv6 unicast literal; IPv6 comes back in canonical form. Returns [address, family].
+ * Refused: the wildcard, multicast, the limited broadcast 255.255.255.255 (a tunnel has one
+ * peer) and IPv4-mapped IPv6 (an IPv6 tunnel socket is IPv6-only: write the IPv4 address).
+ * Subnet broadcasts depend on the host's prefixes and are refused when the tunnel starts.
+ */
 export function parseAddress(field: string, value: unknown): [string, 4 | 6] {
   const allowed = 'an IPv4 or IPv6 address';
   if (typeof value !== 'string') throw new ConfigError(field, value, allowed);
@@ -103,8 +107,24 @@ export function parseAddress(field: string, value: unknown): [string, 4 | 6] {
   }
   let addr = value;
   if (family === 6) addr = new URL(`http://[${value}]`).hostname.slice(1, -1);
+  const unicast = 'a unicast address';
   if (addr === '0.0.0.0' || addr === '::') {
     throw new ConfigError(field, value, 'a specific address', `${field} ${value}: expected a specific address, not the wildcard`);
+  }
+  if (family === 4) {
+    const first = Number(addr.split('.')[0]);
+    if (first >= 224 && first <= 239) throw new ConfigError(field, value, unicast, `${field} ${value}: a multicast address; expected ${unicast}`);
+    if (addr === '255.255.255.255') throw new ConfigError(field, value, unicast, `${field} ${value}: the broadcast address; expected ${unicast}`);
+  } else {
+    if (addr.startsWith('ff')) throw new ConfigError(field, value, unicast, `${field} ${value}: a multicast address; expected ${unicast}`);
+    const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(addr);
+    if (mapped) {
+      const hi = parseInt(mapped[1], 16);
+      const lo = parseInt(mapped[2], 16);
+      const v4 = `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`;
+      throw new ConfigError(field, value, 'an IPv4 address written as IPv4, or a native IPv6 address',
+        `${field} ${value}: an IPv4-mapped IPv6 address; write the IPv4 address ${v4} instead`);
+    }
   }
   return [addr, family as 4 | 6];
 }
@@ -116,23 +136,42 @@ export function parseCookie(field: string, value: unknown): string {
 }
 
 /**
- * A Linux interface name: 1..15 bytes, not "." or "..", no '/', ':' or whitespace. With
- * `pattern`, one `%d` is allowed (the kernel numbers it: `l2tpeth%d`); any other '%' is refused.
+ * A Linux interface name, checked as the kernel checks it (netlink/ifname.ts), control characters
+ * refused too. With `pattern`, one `%d` is allowed (the kernel numbers it: `l2tpeth%d`); any
+ * other '%' is refused.
  */
 export function parseIfname(field: string, value: unknown, pattern = false): string {
   const allowed = pattern
-    ? 'an interface name of 1..15 bytes without "/", ":" or whitespace (one %d allowed)'
-    : 'an interface name of 1..15 bytes without "/", ":", "%" or whitespace';
+    ? `an interface name of ${IFNAME_ALLOWED} (one %d allowed)`
+    : `an interface name of ${IFNAME_ALLOWED}, without "%"`;
   if (typeof value !== 'string') throw new ConfigError(field, value, allowed);
-  const bytes = Buffer.byteLength(value, 'utf8');
-  if (bytes < 1 || bytes > IFNAME_MAX || value === '.' || value === '..' || /[/:\s]/u.test(value)) {
-    throw new ConfigError(field, value, allowed);
-  }
+  const problem = ifnameProblem(value);
+  if (problem === IFNAME_CONTROL) throw new ConfigError(field, value, allowed, `${field} ${showValue(value)}: ${problem}; expected ${allowed}`);
+  if (problem !== undefined) throw new ConfigError(field, value, allowed);
   if (value.includes('%')) {
     const rest = value.replace('%d', '');
     if (!pattern || rest.includes('%')) throw new ConfigError(field, value, allowed);
   }
   return value;
+}
+
+/**
+ * Deepest nesting a JSON document may have. A config file is 3 levels deep and an API body 1;
+ * deeper input is refused before anything walks it (printing it back in an error message would
+ * otherwise overflow the stack).
+ */
+export const MAX_JSON_DEPTH = 16;
+
+/** True when `value` nests arrays/objects more than `max` levels deep. Iterative: safe on any depth. */
+export function nestedDeeperThan(value: unknown, max = MAX_JSON_DEPTH): boolean {
+  const stack: Array<[unknown, number]> = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    if (depth + 1 > max) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return false;
 }
 
 function rejectUnknown(what: string, input: Obj, known: readonly string[]): void {
@@ -180,6 +219,10 @@ function normalizeTunnelInner(input: unknown): TunnelConfig {
   const [remote, rfamily] = parseAddress('remote', required('remote', input, 'an IPv4 or IPv6 address'));
   if (rfamily !== family) {
     throw new ConfigError('remote', input.remote, `an IPv${family} address (same family as local ${local})`);
+  }
+  if (remote === local) {
+    throw new ConfigError('remote', input.remote, `the peer's address, not local ${local}`,
+      `remote ${String(input.remote)}: same as local; expected the peer's address`);
   }
   const t: TunnelConfig = { tunnel_id, peer_tunnel_id, encap, local, remote };
   if (encap === 'udp') {

@@ -4,6 +4,7 @@
  * nothing and an accepted one is running and persisted before the caller hears "done".
  */
 import type { Logger } from 'pino';
+import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import type { Config, SessionConfig, TunnelConfig } from '../control/model.js';
 import { ConfigError, ConflictError } from '../control/errors.js';
@@ -312,6 +313,7 @@ export class DaemonEngine implements Engine, MetricsSource {
 
   private async startTunnel(t: TunnelConfig): Promise<void> {
     const family = isIP(t.local) === 6 ? 6 : 4;
+    await this.checkAddresses(t, family);
     const encap = ENCAPSULATIONS[t.encap];
     // The checksum words exist only for UDP over their family (validation).
     const options: IntSocketOption[] = [];
@@ -343,6 +345,20 @@ export class DaemonEngine implements Engine, MetricsSource {
     }
     this.tunnels.set(t.tunnel_id, rt);
     this.failures.delete(`tunnel ${t.tunnel_id}`);
+  }
+
+  /**
+   * Refuse what only the host's routes reveal: a local or remote address that is a broadcast
+   * address of one of its networks (the kernel would bind to it, and refuse to send to it).
+   */
+  private async checkAddresses(t: TunnelConfig, family: 4 | 6): Promise<void> {
+    for (const field of ['local', 'remote'] as const) {
+      const type = await this.rtnl.routeType(family, t[field]).catch(() => undefined);
+      if (type === 'broadcast' || type === 'multicast') {
+        throw new ConfigError(field, t[field], 'a unicast address',
+          `${field} ${t[field]}: a ${type} address of this host's networks; expected a unicast address`);
+      }
+    }
   }
 
   private releaseSocket(rt: RunningTunnel): void {
@@ -470,15 +486,38 @@ export class DaemonEngine implements Engine, MetricsSource {
   }
 }
 
-/** Turn socket set-up errors into messages that name the word, the value and what is allowed. */
+/**
+ * Turn socket set-up errors into messages that name the word, the value and what is allowed.
+ * `unprivilegedPort`: the lowest port binding needs no capability for (read from the kernel).
+ */
+export function explainSocketError(err: unknown, t: TunnelConfig, unprivilegedPort = unprivilegedPortStart()): unknown {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EADDRNOTAVAIL') return new ConfigError('local', t.local, 'an address configured on this host');
+  if (code === 'EADDRINUSE') return new ConfigError('udp_sport', t.udp_sport, `a UDP port not already in use on ${t.local}`);
+  if ((code === 'EACCES' || code === 'EPERM') && t.encap === 'udp' && t.udp_sport! < unprivilegedPort) {
+    return new ConfigError('udp_sport', t.udp_sport, `a port of ${unprivilegedPort} or above, or CAP_NET_BIND_SERVICE for l2tpd`,
+      `udp_sport ${t.udp_sport}: binding a port below ${unprivilegedPort} needs CAP_NET_BIND_SERVICE, which l2tpd does not have; use a port of ${unprivilegedPort} or above, or grant it the capability`);
+  }
+  if (code === 'EPERM' || code === 'EACCES') {
+    const need = t.encap === 'ip' ? 'raw IP sockets need CAP_NET_RAW' : 'refused by the kernel or a security policy';
+    return new ConflictError(`cannot open a ${t.encap} socket on ${t.local}: ${code} (${need})`, 500);
+  }
+  return err;
+}
+
+/** net.ipv4.ip_unprivileged_port_start of this namespace (it covers IPv6 too); 1024 if unreadable. */
+function unprivilegedPortStart(): number {
+  try {
+    return Number(readFileSync('/proc/sys/net/ipv4/ip_unprivileged_port_start', 'utf8').trim()) || 1024;
+  } catch {
+    return 1024;
+  }
+}
+
 function openOrExplain(open: () => number, t: TunnelConfig): number {
   try {
     return open();
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EADDRNOTAVAIL') throw new ConfigError('local', t.local, 'an address configured on this host');
-    if (code === 'EADDRINUSE') throw new ConfigError('udp_sport', t.udp_sport, `a UDP port not already in use on ${t.local}`);
-    if (code === 'EPERM' || code === 'EACCES') throw new ConflictError(`cannot open a ${t.encap} socket on ${t.local}: ${code} (needs CAP_NET_RAW/CAP_NET_ADMIN)`, 500);
-    throw err;
+    throw explainSocketError(err, t);
   }
 }

@@ -10,14 +10,14 @@
  *  - link events read the raw nlmsg_type (16 NEWLINK / 17 DELLINK), which parsed messages drop.
  */
 import {
-  createNetlink, FlagsGet, ifla, parseError, Protocol, putU32, rt,
+  AttrStream, createNetlink, FlagsGet, ifla, parseError, Protocol, putU32, rt,
   type NetlinkMessage, type NetlinkSocket,
 } from 'netlink';
 import { isMainThread } from 'node:worker_threads';
 import { errnoName, NetlinkError, toNetlinkError } from './errors.js';
 import {
   bridgePayload, checkIfname, checkVlanId, CREATE_FLAGS, linkPayload, NLMSG_ERROR,
-  RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK, RTM_SETLINK, vlanPayload,
+  RTM_DELLINK, RTM_GETLINK, RTM_GETROUTE, RTM_NEWLINK, RTM_NEWROUTE, RTM_SETLINK, vlanPayload,
 } from './messages.js';
 
 export { NetlinkError, toNetlinkError } from './errors.js';
@@ -43,6 +43,10 @@ export interface LinkInfo {
 
 export interface LinkEvent { type: 'new' | 'del'; link: LinkInfo }
 
+/** How the kernel routes to an address (rtm_type of `ip route get`). */
+export type RouteType = 'unicast' | 'local' | 'broadcast' | 'anycast' | 'multicast' | 'blackhole' | 'unreachable' | 'prohibit' | 'other';
+const ROUTE_TYPES: readonly RouteType[] = ['other', 'unicast', 'local', 'broadcast', 'anycast', 'multicast', 'blackhole', 'unreachable', 'prohibit'];
+
 export interface SetLinkOptions {
   up?: boolean;
   mtu?: number;
@@ -57,6 +61,8 @@ export interface SetLinkOptions {
 export type LinkRef = string | number;
 
 const RTNLGRP_LINK = 1;
+const AF_INET = 2;
+const AF_INET6 = 10;
 const RTEXT_FILTER_SKIP_STATS = 1 << 3;
 
 /** Decode an RTM_NEWLINK/RTM_DELLINK payload (ifinfomsg + attributes). */
@@ -87,6 +93,18 @@ function refAttrs(ref: LinkRef): { data: rt.Link; attrs: ifla.LinkAttrs; label: 
   }
   checkIfname(ref);
   return { data: {}, attrs: { ifname: ref }, label: ref };
+}
+
+/** Bytes of an IPv4 or IPv6 literal, as rtnetlink carries it. */
+function addressBytes(family: 4 | 6, address: string): Buffer {
+  if (family === 4) return Buffer.from(address.split('.').map(Number));
+  const [head, tail] = address.includes('::') ? address.split('::') : [address, undefined];
+  const h = head ? head.split(':') : [];
+  const tl = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? h : [...h, ...new Array<string>(8 - h.length - tl.length).fill('0'), ...tl];
+  const out = Buffer.alloc(16);
+  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g || '0', 16), i * 2));
+  return out;
 }
 
 export class Rtnl {
@@ -174,6 +192,32 @@ export class Rtnl {
   async listLinks(): Promise<LinkInfo[]> {
     const msgs = await this.request(RTM_GETLINK, linkPayload({}, { extMask: putU32(RTEXT_FILTER_SKIP_STATS) }), FlagsGet.DUMP, 'list links');
     return msgs.filter((m) => m.type === RTM_NEWLINK).map((m) => parseLinkInfo(m.data));
+  }
+
+  /**
+   * How the kernel would route to `address` (`ip route get`): 'local' for this host's own
+   * addresses, 'broadcast' for broadcast addresses of its networks; undefined without a route.
+   */
+  async routeType(family: 4 | 6, address: string): Promise<RouteType | undefined> {
+    const st = new AttrStream();
+    rt.formatRouteMessage({
+      kind: 'route',
+      data: { family: family === 4 ? AF_INET : AF_INET6, dstLen: family === 4 ? 32 : 128 },
+      attrs: { dst: addressBytes(family, address) },
+    }, st);
+    let msgs: NetlinkMessage[];
+    try {
+      msgs = await this.request(RTM_GETROUTE, Buffer.concat(st.bufs), 0, `get route ${address}`);
+    } catch (e) {
+      if (e instanceof NetlinkError && (e.code === 'ENETUNREACH' || e.code === 'EHOSTUNREACH')) return undefined;
+      throw e;
+    }
+    const m = msgs.find((x) => x.type === RTM_NEWROUTE);
+    if (!m) return undefined;
+    // The package decodes rtm_type to the enum's key ('BROADCAST') when it knows the value.
+    const type = rt.parseRouteMessage(m.data).data.type;
+    const n = typeof type === 'number' ? type : type === undefined ? 0 : rt.RouteType[type];
+    return ROUTE_TYPES[n] ?? 'other';
   }
 
   /** Change admin state / MTU / master / alias in one RTM_SETLINK. */

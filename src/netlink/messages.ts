@@ -5,11 +5,14 @@
 import {
   AttrStream, Flags, FlagsNew, formatMessage, ifla, putU32, rt, type StreamData,
 } from 'netlink';
+import { IFNAME_ALLOWED, ifnameProblem } from './ifname.js';
 
 export const RTM_NEWLINK = 16;
 export const RTM_DELLINK = 17;
 export const RTM_GETLINK = 18;
 export const RTM_SETLINK = 19;
+export const RTM_NEWROUTE = 24;
+export const RTM_GETROUTE = 26;
 export const NLMSG_ERROR = 2;
 
 /** Flatten a StreamData (nested attribute stream) into one Buffer. */
@@ -33,12 +36,9 @@ export function linkInfo(kind: string, data?: StreamData): Buffer {
   return toBuf(ifla.formatInfo({ kind, ...(data === undefined ? {} : { data: toBuf(data) }) }));
 }
 
-export const MAX_IFNAME = 15;
-
 export function checkIfname(name: string): void {
-  if (typeof name !== 'string' || name.length === 0 || Buffer.byteLength(name) > MAX_IFNAME || /[\s/:]/.test(name)) {
-    throw new RangeError(`invalid interface name ${JSON.stringify(name)} (1-${MAX_IFNAME} bytes, no whitespace, '/' or ':')`);
-  }
+  const problem = typeof name === 'string' ? ifnameProblem(name) : 'not a string';
+  if (problem !== undefined) throw new RangeError(`invalid interface name ${JSON.stringify(name)}: ${problem} (${IFNAME_ALLOWED})`);
 }
 
 export function checkVlanId(vlanId: number): void {

@@ -62,6 +62,20 @@ t.test('API over a real UNIX socket', async (t) => {
   r = await req(sock, 'POST', '/v1/tunnels');
   t.match([r.status, r.body.error], [400, /request body: missing/]);
 
+  const deep = `{"tunnel_id": ${'['.repeat(200000)}${']'.repeat(200000)}}`;
+  r = await req(sock, 'POST', '/v1/tunnels', undefined, deep);
+  t.same([r.status, r.body], [400, {
+    error: 'request body: nested deeper than 16 levels; expected a JSON object of tunnel or session fields',
+    field: 'body', allowed: 'a JSON object nested at most 16 levels deep',
+  }], 'deeply nested JSON: 400 naming the body, not a stack overflow');
+  r = await req(sock, 'POST', '/v1/tunnels', { ...T, tunnel_id: [[[[[[1]]]]]] });
+  t.match([r.status, r.body], [400, { field: 'tunnel_id', error: /^tunnel_id \[\[\[\[\[\[1\]\]\]\]\]\]: expected an integer/ }], 'nested but within the limit: names the field');
+  r = await req(sock, 'POST', '/v1/sessions', { ...S, bridge: 'b\u0000r' });
+  t.match([r.status, r.body], [400, { field: 'bridge', value: 'b\u0000r', error: /^bridge "b\\u0000r": contains a control character/ }],
+    'NUL in a bridge name: 400 naming bridge');
+  r = await req(sock, 'POST', '/v1/tunnels', { ...T, local: '::ffff:192.0.2.1', remote: '2001:db8::2' });
+  t.match([r.status, r.body], [400, { field: 'local', error: /IPv4-mapped/ }], 'IPv4-mapped local: 400 naming local');
+
   r = await req(sock, 'POST', '/v1/tunnels', undefined, Buffer.alloc(MAX_BODY_BYTES + 10, 0x20));
   t.match([r.status, r.body], [413, { error: /exceeds 1048576 bytes/ }], 'body limit 1 MiB');
 

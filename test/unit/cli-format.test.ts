@@ -75,6 +75,19 @@ t.test('session like iproute2 print_session, plus l2tpd lines', async (t) => {
   t.equal(formatSessions([S, S]), formatSession(S) + formatSession(S));
 });
 
+t.test('show never prints a raw control character', async (t) => {
+  const hostile = { ...S, interface: 'pw\u001b[2J', bridge: 'b\u0000r', dev: 'eth\u009b1', vlan: 5, state: 'down', error: 'bad \u0007bell' };
+  const text = formatSession(hostile);
+  t.notOk(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/.test(text), 'no control character but the line ends');
+  t.match(text, /interface name: pw\\u001b\[2J\n/, 'escape shown as \\u001b');
+  t.match(text, /bridge: b\\u0000r\n/);
+  t.match(text, /vlan: 5, dev eth\\u009b1\n/);
+  t.match(text, /error: bad \\u0007bell\n/);
+  t.notOk(/[\u007f-\u009f]/.test(formatJson(hostile)), 'JSON output: DEL and C1 escaped too');
+  t.same(JSON.parse(formatJson(hostile)), hostile, 'and it is still the same JSON');
+  t.notOk(/\u001b/.test(formatKeyValues({ failures: { 'session 1/1': 'x\u001b]0;title\u0007' } })), 'status output escaped');
+});
+
 t.test('session counters with -s, ip -s link style', async (t) => {
   const stats = {
     rx_packets: 10, rx_bytes: 12345, tx_packets: 7, tx_bytes: 900, rx_errors: 1, tx_errors: 0, rx_seq_discards: 0,

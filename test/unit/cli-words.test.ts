@@ -100,6 +100,9 @@ t.test('usage errors name the word and what it accepts', async (t) => {
   usage(t, 'add session tunnel_id 1 session_id 2 peer_session_id 3 mtu 20000', /^mtu 20000: expected an integer 68\.\.16000$/, 'mtu');
   usage(t, 'add session tunnel_id 1 session_id 2 peer_session_id 3 name this-name-is-too-long', /name this-name-is-too-long: expected an interface name of 1\.\.15 bytes/, 'name');
   usage(t, 'add session tunnel_id 1 session_id 2 peer_session_id 3 bridge a/b', /bridge a\/b: expected an interface name/, 'bridge');
+  usage(t, 'add session tunnel_id 1 session_id 2 peer_session_id 3 name pw\u001b[31m', /^name "pw\\u001b\[31m": contains a control character/, 'name');
+  usage(t, 'add tunnel tunnel_id 3 peer_tunnel_id 4 local 192.0.2.1 remote 192.0.2.1 udp_sport 1 udp_dport 2', /^remote 192\.0\.2\.1: same as local/, 'remote');
+  usage(t, 'add tunnel tunnel_id 3 peer_tunnel_id 4 local ::ffff:192.0.2.1 remote 2001:db8::2 udp_sport 1 udp_dport 2', /^local ::ffff:192\.0\.2\.1: an IPv4-mapped/, 'local');
   usage(t, 'add session tunnel_id 1 session_id 2 peer_session_id 3 vlan 5000 dev eth1', /^vlan 5000: expected an integer 1\.\.4094$/, 'vlan');
   usage(t, 'add session tunnel_id 1 session_id 2 peer_session_id 3 vlan 5', /dev: missing; vlan 5 needs dev TRUNK/, 'dev');
   usage(t, 'add session tunnel_id 1 session_id 2 peer_session_id 3 dev eth1', /vlan: missing; dev eth1 needs vlan/, 'vlan');

@@ -90,5 +90,8 @@ t.test('load refuses corrupt or invalid files, naming the file', async (t) => {
   t.same(new ConfigStore(invalid).loadRaw(), { tunnels: [{ tunnel_id: 0 }] }, 'loadRaw does not validate');
   t.same(new ConfigStore(path.join(dir, 'nope.json')).loadRaw(), { tunnels: [], sessions: [] }, 'loadRaw: missing = empty');
   t.same(new ConfigStore(path.join(dir, 'empty.json')).load(), { tunnels: [], sessions: [] }, 'empty file = empty config');
+  const deep = path.join(dir, 'deep.json');
+  fs.writeFileSync(deep, `{"tunnels": ${'['.repeat(100000)}${']'.repeat(100000)}}`);
+  t.throws(() => new ConfigStore(deep).load(), { name: 'ConfigError', message: `${deep}: nested deeper than 16 levels; expected {"tunnels": [...], "sessions": [...]}` });
   t.throws(() => new ConfigStore(dir).load(), { message: new RegExp(`^${dir}: cannot read: EISDIR`) });
 });

@@ -86,6 +86,18 @@ t.test('tunnel: every refusal names field, value and what is allowed', async (t)
   refuses(t, () => normalizeTunnel({ ...T4, udp6_csum_tx: 'off' }), 'udp6_csum_tx', /only applies to UDP over IPv6/);
   refuses(t, () => normalizeTunnel({ ...T6, udp6_csum_rx: 'maybe' }), 'udp6_csum_rx', /expected on or off/);
   refuses(t, () => normalizeTunnel({ ...T4, tunnl_id: 5 }), 'tunnl_id', /unknown field "tunnl_id" in tunnel; expected one of: tunnel_id, /);
+  // Addresses a tunnel cannot have: one peer, unicast, one family as written.
+  refuses(t, () => normalizeTunnel({ ...T6, local: '::ffff:192.0.2.1' }), 'local',
+    /^local ::ffff:192\.0\.2\.1: an IPv4-mapped IPv6 address; write the IPv4 address 192\.0\.2\.1 instead$/);
+  refuses(t, () => normalizeTunnel({ ...T6, remote: '::FFFF:C000:0202' }), 'remote', /IPv4-mapped.*192\.0\.2\.2/);
+  refuses(t, () => normalizeTunnel({ ...T4, remote: '224.0.0.5' }), 'remote', /^remote 224\.0\.0\.5: a multicast address; expected a unicast address$/);
+  refuses(t, () => normalizeTunnel({ ...T4, local: '239.255.255.250' }), 'local', /multicast/);
+  refuses(t, () => normalizeTunnel({ ...T6, remote: 'ff02::1' }), 'remote', /ff02::1: a multicast address/);
+  refuses(t, () => normalizeTunnel({ ...T4, remote: '255.255.255.255' }), 'remote', /the broadcast address/);
+  refuses(t, () => normalizeTunnel({ ...T4, remote: T4.local }), 'remote', /^remote 192\.0\.2\.1: same as local; expected the peer's address$/);
+  refuses(t, () => normalizeTunnel({ ...T6, remote: '2001:DB8::1' }), 'remote', /same as local/);
+  t.equal(normalizeTunnel({ ...T4, remote: '223.255.255.254' }).remote, '223.255.255.254', 'the last unicast /8 below multicast is fine');
+  t.equal(normalizeTunnel({ ...T6, remote: '::ffff:1:2:3' }).remote, '::ffff:1:2:3', 'only the ::ffff:a.b.c.d form is IPv4-mapped');
   refuses(t, () => normalizeTunnel(null), 'tunnel', /expected an object/);
   refuses(t, () => normalizeTunnel([1]), 'tunnel', /expected an object/);
 });
@@ -135,6 +147,17 @@ t.test('session: every refusal names field, value and what is allowed', async (t
   refuses(t, () => normalizeSession({ ...S, name: 'pw%d%d' }), 'name', /pw%d%d/);
   refuses(t, () => normalizeSession({ ...S, name: 'pw%s' }), 'name', /pw%s/);
   refuses(t, () => normalizeSession({ ...S, bridge: 'br%d' }), 'bridge', /bridge br%d: expected an interface name/);
+  // Interface names as the kernel takes them, and no control characters (netlink cuts at NUL).
+  refuses(t, () => normalizeSession({ ...S, bridge: 'b\u0000r' }), 'bridge', /^bridge "b\\u0000r": contains a control character; expected an interface name/);
+  refuses(t, () => normalizeSession({ ...S, name: 'pw\u001b[31m' }), 'name', /^name "pw\\u001b\[31m": contains a control character/);
+  refuses(t, () => normalizeSession({ ...S, name: 'pw\u007f' }), 'name', /contains a control character/);
+  refuses(t, () => normalizeSession({ ...S, name: 'pw\u009b1' }), 'name', /^name "pw\\u009b1": contains a control character/);
+  refuses(t, () => normalizeSession({ ...S, dev: 'eth\n1', vlan: 5 }), 'dev', /control character/);
+  refuses(t, () => normalizeSession({ ...S, name: 'a\tb' }), 'name', /^name "a\\tb": contains a control character/);
+  refuses(t, () => normalizeSession({ ...S, name: 'pw\u00a0' }), 'name', /^name "pw\u00a0": expected an interface name/);
+  refuses(t, () => normalizeSession({ ...S, name: 'pw\u00e0' }), 'name', /expected an interface name/);
+  refuses(t, () => normalizeSession({ ...S, bridge: '.' }), 'bridge', /^bridge \.: expected an interface name/);
+  t.equal(normalizeSession({ ...S, name: 'pw\u00e9' }).name, 'pw\u00e9', 'UTF-8 the kernel takes is fine');
   refuses(t, () => normalizeSession({ ...S, vlan: 0, dev: 'eth1' }), 'vlan', /vlan 0: expected an integer 1\.\.4094/);
   refuses(t, () => normalizeSession({ ...S, vlan: 4095, dev: 'eth1' }), 'vlan', /4095/);
   refuses(t, () => normalizeSession({ ...S, vlan: 100 }), 'dev', /dev: missing; vlan 100 needs dev/);
