@@ -13,6 +13,8 @@ import {
 } from './validate.js';
 
 export const CONFIG_FILE_MODE = 0o640;
+/** The config that removes everything, as a user writes it. */
+const EXPLICIT_EMPTY = '{"tunnels": [], "sessions": []}';
 export const CONFIG_DIR_MODE = 0o750;
 
 /** Stable text of a config: sorted entries, fixed key order, 2-space JSON, trailing newline. */
@@ -44,19 +46,25 @@ export class ConfigStore {
   }
 
   /**
-   * The parsed but not yet validated file (missing or empty file: an empty config). Unreadable
-   * file or invalid JSON: ConfigError naming the file.
+   * The parsed but not yet validated file. Unreadable file or invalid JSON: ConfigError naming
+   * the file. A missing or empty file is an empty config at start-up; on reload it is refused,
+   * because a file that vanished or was truncated is far more likely a mistake than the wish to
+   * remove everything, which takes an explicit `{"tunnels": [], "sessions": []}`.
    */
-  loadRaw(): unknown {
+  loadRaw(when: 'start' | 'reload' = 'start'): unknown {
+    const refuse = (what: string): never => {
+      throw new ConfigError('config', this.path, EXPLICIT_EMPTY,
+        `${this.path}: ${what}; reload refused, running state kept (to remove everything, write ${EXPLICIT_EMPTY})`);
+    };
     let text: string;
     try {
       text = fs.readFileSync(this.path, 'utf8');
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
-      if (e.code === 'ENOENT') return emptyConfig();
+      if (e.code === 'ENOENT') return when === 'start' ? emptyConfig() : refuse('missing');
       throw new ConfigError('config', this.path, 'a readable file', `${this.path}: cannot read: ${e.code ?? e.message}`);
     }
-    if (text.trim() === '') return emptyConfig();
+    if (text.trim() === '') return when === 'start' ? emptyConfig() : refuse('empty');
     let value: unknown;
     try {
       value = JSON.parse(text) as unknown;
@@ -68,6 +76,28 @@ export class ConfigStore {
         `${this.path}: nested deeper than ${MAX_JSON_DEPTH} levels; expected {"tunnels": [...], "sessions": [...]}`);
     }
     return value;
+  }
+
+  /**
+   * Remove temp files that a writer killed between open and rename left behind
+   * (`<file>.tmp-<pid>` of a process that no longer runs). Returns the names removed.
+   */
+  removeStaleTemps(): string[] {
+    const dir = path.dirname(this.path);
+    const prefix = `${path.basename(this.path)}.tmp-`;
+    let names: string[];
+    try { names = fs.readdirSync(dir); } catch { return []; }
+    const removed: string[] = [];
+    for (const name of names) {
+      if (!name.startsWith(prefix)) continue;
+      const pid = name.slice(prefix.length);
+      if (!/^\d+$/.test(pid) || Number(pid) === process.pid || processRuns(Number(pid))) continue;
+      try {
+        fs.unlinkSync(path.join(dir, name));
+        removed.push(name);
+      } catch { /* gone meanwhile, or not ours to remove */ }
+    }
+    return removed;
   }
 
   /**
@@ -96,6 +126,16 @@ export class ConfigStore {
       throw err;
     }
     syncDir(dir);
+  }
+}
+
+/** Whether a process with this pid exists (EPERM: it does, as another user's). */
+function processRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

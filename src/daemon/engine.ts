@@ -83,6 +83,7 @@ export class DaemonEngine implements Engine, MetricsSource {
 
   /** Load the config file and start everything in it; entries that fail are logged and kept. */
   async start(): Promise<void> {
+    for (const name of this.store.removeStaleTemps()) this.log.info({ file: name }, 'removed a config temp file an interrupted write left');
     this.config = this.store.load();
     await this.startMissing(this.config);
     await this.sweepInterfaces();
@@ -232,7 +233,7 @@ export class DaemonEngine implements Engine, MetricsSource {
 
   /** Re-read the config file and apply only the difference; a bad file changes nothing. */
   private async doReload(): Promise<{ added: number; removed: number; changed: number }> {
-    const next = validateConfig(this.store.loadRaw());
+    const next = validateConfig(this.store.loadRaw('reload'));
     const same = (a: object, b: object) => JSON.stringify(a) === JSON.stringify(b);
     const oldT = new Map(this.config.tunnels.map((t) => [t.tunnel_id, t]));
     const newT = new Map(next.tunnels.map((t) => [t.tunnel_id, t]));

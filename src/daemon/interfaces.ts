@@ -126,9 +126,12 @@ export class SessionInterfaces {
       const prev = mine.find((l) => l.kind === 'tun');
       if (prev) { name = prev.name; reattach = true; }
     }
+    // A new tap stays non-persistent until it carries its ownership alias: if l2tpd dies before
+    // that, the kernel removes it with the fd, so no persistent tap ever lacks the mark a sweep
+    // needs to find it. (A re-attached tap is persistent already and keeps its alias.)
     let tap: TapHandle;
     try {
-      tap = native.tapOpen(name, true, this.offload);
+      tap = native.tapOpen(name, false, this.offload);
     } catch (err) {
       throw new ConfigError('name', s.name ?? 'l2tpeth%d', `an interface name l2tpd can create (${(err as Error).message})`);
     }
@@ -141,10 +144,11 @@ export class SessionInterfaces {
         // Without the cap a super-frame could need more slots than one read offers.
         this.log.warn({ interface: tap.name, err: (err as Error).message }, 'cannot cap gso_max_segs: tap offload off');
         native.close(tap.fd);
-        tap = native.tapOpen(tap.name, true, false);
+        tap = native.tapOpen(tap.name, false, false);
       }
     }
     await this.rtnl.setLink(tap.name, { alias, mtu, up: true });
+    if (!reattach) native.tapSetPersist(tap.fd, true);
     const link = await this.rtnl.linkByName(tap.name);
     if (!link) throw new NetlinkError(`open tap ${tap.name}`, 'ENODEV', 19, 'vanished right after creation');
     if (reattach) this.log.info({ interface: tap.name, ifindex: link.index }, 're-attached to persistent session interface');

@@ -95,3 +95,31 @@ t.test('load refuses corrupt or invalid files, naming the file', async (t) => {
   t.throws(() => new ConfigStore(deep).load(), { name: 'ConfigError', message: `${deep}: nested deeper than 16 levels; expected {"tunnels": [...], "sessions": [...]}` });
   t.throws(() => new ConfigStore(dir).load(), { message: new RegExp(`^${dir}: cannot read: EISDIR`) });
 });
+
+t.test('reload refuses a missing or empty file; an explicit empty config is accepted', async (t) => {
+  const dir = t.testdir({ 'empty.json': '', 'blank.json': ' \n\t\n', 'explicit.json': '{"tunnels": [], "sessions": []}\n' });
+  for (const [name, what] of [['nope.json', 'missing'], ['empty.json', 'empty'], ['blank.json', 'empty']]) {
+    const file = path.join(dir, name);
+    t.same(new ConfigStore(file).loadRaw('start'), { tunnels: [], sessions: [] }, `start-up: ${what} file = empty config`);
+    t.throws(() => new ConfigStore(file).loadRaw('reload'), {
+      name: 'ConfigError', field: 'config',
+      message: `${file}: ${what}; reload refused, running state kept (to remove everything, write {"tunnels": [], "sessions": []})`,
+    }, `reload: ${what} file refused`);
+  }
+  t.same(new ConfigStore(path.join(dir, 'explicit.json')).loadRaw('reload'), { tunnels: [], sessions: [] }, 'explicit empty config');
+});
+
+t.test('start-up removes temp files of writers that died, and only those', async (t) => {
+  const dir = t.testdir({});
+  const file = path.join(dir, 'l2tpd.json');
+  const store = new ConfigStore(file);
+  store.save(CFG);
+  // A pid that is not running: the largest pid this kernel hands out, plus one.
+  const maxPid = Number(fs.readFileSync('/proc/sys/kernel/pid_max', 'utf8'));
+  const dead = [`l2tpd.json.tmp-${maxPid + 1}`, `l2tpd.json.tmp-${maxPid + 2}`];
+  const keep = [`l2tpd.json.tmp-${process.pid}`, `l2tpd.json.tmp-${process.ppid}`, 'l2tpd.json.tmp-x1', 'other.json.tmp-1'];
+  for (const name of [...dead, ...keep]) fs.writeFileSync(path.join(dir, name), '{"tunnels": [');
+  t.same(store.removeStaleTemps().sort(), dead.sort(), 'the dead writers\' temp files are removed');
+  t.same(fs.readdirSync(dir).sort(), ['l2tpd.json', ...keep].sort(), 'the config, live writers\' and foreign files stay');
+  t.same(store.load().tunnels.length, 2, 'config intact');
+});
