@@ -63,6 +63,11 @@ export function formatCounters(stats: Record<string, number>, order: readonly st
   return lines;
 }
 
+/** `state: up`, or `state: down since TIME` for an entry that is down. */
+function stateLine(x: { state?: string; since?: string }): string {
+  return `  state: ${x.state}${x.since !== undefined && x.state !== 'up' ? ` since ${x.since}` : ''}`;
+}
+
 export function formatTunnel(t: TunnelView, opts: FormatOptions = {}): string {
   const lines = [
     `Tunnel ${t.tunnel_id}, encap ${t.encap.toUpperCase()}`,
@@ -74,7 +79,7 @@ export function formatTunnel(t: TunnelView, opts: FormatOptions = {}): string {
     lines.push(udpChecksumLine(t));
   }
   if (typeof t.sessions === 'number') lines.push(`  sessions: ${t.sessions}`);
-  if (t.state !== undefined) lines.push(`  state: ${t.state}`);
+  if (t.state !== undefined) lines.push(stateLine(t));
   if (t.error !== undefined) lines.push(`  error: ${t.error}`);
   if (opts.stats && t.stats) lines.push(...formatCounters(t.stats, TUNNEL_COUNTER_NAMES));
   return text(lines);
@@ -100,7 +105,7 @@ export function formatSession(s: SessionView, opts: FormatOptions = {}): string 
   if (s.mtu !== undefined) lines.push(`  mtu: ${s.mtu}`);
   if (s.bridge !== undefined) lines.push(`  bridge: ${s.bridge}`);
   if (s.vlan !== undefined) lines.push(`  vlan: ${s.vlan}, dev ${s.dev}`);
-  if (s.state !== undefined) lines.push(`  state: ${s.state}`);
+  if (s.state !== undefined) lines.push(stateLine(s));
   if (s.error !== undefined) lines.push(`  error: ${s.error}`);
   if (opts.stats && s.stats) lines.push(...formatCounters(s.stats, SESSION_COUNTER_NAMES));
   return text(lines);

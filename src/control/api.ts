@@ -36,6 +36,8 @@ export type TunnelView = TunnelConfig & {
   state?: string;
   /** Why the tunnel is not up, when it is not. */
   error?: string;
+  /** When it went down (ISO 8601), when it is down. */
+  since?: string;
   /** Tunnel counters (TUNNEL_COUNTER_NAMES). */
   stats?: Record<string, number>;
   [extra: string]: unknown;
@@ -52,7 +54,9 @@ export type SessionView = SessionConfig & {
   /** The owning tunnel's peer_tunnel_id, for `show session` ("Peer session X, tunnel Y"). */
   peer_tunnel_id?: number;
   state?: string;
+  /** Why the session is not up, and since when (ISO 8601). */
   error?: string;
+  since?: string;
   /** Session counters by SESSION_COUNTER_NAMES, present when asked for. */
   stats?: Record<string, number>;
   [extra: string]: unknown;

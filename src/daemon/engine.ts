@@ -24,6 +24,17 @@ import { cookieBytes, sessionOverhead } from './mtu.js';
 import { SessionInterfaces, sessionKey, type SessionLinks } from './interfaces.js';
 import type { MetricsSource } from '../metrics/index.js';
 
+/** Backoff of retries of entries that could not start: from 1 s, doubling, at most a minute. */
+const RETRY_MIN_MS = 1000;
+const RETRY_MAX_MS = 60_000;
+/** After an address or link event, retry this soon (events come in bursts). */
+const EVENT_RETRY_MS = 200;
+/** Link events this long after a retry are taken as its own. */
+const RETRY_QUIET_MS = 1000;
+
+/** Why an entry of the config is not running, and since when (ms since the epoch). */
+interface Failure { error: string; since: number }
+
 interface RunningTunnel {
   cfg: TunnelConfig;
   slot: number;
@@ -65,8 +76,17 @@ export class DaemonEngine implements Engine, MetricsSource {
   private readonly sharedSockets = new Map<string, { fd: number; refs: number }>();
   private readonly tunnelSlots = new SlotPool(MAX_TUNNELS, 'tunnels');
   private readonly sessionSlots = new SlotPool(MAX_SESSIONS, 'sessions');
-  /** Entries of the config that could not be started (e.g. address not yet on the host). */
-  private readonly failures = new Map<string, string>();
+  /**
+   * Entries of the config that could not be started (e.g. address not yet on the host): why, and
+   * since when. They are retried on address and link events and on a timer with backoff.
+   */
+  private readonly failures = new Map<string, Failure>();
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retryAt = 0;
+  private retryDelayMs = RETRY_MIN_MS;
+  /** Link events until this time are taken as the echo of our own retry, not as news. */
+  private retryQuietUntil = 0;
+  private unwatchAddresses: (() => void) | undefined;
   private readonly startedAt = Date.now();
   private readonly ifaces: SessionInterfaces;
   private unwatch: (() => void) | undefined;
@@ -88,6 +108,8 @@ export class DaemonEngine implements Engine, MetricsSource {
     await this.startMissing(this.config);
     await this.sweepInterfaces();
     this.watchLinks();
+    this.watchAddresses();
+    this.scheduleRetry();
     this.log.info({ tunnels: this.tunnels.size, sessions: this.sessions.size, failed: this.failures.size }, 'configuration applied');
   }
 
@@ -112,15 +134,55 @@ export class DaemonEngine implements Engine, MetricsSource {
 
   private recordFailure(what: string, err: unknown): void {
     const msg = (err as Error).message;
-    this.failures.set(what, msg);
-    this.log.error({ err: msg }, `${what} not started`);
+    const prev = this.failures.get(what);
+    this.failures.set(what, { error: msg, since: prev?.since ?? Date.now() });
+    // A retry that fails the same way again is not news.
+    if (prev?.error === msg) this.log.debug({ err: msg }, `${what} still not started`);
+    else this.log.error({ err: msg }, `${what} not started`);
+  }
+
+  /**
+   * Retry what could not start, after `delayMs` (default: the backoff). An earlier retry already
+   * scheduled stands. Nothing to retry: nothing scheduled.
+   */
+  private scheduleRetry(delayMs = this.retryDelayMs): void {
+    if (this.failures.size === 0 || this.stopping) return;
+    const at = Date.now() + delayMs;
+    if (this.retryTimer && this.retryAt <= at) return;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryAt = at;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      void this.exclusive(() => this.retryFailed());
+    }, delayMs);
+  }
+
+  private async retryFailed(): Promise<void> {
+    if (this.failures.size === 0 || this.stopping) return;
+    const before = this.failures.size;
+    await this.startMissing(this.config);
+    this.retryQuietUntil = Date.now() + RETRY_QUIET_MS;
+    const started = before - this.failures.size;
+    if (started > 0) {
+      this.log.info({ started, still_down: this.failures.size }, 'entries that could not start are up now');
+      this.retryDelayMs = RETRY_MIN_MS;
+    } else {
+      this.retryDelayMs = Math.min(this.retryDelayMs * 2, RETRY_MAX_MS);
+    }
+    this.scheduleRetry();
   }
 
   /** Shutdown: session taps and bridges are kept (persistent) so a restart does not flap them. */
+  private stopping = false;
+
   async stop(): Promise<void> {
+    this.stopping = true;
     this.unwatch?.();
     this.unwatch = undefined;
+    this.unwatchAddresses?.();
+    this.unwatchAddresses = undefined;
     if (this.repairTimer) clearTimeout(this.repairTimer);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
     await this.chain;
     for (const s of [...this.sessions.values()]) await this.stopSession(s).catch(() => undefined);
     for (const t of [...this.tunnels.values()]) await this.stopTunnel(t).catch(() => undefined);
@@ -139,7 +201,7 @@ export class DaemonEngine implements Engine, MetricsSource {
     return {
       ...t,
       state: rt ? 'up' : 'down',
-      ...(failure ? { error: failure } : {}),
+      ...(failure ? { error: failure.error, since: new Date(failure.since).toISOString() } : {}),
       sessions: this.config.sessions.filter((s) => s.tunnel_id === t.tunnel_id).length,
       ...(rt ? { stats: this.dataplane.tunnelStats(rt.slot) } : {}),
     } as TunnelView;
@@ -199,7 +261,7 @@ export class DaemonEngine implements Engine, MetricsSource {
       ...(bridge !== undefined ? { bridge } : {}),
       restored: rt?.restored ?? 0,
       state: rt ? 'up' : 'down',
-      ...(failure ? { error: failure } : {}),
+      ...(failure ? { error: failure.error, since: new Date(failure.since).toISOString() } : {}),
       ...(withStats && rt ? { stats: this.dataplane.sessionStats(rt.slot) } : {}),
     } as SessionView;
   }
@@ -208,7 +270,7 @@ export class DaemonEngine implements Engine, MetricsSource {
     const s = normalizeSession(input);
     checkAddSession(this.config, s);
     if (!this.tunnels.has(s.tunnel_id)) {
-      throw new ConflictError(`tunnel ${s.tunnel_id} is configured but not running (${this.failures.get(`tunnel ${s.tunnel_id}`) ?? 'unknown reason'})`, 409);
+      throw new ConflictError(`tunnel ${s.tunnel_id} is configured but not running (${this.failures.get(`tunnel ${s.tunnel_id}`)?.error ?? 'unknown reason'})`, 409);
     }
     await this.startSession(s);
     const key = sessionKey(s.tunnel_id, s.session_id);
@@ -263,6 +325,8 @@ export class DaemonEngine implements Engine, MetricsSource {
     added += [...newT.keys()].filter((id) => !oldT.has(id)).length + [...newS.keys()].filter((key) => !oldS.has(key)).length;
     await this.startMissing(next);
     await this.sweepInterfaces();
+    this.retryDelayMs = RETRY_MIN_MS;
+    this.scheduleRetry();
     this.log.info({ added, removed, changed }, 'configuration reloaded');
     return { added, removed, changed };
   }
@@ -294,7 +358,7 @@ export class DaemonEngine implements Engine, MetricsSource {
       running_tunnels: this.tunnels.size,
       running_sessions: this.sessions.size,
       config: this.store.path,
-      failures: Object.fromEntries(this.failures),
+      failures: Object.fromEntries([...this.failures].map(([what, f]) => [what, f.error])),
     };
   }
 
@@ -449,6 +513,21 @@ export class DaemonEngine implements Engine, MetricsSource {
   private onLinkEvent(ev: LinkEvent): void {
     const { names, indexes } = SessionInterfaces.watched([...this.sessions.values()].map((r) => r.links));
     if (indexes.has(ev.link.index) || names.has(ev.link.name)) this.scheduleRepair();
+    // A trunk, bridge or name a failed session waits for may have appeared or gone; events right
+    // after a retry are that retry's own (set-up and undo of its interfaces).
+    if (this.failures.size > 0 && Date.now() >= this.retryQuietUntil) this.scheduleRetry(EVENT_RETRY_MS);
+  }
+
+  /** Watch address changes: a tunnel whose local address was missing starts when it appears. */
+  private watchAddresses(): void {
+    if (this.unwatchAddresses) return;
+    try {
+      this.unwatchAddresses = this.rtnl.onAddressEvent((ev) => {
+        if (ev.type === 'new' && this.failures.size > 0) this.scheduleRetry(EVENT_RETRY_MS);
+      });
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'cannot monitor addresses; entries that could not start are retried on a timer only');
+    }
   }
 
   /** Debounced: a burst of events (including our own changes) gives one pass. */

@@ -7,7 +7,8 @@
  *  - nested attributes (IFLA_LINKINFO, IFLA_LINK, IFLA_BR_*) are encoded by hand (toBuf);
  *  - CREATE|EXCL is passed explicitly on create;
  *  - requests use checkError:false and decode NLMSG_ERROR here, so errors carry the errno;
- *  - link events read the raw nlmsg_type (16 NEWLINK / 17 DELLINK), which parsed messages drop.
+ *  - link and address events read the raw nlmsg_type (16 NEWLINK / 17 DELLINK, 20 NEWADDR /
+ *    21 DELADDR), which parsed messages drop.
  */
 import {
   AttrStream, createNetlink, FlagsGet, ifla, parseError, Protocol, putU32, rt,
@@ -17,7 +18,7 @@ import { isMainThread } from 'node:worker_threads';
 import { errnoName, NetlinkError, toNetlinkError } from './errors.js';
 import {
   bridgePayload, checkIfname, checkVlanId, CREATE_FLAGS, linkPayload, NLMSG_ERROR,
-  RTM_DELLINK, RTM_GETLINK, RTM_GETROUTE, RTM_NEWLINK, RTM_NEWROUTE, RTM_SETLINK, vlanPayload,
+  RTM_DELADDR, RTM_DELLINK, RTM_GETLINK, RTM_GETROUTE, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE, RTM_SETLINK, vlanPayload,
 } from './messages.js';
 
 export { NetlinkError, toNetlinkError } from './errors.js';
@@ -43,6 +44,9 @@ export interface LinkInfo {
 
 export interface LinkEvent { type: 'new' | 'del'; link: LinkInfo }
 
+/** An address added to (RTM_NEWADDR) or removed from (RTM_DELADDR) an interface. */
+export interface AddressEvent { type: 'new' | 'del'; family: 4 | 6; address: string; index: number }
+
 /** How the kernel routes to an address (rtm_type of `ip route get`). */
 export type RouteType = 'unicast' | 'local' | 'broadcast' | 'anycast' | 'multicast' | 'blackhole' | 'unreachable' | 'prohibit' | 'other';
 const ROUTE_TYPES: readonly RouteType[] = ['other', 'unicast', 'local', 'broadcast', 'anycast', 'multicast', 'blackhole', 'unreachable', 'prohibit'];
@@ -61,6 +65,8 @@ export interface SetLinkOptions {
 export type LinkRef = string | number;
 
 const RTNLGRP_LINK = 1;
+const RTNLGRP_IPV4_IFADDR = 5;
+const RTNLGRP_IPV6_IFADDR = 9;
 const AF_INET = 2;
 const AF_INET6 = 10;
 const RTEXT_FILTER_SKIP_STATS = 1 << 3;
@@ -95,6 +101,24 @@ function refAttrs(ref: LinkRef): { data: rt.Link; attrs: ifla.LinkAttrs; label: 
   return { data: {}, attrs: { ifname: ref }, label: ref };
 }
 
+/** The textual form of an IPv4 (4 bytes) or IPv6 (16 bytes) address. */
+function addressText(b: Buffer): string {
+  if (b.length === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
+  const groups: string[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push(b.readUInt16BE(i).toString(16));
+  return new URL(`http://[${groups.join(':')}]`).hostname.slice(1, -1);
+}
+
+/** Decode an RTM_NEWADDR/RTM_DELADDR payload; undefined for families other than IPv4/IPv6. */
+export function parseAddressEvent(type: 'new' | 'del', payload: Buffer): AddressEvent | undefined {
+  const { data, attrs } = rt.parseAddressMessage(payload);
+  const family = data.family === AF_INET ? 4 : data.family === AF_INET6 ? 6 : undefined;
+  // IFA_LOCAL is the local address (on point-to-point links IFA_ADDRESS is the peer's); IPv6 sends IFA_ADDRESS only.
+  const raw = attrs.local ?? attrs.address;
+  if (family === undefined || raw === undefined) return undefined;
+  return { type, family, address: addressText(raw), index: data.index ?? 0 };
+}
+
 /** Bytes of an IPv4 or IPv6 literal, as rtnetlink carries it. */
 function addressBytes(family: 4 | 6, address: string): Buffer {
   if (family === 4) return Buffer.from(address.split('.').map(Number));
@@ -111,6 +135,7 @@ export class Rtnl {
   private readonly sock: NetlinkSocket;
   private mon: NetlinkSocket | undefined;
   private readonly listeners = new Set<(ev: LinkEvent) => void>();
+  private readonly addressListeners = new Set<(ev: AddressEvent) => void>();
   private readonly errorListeners = new Set<(err: NetlinkError) => void>();
   private readonly pending = new Set<(err: Error) => void>();
   private closed = false;
@@ -294,17 +319,27 @@ export class Rtnl {
   /**
    * Subscribe to RTNLGRP_LINK. 'new' covers creation and changes (RTM_NEWLINK), 'del' is
    * RTM_DELLINK. Returns an unsubscribe function; the monitor socket is closed when the last
-   * subscriber leaves, and by close(). `onError` gets socket errors (e.g. ENOBUFS on overrun).
+   * subscriber (of links or addresses) leaves, and by close(). `onError` gets socket errors
+   * (e.g. ENOBUFS on overrun).
    */
   onLinkEvent(cb: (ev: LinkEvent) => void, onError?: (err: NetlinkError) => void): () => void {
-    if (this.closed) throw new NetlinkError('monitor links', 'ECLOSED', 0, 'netlink socket closed');
+    return this.subscribe(this.listeners, cb, onError);
+  }
+
+  /** Subscribe to IPv4 and IPv6 address changes (RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR), like onLinkEvent. */
+  onAddressEvent(cb: (ev: AddressEvent) => void, onError?: (err: NetlinkError) => void): () => void {
+    return this.subscribe(this.addressListeners, cb, onError);
+  }
+
+  private subscribe<E>(set: Set<(ev: E) => void>, cb: (ev: E) => void, onError?: (err: NetlinkError) => void): () => void {
+    if (this.closed) throw new NetlinkError('monitor', 'ECLOSED', 0, 'netlink socket closed');
     if (!this.mon) this.openMonitor();
-    this.listeners.add(cb);
+    set.add(cb);
     if (onError) this.errorListeners.add(onError);
     return () => {
-      this.listeners.delete(cb);
+      set.delete(cb);
       if (onError) this.errorListeners.delete(onError);
-      if (this.listeners.size === 0) this.closeMonitor();
+      if (this.listeners.size === 0 && this.addressListeners.size === 0) this.closeMonitor();
     };
   }
 
@@ -314,6 +349,8 @@ export class Rtnl {
     try {
       mon.setRecvBufferSize(1 << 20);
       mon.addMembership(RTNLGRP_LINK);
+      mon.addMembership(RTNLGRP_IPV4_IFADDR);
+      mon.addMembership(RTNLGRP_IPV6_IFADDR);
     } catch (e) {
       try { mon.close(); } catch { /* ignore */ }
       throw toNetlinkError(e, 'monitor links');
@@ -321,11 +358,18 @@ export class Rtnl {
     mon.ref(true);
     mon.on('message', (msgs) => {
       for (const m of msgs) {
-        const type = m.type === RTM_NEWLINK ? 'new' : m.type === RTM_DELLINK ? 'del' : undefined;
-        if (!type) continue;
-        let link: LinkInfo;
-        try { link = parseLinkInfo(m.data); } catch { continue; }
-        for (const l of [...this.listeners]) l({ type, link });
+        if (m.type === RTM_NEWLINK || m.type === RTM_DELLINK) {
+          if (this.listeners.size === 0) continue;
+          let link: LinkInfo;
+          try { link = parseLinkInfo(m.data); } catch { continue; }
+          const type = m.type === RTM_NEWLINK ? 'new' : 'del';
+          for (const l of [...this.listeners]) l({ type, link });
+        } else if (m.type === RTM_NEWADDR || m.type === RTM_DELADDR) {
+          if (this.addressListeners.size === 0) continue;
+          let ev: AddressEvent | undefined;
+          try { ev = parseAddressEvent(m.type === RTM_NEWADDR ? 'new' : 'del', m.data); } catch { continue; }
+          if (ev) for (const l of [...this.addressListeners]) l(ev);
+        }
       }
     });
     mon.on('invalid', () => { /* unparseable datagram: ignore */ });
@@ -340,6 +384,7 @@ export class Rtnl {
     const mon = this.mon;
     this.mon = undefined;
     this.listeners.clear();
+    this.addressListeners.clear();
     this.errorListeners.clear();
     if (mon) {
       mon.removeAllListeners('message');

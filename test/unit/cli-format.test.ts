@@ -23,8 +23,8 @@ t.test('tunnel like iproute2 print_tunnel', async (t) => {
   t.match(formatTunnel({ ...v6, udp6_csum_tx: 'off', udp6_csum_rx: 'off' }), /UDP checksum: disabled\n$/);
   t.equal(formatTunnel({ tunnel_id: 7, peer_tunnel_id: 8, encap: 'ip', local: '192.0.2.1', remote: '192.0.2.2' }),
     'Tunnel 7, encap IP\n  From 192.0.2.1 to 192.0.2.2\n  Peer tunnel 8\n', 'IP encap: no port or checksum lines');
-  const extra = formatTunnel({ ...T4, sessions: 2, state: 'down', error: 'EADDRNOTAVAIL', stats: { rx_packets: 5, drop_unknown_session: 3 } }, { stats: true });
-  t.match(extra, /  sessions: 2\n  state: down\n  error: EADDRNOTAVAIL\n/);
+  const extra = formatTunnel({ ...T4, sessions: 2, state: 'down', error: 'EADDRNOTAVAIL', since: '2026-12-01T10:00:00.000Z', stats: { rx_packets: 5, drop_unknown_session: 3 } }, { stats: true });
+  t.match(extra, /  sessions: 2\n  state: down since 2026-12-01T10:00:00\.000Z\n  error: EADDRNOTAVAIL\n/, 'why and since when it is down');
   t.match(extra, /RX: +packets\n +5\n/);
   t.match(extra, /drop: +unknown_session\n +3\n/);
   t.notMatch(formatTunnel({ ...T4, stats: { rx_packets: 5 } }), /packets/, 'no counters without -s');
