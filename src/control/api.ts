@@ -305,8 +305,12 @@ function send(res: http.ServerResponse, status: number, body: unknown, headers: 
   res.end(text);
 }
 
-/** The request handler, separate from listening so it can be mounted anywhere. */
-export function createApiHandler(engine: Engine, logger?: ApiLogger): http.RequestListener {
+/**
+ * The request handler, separate from listening so it can be mounted anywhere. Requests wait for
+ * `ready` (the daemon listens before it applies its config, so that a socket it cannot bind
+ * stops it before it touches any interface, and answers once the config is applied).
+ */
+export function createApiHandler(engine: Engine, logger?: ApiLogger, ready: Promise<unknown> = Promise.resolve()): http.RequestListener {
   const routes = buildRoutes(engine);
   let queue: Promise<unknown> = Promise.resolve();
   const serialize = <T>(fn: () => Promise<T>): Promise<T> => {
@@ -356,6 +360,7 @@ export function createApiHandler(engine: Engine, logger?: ApiLogger): http.Reque
     const raw = readRaw(req, MAX_BODY_BYTES);
     const body = async (): Promise<unknown> => parseBody(await raw);
     raw
+      .then(() => ready)
       .then(() => serialize(() => handler({ params, query: url.searchParams, body })))
       .then((reply) => done(reply.status, reply.body))
       .catch((err: unknown) => {
@@ -395,6 +400,8 @@ async function removeStaleSocket(socketPath: string): Promise<void> {
 export interface ApiServerOptions {
   /** Environment to read LISTEN_FDS/LISTEN_PID from (default process.env). */
   env?: NodeJS.ProcessEnv;
+  /** Requests wait for this (see createApiHandler). */
+  ready?: Promise<unknown>;
 }
 
 /** True when systemd handed us exactly one listening socket as fd 3. */
@@ -413,7 +420,7 @@ export async function startApiServer(
   options: ApiServerOptions = {},
 ): Promise<http.Server> {
   const env = options.env ?? process.env;
-  const server = http.createServer(createApiHandler(engine, logger));
+  const server = http.createServer(createApiHandler(engine, logger, options.ready));
   server.requestTimeout = 30_000;
   server.headersTimeout = 10_000;
   const activated = socketActivated(env);

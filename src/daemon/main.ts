@@ -4,6 +4,7 @@
  * API on a UNIX socket and Prometheus metrics on TCP, reloads on SIGHUP, stops on SIGTERM.
  */
 import { execFile } from 'node:child_process';
+import type { Server } from 'node:net';
 import { Command, InvalidArgumentError } from 'commander';
 import { ConfigStore } from '../control/store.js';
 import { DEFAULT_SOCKET, startApiServer } from '../control/api.js';
@@ -13,6 +14,7 @@ import { Rtnl } from '../netlink/index.js';
 import { createRegistry, startMetricsServer } from '../metrics/index.js';
 import { createLogger } from './logger.js';
 import { DaemonEngine } from './engine.js';
+import { AlreadyRunningError, claimNamespace } from './claim.js';
 
 export { DEFAULT_SOCKET };
 export const DEFAULT_CONFIG = '/etc/l2tpd/l2tpd.json';
@@ -63,6 +65,17 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const log = createLogger(opts.logLevel);
+  // Nothing may be touched before this instance knows it is the only one in the namespace.
+  let claim: Server;
+  try {
+    claim = await claimNamespace({
+      pid: process.pid, config: opts.config, socket: opts.socket, metrics: opts.metricsListen, version: VERSION,
+      started: new Date().toISOString(),
+    });
+  } catch (err) {
+    log.fatal({ err: (err as Error).message, holder: (err as AlreadyRunningError).holder }, (err as Error).message);
+    process.exit(1);
+  }
   const store = new ConfigStore(opts.config);
   const rtnl = await Rtnl.open();
   let stopping = false;
@@ -70,18 +83,31 @@ async function main(): Promise<void> {
     if (!stopping) { log.fatal({ code }, 'data plane worker died'); process.exit(1); }
   });
   const engine = new DaemonEngine(store, dataplane, rtnl, log, { offload: opts.offload === 'on' });
-  try {
-    await engine.start();
-  } catch (err) {
-    log.fatal({ err: (err as Error).message }, 'cannot load configuration');
+  const listening: Array<{ close(): unknown }> = [claim];
+  const abort = async (err: unknown, what: string): Promise<never> => {
+    log.fatal({ err: (err as Error).message }, what);
+    for (const server of listening) server.close();
     await dataplane.stop();
     rtnl.close();
     process.exit(1);
-  }
-  const api = await startApiServer(opts.socket, engine, log);
+  };
+  // The control socket and the metrics port are bound before the config is applied: if either
+  // cannot be had, l2tpd stops before it has changed any interface.
+  let started!: () => void;
+  const ready = new Promise<void>((resolve) => { started = resolve; });
+  const api = await startApiServer(opts.socket, engine, log, { ready }).catch((err: unknown) => abort(err, 'cannot listen on the control socket'));
+  listening.push(api);
   const metricsServer = metrics
     ? await startMetricsServer(createRegistry(engine, VERSION), metrics.host, metrics.port)
+      .catch((err: unknown) => abort(err, `cannot listen for /metrics on ${opts.metricsListen}`))
     : null;
+  if (metricsServer) listening.push(metricsServer);
+  try {
+    await engine.start();
+  } catch (err) {
+    await abort(err, 'cannot load configuration');
+  }
+  started();
   log.info({ socket: opts.socket, config: opts.config, metrics: opts.metricsListen, offload: opts.offload }, 'l2tpd ready');
   sdNotify('--ready', '--status=running');
 
@@ -100,6 +126,7 @@ async function main(): Promise<void> {
     metricsServer?.close();
     await engine.stop();
     rtnl.close();
+    claim.close();
     log.info('stopped');
     process.exit(0);
   };
