@@ -1,7 +1,8 @@
 /**
- * Text output of l2tpctl. Pure. `show tunnel` and `show session` follow iproute2 6.1
- * `print_tunnel`/`print_session` line by line, then add l2tpd's own lines (l2spec_type, mtu,
- * bridge, vlan, state) and, with `-s`, the counters in an `ip -s link`-like block.
+ * Text output of l2tpctl. Pure. `show tunnel` and `show session` print the show lines of the word
+ * tables (control/tunnel-words.ts, control/session-words.ts: iproute2 6.1 `print_tunnel` /
+ * `print_session` line by line, then l2tpd's own words), then the run-time state and, with `-s`,
+ * the counters in an `ip -s link`-like block.
  *
  * Differences from iproute2, on purpose: offsets are the configured ones (l2tpd implements
  * them; Linux always prints 0), `reorder timeout` is always printed, and there are no stray
@@ -13,6 +14,9 @@
 import type { SessionView, TunnelView } from '../control/api.js';
 import { escapeControl } from '../control/errors.js';
 import { SESSION_COUNTER_NAMES, TUNNEL_COUNTER_NAMES } from '../dataplane/counters.js';
+import { TUNNEL } from '../control/tunnel-words.js';
+import { SESSION } from '../control/session-words.js';
+import type { ShowLine } from '../control/vocabulary.js';
 
 /** Lines joined for the terminal, control characters escaped. */
 function text(lines: string[]): string {
@@ -21,16 +25,6 @@ function text(lines: string[]): string {
 
 export interface FormatOptions {
   stats?: boolean;
-}
-
-function udpChecksumLine(t: TunnelView): string {
-  if (t.local.includes(':')) {
-    const tx = (t.udp6_csum_tx ?? 'on') === 'on';
-    const rx = (t.udp6_csum_rx ?? 'on') === 'on';
-    const state = tx && rx ? 'enabled' : tx ? 'tx' : rx ? 'rx' : 'disabled';
-    return `  UDP checksum: ${state}`;
-  }
-  return `  UDP checksum: ${t.udp_csum === 'on' ? 'enabled' : 'disabled'}`;
 }
 
 /**
@@ -68,16 +62,13 @@ function stateLine(x: { state?: string; since?: string }): string {
   return `  state: ${x.state}${x.since !== undefined && x.state !== 'up' ? ` since ${x.since}` : ''}`;
 }
 
+/** The show lines of a table, in order, for one object. */
+function showLines<V>(lines: readonly ShowLine<V>[], view: V): string[] {
+  return lines.map((l) => l.line(view)).filter((x): x is string => x !== undefined);
+}
+
 export function formatTunnel(t: TunnelView, opts: FormatOptions = {}): string {
-  const lines = [
-    `Tunnel ${t.tunnel_id}, encap ${t.encap.toUpperCase()}`,
-    `  From ${t.local} to ${t.remote}`,
-    `  Peer tunnel ${t.peer_tunnel_id}`,
-  ];
-  if (t.udp_sport !== undefined) {
-    lines.push(`  UDP source / dest ports: ${t.udp_sport}/${t.udp_dport}`);
-    lines.push(udpChecksumLine(t));
-  }
+  const lines = showLines(TUNNEL.show, t);
   if (typeof t.sessions === 'number') lines.push(`  sessions: ${t.sessions}`);
   if (t.state !== undefined) lines.push(stateLine(t));
   if (t.error !== undefined) lines.push(`  error: ${t.error}`);
@@ -86,25 +77,7 @@ export function formatTunnel(t: TunnelView, opts: FormatOptions = {}): string {
 }
 
 export function formatSession(s: SessionView, opts: FormatOptions = {}): string {
-  const lines = [
-    `Session ${s.session_id} in tunnel ${s.tunnel_id}`,
-    `  Peer session ${s.peer_session_id}, tunnel ${s.peer_tunnel_id ?? '?'}`,
-  ];
-  const ifname = s.interface ?? s.name;
-  if (ifname !== undefined) lines.push(`  interface name: ${ifname}`);
-  lines.push(`  offset ${s.offset ?? 0}, peer offset ${s.peer_offset ?? 0}`);
-  if (s.cookie) lines.push(`  cookie ${s.cookie}`);
-  if (s.peer_cookie) lines.push(`  peer cookie ${s.peer_cookie}`);
-  lines.push(`  reorder timeout: ${s.reorder_timeout ?? 0}`);
-  const seq = s.seq ?? 'none';
-  if (seq !== 'none') {
-    const parts = [seq === 'send' || seq === 'both' ? ' send' : '', seq === 'recv' || seq === 'both' ? ' recv' : ''];
-    lines.push(`  sequence numbering:${parts.join('')}`);
-  }
-  lines.push(`  l2spec_type: ${s.l2spec_type ?? 'default'}`);
-  if (s.mtu !== undefined) lines.push(`  mtu: ${s.mtu}`);
-  if (s.bridge !== undefined) lines.push(`  bridge: ${s.bridge}`);
-  if (s.vlan !== undefined) lines.push(`  vlan: ${s.vlan}, dev ${s.dev}`);
+  const lines = showLines(SESSION.show, s);
   if (s.state !== undefined) lines.push(stateLine(s));
   if (s.error !== undefined) lines.push(`  error: ${s.error}`);
   if (opts.stats && s.stats) lines.push(...formatCounters(s.stats, SESSION_COUNTER_NAMES));

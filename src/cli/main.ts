@@ -13,7 +13,8 @@ import {
   DEFAULT_SOCKET, MAX_SOCKET_PATH, socketPathTooLong, type SessionView, type TunnelView,
 } from '../control/api.js';
 import type { Config, SessionConfig, TunnelConfig } from '../control/model.js';
-import { SESSION_FIELDS, TUNNEL_FIELDS } from '../control/validate.js';
+import { TUNNEL_WORDS } from '../control/tunnel-words.js';
+import { SESSION_WORDS } from '../control/session-words.js';
 import { escapeControl } from '../control/errors.js';
 import { packageVersion } from '../control/version.js';
 import { formatJson, formatKeyValues, formatSessions, formatTunnels } from './format.js';
@@ -138,9 +139,9 @@ async function runningConfig(call: Call): Promise<Config> {
   const tunnels = ((await call('GET', '/v1/tunnels')) as { tunnels: TunnelView[] }).tunnels;
   const sessions = ((await call('GET', '/v1/sessions')) as { sessions: SessionView[] }).sessions;
   return {
-    tunnels: tunnels.map((t) => pick<TunnelConfig>(t, TUNNEL_FIELDS)),
+    tunnels: tunnels.map((t) => pick<TunnelConfig>(t, TUNNEL_WORDS.map((w) => w.word))),
     // The interface a session has is the name an imported one must not take.
-    sessions: sessions.map((x) => pick<SessionConfig>({ ...x, name: x.interface ?? x.name }, SESSION_FIELDS)),
+    sessions: sessions.map((x) => pick<SessionConfig>({ ...x, name: x.interface ?? x.name }, SESSION_WORDS.map((w) => w.word))),
   };
 }
 

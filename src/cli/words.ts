@@ -1,7 +1,9 @@
 /**
  * Parser of the `ip l2tp` words used by l2tpctl (README "l2tpctl"). Pure: argv in, a command
- * out, or a UsageError naming the word and what it accepts. Value checks are those of
- * control/validate.ts, so the CLI and the daemon refuse exactly the same things.
+ * out, or a UsageError naming the word and what it accepts. The grammar and USAGE are derived
+ * from the word tables (control/tunnel-words.ts, control/session-words.ts) and values are
+ * checked by the same normalisation the daemon runs, so the CLI and the daemon accept and refuse
+ * exactly the same things.
  *
  * iproute2 tolerances kept: COMMAND OBJECT or OBJECT COMMAND order; `del`/`delete` and
  * `show`/`list`/`lst` and their prefixes (like iproute2's matches()); the short aliases
@@ -10,10 +12,12 @@
 import { ConfigError } from '../control/errors.js';
 import type { SessionConfig, TunnelConfig } from '../control/model.js';
 import { DEFAULT_SOCKET } from '../control/api.js';
-import { MAX_SESSION_MTU } from '../dataplane/layout.js';
+import { normalizeSession, normalizeTunnel } from '../control/validate.js';
 import {
-  ID_MAX, MTU_MIN, normalizeSession, OFFSET_MAX, REORDER_TIMEOUT_MAX, normalizeTunnel, parseId, VLAN_MAX, VLAN_MIN,
-} from '../control/validate.js';
+  commandLineOrder, lookup, parseId, placeholders, usageItem, wrapWords, type WordDef,
+} from '../control/vocabulary.js';
+import { TUNNEL_WORDS } from '../control/tunnel-words.js';
+import { SESSION_WORDS } from '../control/session-words.js';
 
 export class UsageError extends Error {
   /** The word at fault, when there is one. */
@@ -37,94 +41,86 @@ export type ParsedCommand =
   | { object: 'import'; command: 'import'; params: { files: string[]; dryRun: boolean } }
   | { object: 'help'; command: 'help'; params: Record<string, never> };
 
-export const USAGE = `Usage: l2tpctl [--socket PATH] [-j|--json] OBJECT COMMAND WORDS...
-       l2tpctl add tunnel tunnel_id ID peer_tunnel_id ID [encap {ip|udp}]
-                local ADDR remote ADDR [udp_sport PORT] [udp_dport PORT]
-                [udp_csum {on|off}] [udp6_csum_tx {on|off}] [udp6_csum_rx {on|off}]
-       l2tpctl add session [name NAME] tunnel_id ID session_id ID peer_session_id ID
-                [cookie HEX] [peer_cookie HEX] [l2spec_type {none|default}]
-                [seq {none|send|recv|both}] [offset N] [peer_offset N]
-                [reorder_timeout MS] [mtu MTU] [bridge NAME] [vlan VLAN dev TRUNK]
-       l2tpctl del tunnel tunnel_id ID
-       l2tpctl del session tunnel_id ID session_id ID
-       l2tpctl show tunnel [tunnel_id ID] [-s]
-       l2tpctl show session [tunnel_id ID] [session_id ID] [-s]
-       l2tpctl reload
-       l2tpctl status
-       l2tpctl import [--dry-run] FILE...
-
-Where: ID   := 1..${ID_MAX}        PORT := 1..65535     ADDR := IPv4 or IPv6 address
-       HEX  := 8 or 16 hex digits    N    := 0..${OFFSET_MAX}       MS   := 0..${REORDER_TIMEOUT_MAX}
-       MTU  := ${MTU_MIN}..${MAX_SESSION_MTU}             VLAN := ${VLAN_MIN}..${VLAN_MAX}
-       NAME := interface name (1..15 bytes; "l2tpeth%d" allowed for session names)
-Environment: L2TPD_SOCKET (default ${DEFAULT_SOCKET})
-`;
-
 /** A keyword and the placeholder of its value (undefined for a flag). */
 interface Word {
   name: string;
   arg?: string;
-  aliases?: string[];
+  aliases?: readonly string[];
 }
 
-const W = {
-  tunnel_id: { name: 'tunnel_id', arg: 'ID', aliases: ['tid'] },
-  peer_tunnel_id: { name: 'peer_tunnel_id', arg: 'ID', aliases: ['ptid'] },
-  session_id: { name: 'session_id', arg: 'ID', aliases: ['sid'] },
-  peer_session_id: { name: 'peer_session_id', arg: 'ID', aliases: ['psid'] },
-  encap: { name: 'encap', arg: '{ip|udp}' },
-  local: { name: 'local', arg: 'ADDR' },
-  remote: { name: 'remote', arg: 'ADDR' },
-  udp_sport: { name: 'udp_sport', arg: 'PORT' },
-  udp_dport: { name: 'udp_dport', arg: 'PORT' },
-  udp_csum: { name: 'udp_csum', arg: '{on|off}' },
-  udp6_csum_tx: { name: 'udp6_csum_tx', arg: '{on|off}' },
-  udp6_csum_rx: { name: 'udp6_csum_rx', arg: '{on|off}' },
-  name: { name: 'name', arg: 'NAME' },
-  cookie: { name: 'cookie', arg: 'HEX' },
-  peer_cookie: { name: 'peer_cookie', arg: 'HEX' },
-  l2spec_type: { name: 'l2spec_type', arg: '{none|default}' },
-  seq: { name: 'seq', arg: '{none|send|recv|both}' },
-  offset: { name: 'offset', arg: 'N' },
-  peer_offset: { name: 'peer_offset', arg: 'N' },
-  reorder_timeout: { name: 'reorder_timeout', arg: 'MS' },
-  mtu: { name: 'mtu', arg: 'N' },
-  bridge: { name: 'bridge', arg: 'NAME' },
-  vlan: { name: 'vlan', arg: 'ID' },
-  dev: { name: 'dev', arg: 'TRUNK' },
-  stats: { name: '-s', aliases: ['-stats', '-statistics', '--stats', '--statistics'] },
-} satisfies Record<string, Word>;
+type AnyWord = WordDef<string, unknown, boolean, unknown>;
+const TABLES: Record<'tunnel' | 'session', readonly AnyWord[]> = { tunnel: TUNNEL_WORDS, session: SESSION_WORDS };
+
+function fromTable(w: AnyWord): Word {
+  return { name: w.word, arg: w.type.placeholder, aliases: w.aliases };
+}
+const tableWord = (object: 'tunnel' | 'session', name: string): Word => fromTable(lookup(TABLES[object], name)!);
+const STATS: Word = { name: '-s', aliases: ['-stats', '-statistics', '--stats', '--statistics'] };
 
 /** The counter flag and its spellings (l2tpctl accepts them anywhere on the command line). */
-export const STATS_FLAGS: ReadonlySet<string> = new Set([W.stats.name, ...W.stats.aliases]);
+export const STATS_FLAGS: ReadonlySet<string> = new Set([STATS.name, ...STATS.aliases!]);
 
 interface Grammar {
   words: Word[];
   required: string[];
 }
 
+/** `add OBJECT` takes every word of the object's table; its required words must be given. */
+function addGrammar(object: 'tunnel' | 'session'): Grammar {
+  const words = commandLineOrder(TABLES[object]);
+  return { words: words.map(fromTable), required: words.filter((w) => w.required === true).map((w) => w.word) };
+}
+
 const GRAMMAR: Record<'add' | 'del' | 'show', Record<'tunnel' | 'session', Grammar>> = {
-  add: {
-    tunnel: {
-      words: [W.tunnel_id, W.peer_tunnel_id, W.encap, W.local, W.remote, W.udp_sport, W.udp_dport,
-        W.udp_csum, W.udp6_csum_tx, W.udp6_csum_rx],
-      required: ['tunnel_id', 'peer_tunnel_id', 'local', 'remote'],
-    },
-    session: {
-      words: [W.name, W.tunnel_id, W.session_id, W.peer_session_id, W.cookie, W.peer_cookie, W.l2spec_type,
-        W.seq, W.offset, W.peer_offset, W.reorder_timeout, W.mtu, W.bridge, W.vlan, W.dev],
-      required: ['tunnel_id', 'session_id', 'peer_session_id'],
-    },
-  },
+  add: { tunnel: addGrammar('tunnel'), session: addGrammar('session') },
   del: {
-    tunnel: { words: [W.tunnel_id], required: ['tunnel_id'] },
-    session: { words: [W.tunnel_id, W.session_id], required: ['tunnel_id', 'session_id'] },
+    tunnel: { words: [tableWord('tunnel', 'tunnel_id')], required: ['tunnel_id'] },
+    session: { words: [tableWord('session', 'tunnel_id'), tableWord('session', 'session_id')], required: ['tunnel_id', 'session_id'] },
   },
   show: {
-    tunnel: { words: [W.tunnel_id, W.stats], required: [] },
-    session: { words: [W.tunnel_id, W.session_id, W.stats], required: [] },
+    tunnel: { words: [tableWord('tunnel', 'tunnel_id'), STATS], required: [] },
+    session: { words: [tableWord('session', 'tunnel_id'), tableWord('session', 'session_id'), STATS], required: [] },
   },
 };
+
+/**
+ * The command lines l2tpctl takes, each starting with `lead`; long ones wrap at `width` with
+ * continuation lines indented by `indent`. USAGE and the README's synopsis are both this.
+ */
+export function grammarLines(lead: string, indent: number, width: number): string[] {
+  const lines: string[] = [];
+  for (const object of ['tunnel', 'session'] as const) {
+    const items = commandLineOrder(TABLES[object]).map(usageItem).filter((x): x is string => x !== undefined);
+    lines.push(...wrapWords(`${lead}add ${object}`, items, indent, width));
+  }
+  for (const command of ['del', 'show'] as const) {
+    for (const object of ['tunnel', 'session'] as const) {
+      const g = GRAMMAR[command][object];
+      const items = g.words.map((w) => {
+        const text = w.arg ? `${w.name} ${w.arg}` : w.name;
+        return g.required.includes(w.name) ? text : `[${text}]`;
+      });
+      lines.push(`${lead}${command} ${object} ${items.join(' ')}`);
+    }
+  }
+  lines.push(`${lead}reload`, `${lead}status`, `${lead}import [--dry-run] FILE...`);
+  return lines;
+}
+
+function whereLines(): string[] {
+  const defs = placeholders([...TUNNEL_WORDS, ...SESSION_WORDS]);
+  const width = Math.max(...defs.map(([p]) => p.length));
+  return defs.map(([p, means], i) => `${i === 0 ? 'Where: ' : '       '}${p.padEnd(width)} := ${means}`);
+}
+
+export const USAGE = [
+  'Usage: l2tpctl [--socket PATH] [-j|--json] OBJECT COMMAND WORDS...',
+  ...grammarLines('       l2tpctl ', 16, 96),
+  '',
+  ...whereLines(),
+  `Environment: L2TPD_SOCKET (default ${DEFAULT_SOCKET})`,
+  '',
+].join('\n');
 
 /** iproute2 matches(): `word` is a non-empty prefix of `full`. */
 function matches(word: string, full: string): boolean {
@@ -264,9 +260,9 @@ export function parseCommand(argv: string[]): ParsedCommand {
     } catch (err) {
       if (err instanceof ConfigError && err.value === undefined) {
         if (grammar.required.includes(err.field)) throw missingWord(grammar, context, err.field);
-        if (err.field === 'udp_sport' || err.field === 'udp_dport') {
-          throw missingWord(grammar, context, err.field, '; required with encap udp');
-        }
+        // A word required only in some cases (udp_sport with encap udp) says when.
+        const req = lookup(TABLES[object], err.field)?.required;
+        if (typeof req === 'object' && req.note !== undefined) throw missingWord(grammar, context, err.field, `; ${req.note}`);
       }
       usageFromConfig(err);
     }

@@ -26,7 +26,8 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { ConfigError, ConflictError } from './errors.js';
 import type { SessionConfig, TunnelConfig } from './model.js';
-import { MAX_JSON_DEPTH, nestedDeeperThan, normalizeSession, normalizeTunnel, parseId } from './validate.js';
+import { MAX_JSON_DEPTH, nestedDeeperThan, normalizeSession, normalizeTunnel } from './validate.js';
+import { parseId } from './vocabulary.js';
 
 /** A tunnel as the daemon reports it: its config plus run-time state (filled by the daemon). */
 export type TunnelView = TunnelConfig & {

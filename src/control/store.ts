@@ -8,21 +8,22 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ConfigError } from './errors.js';
 import type { Config } from './model.js';
-import {
-  MAX_JSON_DEPTH, SESSION_FIELDS, TUNNEL_FIELDS, emptyConfig, nestedDeeperThan, orderKeys, sortConfig, validateConfig,
-} from './validate.js';
+import { MAX_JSON_DEPTH, emptyConfig, nestedDeeperThan, sortConfig, validateConfig } from './validate.js';
+import { inWordOrder } from './vocabulary.js';
+import { TUNNEL_WORDS } from './tunnel-words.js';
+import { SESSION_WORDS } from './session-words.js';
 
 export const CONFIG_FILE_MODE = 0o640;
 /** The config that removes everything, as a user writes it. */
 const EXPLICIT_EMPTY = '{"tunnels": [], "sessions": []}';
 export const CONFIG_DIR_MODE = 0o750;
 
-/** Stable text of a config: sorted entries, fixed key order, 2-space JSON, trailing newline. */
+/** Stable text of a config: sorted entries, keys in word-table order, 2-space JSON, trailing newline. */
 export function serializeConfig(cfg: Config): string {
   const sorted = sortConfig(cfg);
   const out = {
-    tunnels: sorted.tunnels.map((t) => orderKeys(t, TUNNEL_FIELDS)),
-    sessions: sorted.sessions.map((s) => orderKeys(s, SESSION_FIELDS)),
+    tunnels: sorted.tunnels.map((t) => inWordOrder(t, TUNNEL_WORDS)),
+    sessions: sorted.sessions.map((s) => inWordOrder(s, SESSION_WORDS)),
   };
   return `${JSON.stringify(out, null, 2)}\n`;
 }

@@ -5,11 +5,10 @@
  */
 import type { Logger } from 'pino';
 import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
 import type { Config, SessionConfig, TunnelConfig } from '../control/model.js';
 import { ConfigError, ConflictError } from '../control/errors.js';
 import {
-  checkAddSession, checkAddTunnel, checkDelSession, checkDelTunnel, MTU_MIN, normalizeSession, normalizeTunnel,
+  checkAddSession, checkAddTunnel, checkDelSession, checkDelTunnel, normalizeSession, normalizeTunnel,
   sessionBridge, validateConfig,
 } from '../control/validate.js';
 import type { ConfigStore } from '../control/store.js';
@@ -20,7 +19,9 @@ import { HOST_ROW } from '../dataplane/counters.js';
 import { ENCAPSULATIONS } from '../dataplane/encap.js';
 import { native, socketOption, type IntSocketOption } from '../native/index.js';
 import { Rtnl, type LinkEvent, type LinkInfo } from '../netlink/index.js';
-import { cookieBytes, sessionOverhead } from './mtu.js';
+import { defaultSessionMtu } from './mtu.js';
+import { compileTunnel, type TunnelPlan } from '../control/tunnel-words.js';
+import { compileSession } from '../control/session-words.js';
 import { SessionInterfaces, sessionKey, type SessionLinks } from './interfaces.js';
 import type { MetricsSource } from '../metrics/index.js';
 
@@ -37,8 +38,9 @@ interface Failure { error: string; since: number }
 
 interface RunningTunnel {
   cfg: TunnelConfig;
+  /** What its words compiled into: encapsulation, addresses, ports, socket options. */
+  plan: TunnelPlan;
   slot: number;
-  family: 4 | 6;
   fd: number;
   /** Key of the socket when tunnels share it (IP encapsulation). */
   sharedKey?: string;
@@ -377,16 +379,11 @@ export class DaemonEngine implements Engine, MetricsSource {
   // ------------------------------------------------------------------ running state
 
   private async startTunnel(t: TunnelConfig): Promise<void> {
-    const family = isIP(t.local) === 6 ? 6 : 4;
+    const plan = compileTunnel(t);
+    const { encap, family } = plan;
     await this.checkAddresses(t, family);
-    const encap = ENCAPSULATIONS[t.encap];
-    // The checksum words exist only for UDP over their family (validation).
-    const options: IntSocketOption[] = [];
-    if (t.udp_csum === 'off') options.push(socketOption('SO_NO_CHECK', 1));
-    if (t.udp6_csum_tx === 'off') options.push(socketOption('UDP_NO_CHECK6_TX', 1));
-    if (t.udp6_csum_rx === 'off') options.push(socketOption('UDP_NO_CHECK6_RX', 1));
-    const open = (): number => openOrExplain(() => encap.open(native, family, t.local, t.udp_sport ?? 0, { options }), t);
-    const sharedKey = encap.sharedSocketKey(family, t.local);
+    const open = (): number => openOrExplain(() => encap.open(native, family, plan.local, plan.localPort, { options: plan.options }), t);
+    const sharedKey = encap.sharedSocketKey(family, plan.local);
     let fd: number;
     const shared = sharedKey === undefined ? undefined : this.sharedSockets.get(sharedKey);
     if (shared) {
@@ -398,10 +395,10 @@ export class DaemonEngine implements Engine, MetricsSource {
     }
     const slot = this.tunnelSlots.take();
     this.dataplane.resetTunnel(slot);
-    const rt: RunningTunnel = { cfg: t, slot, family, fd, sharedKey };
+    const rt: RunningTunnel = { cfg: t, plan, slot, fd, sharedKey };
     try {
       await this.dataplane.addTunnel({
-        slot, tunnelId: t.tunnel_id, encap: encap.kind, family, fd, remote: t.remote, remotePort: t.udp_dport ?? 0,
+        slot, tunnelId: t.tunnel_id, encap: encap.kind, family, fd, remote: plan.remote, remotePort: plan.remotePort,
       });
     } catch (err) {
       this.releaseSocket(rt);
@@ -442,27 +439,27 @@ export class DaemonEngine implements Engine, MetricsSource {
     this.tunnelSlots.give(rt.slot);
   }
 
-  private defaultMtu(t: TunnelConfig, s: SessionConfig, family: 4 | 6): number {
+  /** The kernel's default MTU for a session of `tunnel` whose header is `headerLength` bytes. */
+  private defaultMtu(tunnel: RunningTunnel, headerLength: number): number {
+    const { encap, family, remote } = tunnel.plan;
     let underlay = 1500;
-    try { underlay = native.pathMtu(family, t.remote); } catch { /* no route yet: the kernel's 1500 fallback */ }
-    return Math.max(MTU_MIN, underlay - sessionOverhead(t, s, family));
+    try { underlay = native.pathMtu(family, remote); } catch { /* no route yet: the kernel's 1500 fallback */ }
+    return defaultSessionMtu(underlay, encap, family, headerLength);
   }
 
   /** `linkDump`: a dump of this namespace's links to find a tap to re-attach in (else one is made). */
   private async startSession(s: SessionConfig, linkDump?: LinkInfo[]): Promise<void> {
     const tunnel = this.tunnels.get(s.tunnel_id)!;
-    const t = tunnel.cfg;
-    const mtu = s.mtu ?? this.defaultMtu(t, s, tunnel.family);
+    // Compiled once: the header built here is the one the data plane writes, and what the MTU allows for.
+    const compiled = compileSession(s, tunnel.plan.encap.wire);
+    const mtu = s.mtu ?? this.defaultMtu(tunnel, compiled.tx.length);
     // Tap (persistent; re-attached after a restart), bridge and VLAN interface, all or nothing.
     const { links, undo } = await this.ifaces.setup(s, mtu, linkDump);
     let slot: number | undefined;
     try {
       slot = this.sessionSlots.take();
       const spec: SessionSpec = {
-        slot, tunnelSlot: tunnel.slot, sessionId: s.session_id, peerSessionId: s.peer_session_id,
-        tapFd: links.tap.fd, tapOffload: links.tap.offload, cookie: [...cookieBytes(s.cookie)], peerCookie: [...cookieBytes(s.peer_cookie)],
-        l2spec: s.l2spec_type ?? 'default', seq: s.seq ?? 'none', reorderTimeout: s.reorder_timeout ?? 0,
-        offset: s.offset ?? 0, peerOffset: s.peer_offset ?? 0, mtu,
+        ...compiled, slot, tunnelSlot: tunnel.slot, sessionId: s.session_id, tapFd: links.tap.fd, tapOffload: links.tap.offload, mtu,
       };
       this.dataplane.resetSession(slot);
       await this.dataplane.addSession(spec);

@@ -27,7 +27,8 @@
 import type { Logger } from 'pino';
 import type { SessionConfig } from '../control/model.js';
 import { ConfigError, ConflictError } from '../control/errors.js';
-import { ownName, sessionBridge, vlanIfname } from '../control/validate.js';
+import { ownName, sessionBridge } from '../control/validate.js';
+import { vlanIfname } from '../control/session-words.js';
 import { GSO_MAX_SEGS } from '../dataplane/layout.js';
 import { native, type TapHandle } from '../native/index.js';
 import { NetlinkError, type LinkInfo, type Rtnl } from '../netlink/index.js';

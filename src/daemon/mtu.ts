@@ -1,26 +1,17 @@
-import type { SessionConfig, TunnelConfig } from '../control/model.js';
-import { buildTxTemplate } from '../protocol/index.js';
-import { ENCAPSULATIONS } from '../dataplane/encap.js';
-
-/** A session's cookie as bytes (config holds 8 or 16 validated hex digits). */
-export function cookieBytes(hex: string | undefined): Uint8Array {
-  return Uint8Array.from(Buffer.from(hex ?? '', 'hex'));
-}
+import type { Encapsulation } from '../dataplane/encap.js';
+import { ETH_HEADER_LEN } from '../protocol/index.js';
+import { MTU_MIN } from '../control/session-words.js';
 
 /**
- * The kernel's l2tp_eth_adjust_mtu overhead: outer IP header + UDP + L2TPv3 header (the length
- * of the header l2tpd writes, offset padding included) + inner Ethernet header.
+ * The kernel's l2tp_eth_adjust_mtu overhead: outer IP header + UDP + the L2TPv3 header the
+ * session writes (`headerLength`, offset padding included) + the inner Ethernet header.
  * 1500 - overhead = 1446 for UDP/IPv4 with the default sublayer and no cookie.
  */
-export function sessionOverhead(
-  t: Pick<TunnelConfig, 'encap'>,
-  s: Pick<SessionConfig, 'peer_session_id' | 'cookie' | 'l2spec_type' | 'offset'>,
-  family: 4 | 6,
-): number {
-  const encap = ENCAPSULATIONS[t.encap];
-  const header = buildTxTemplate({
-    encap: encap.wire, peerSessionId: s.peer_session_id, cookie: cookieBytes(s.cookie),
-    l2spec: s.l2spec_type ?? 'default', offset: s.offset ?? 0,
-  }).length;
-  return encap.outerOverhead(family) + header + 14;
+export function sessionOverhead(encap: Encapsulation, family: 4 | 6, headerLength: number): number {
+  return encap.outerOverhead(family) + headerLength + ETH_HEADER_LEN;
+}
+
+/** A session's MTU when `mtu` is not given: the underlay's path MTU less the overhead, at least MTU_MIN. */
+export function defaultSessionMtu(underlay: number, encap: Encapsulation, family: 4 | 6, headerLength: number): number {
+  return Math.max(MTU_MIN, underlay - sessionOverhead(encap, family, headerLength));
 }

@@ -17,8 +17,8 @@ import { SlotAllocator, slotOffset } from './slots.js';
 import { POLL_READABLE, POLL_WRITABLE, SOURCE_STRIDE } from '../native/types.js';
 import type { ForwarderIo } from '../native/index.js';
 import {
-  DecodeResult, DropReason, SeqAction, SequenceState, buildTxTemplate, decodeSession, makeRxContext, nextSeq,
-  writeHeader, type EncapKind, type TxTemplate, type RxParams, type WireEncap,
+  DecodeResult, DropReason, SeqAction, SequenceState, decodeSession, nextSeq,
+  writeHeader, type EncapKind, type TxTemplate, type RxContext, type WireEncap,
 } from '../protocol/index.js';
 import { encapOfKind, type Encapsulation } from './encap.js';
 
@@ -44,22 +44,28 @@ export interface TunnelSpec {
   remotePort: number;
 }
 
+/** A session's words as the data plane uses them, compiled once by the control plane (session-words.ts). */
+export interface CompiledSession {
+  /** The header written in front of every frame sent (peer session ID, cookie, sublayer, padding). */
+  tx: TxTemplate;
+  /** What is expected after the session ID of every frame received. */
+  rx: RxContext;
+  /** Number the frames sent (S bit set). */
+  seqSend: boolean;
+  /** Drop received frames without a number. */
+  seqRecv: boolean;
+  /** 0: out-of-order frames are dropped (as Linux); > 0: held this long for reordering. */
+  reorderTimeoutMs: number;
+}
+
 /** What the control plane sends to add a session. */
-export interface SessionSpec {
+export interface SessionSpec extends CompiledSession {
   slot: number;
   tunnelSlot: number;
   sessionId: number;
-  peerSessionId: number;
   tapFd: number;
   /** The tap was opened with offload (TapHandle.offload): reads may bring TCP super-frames. */
   tapOffload: boolean;
-  cookie: number[];
-  peerCookie: number[];
-  l2spec: 'none' | 'default';
-  seq: 'none' | 'send' | 'recv' | 'both';
-  reorderTimeout: number;
-  offset: number;
-  peerOffset: number;
   mtu: number;
 }
 
@@ -132,7 +138,7 @@ class TunnelState {
 
 class SessionState {
   readonly tpl: TxTemplate;
-  readonly rx: RxParams;
+  readonly rx: RxContext;
   readonly seqSend: boolean;
   /** Largest frame accepted in either direction: MTU + Ethernet header + one VLAN tag. */
   readonly maxFrame: number;
@@ -147,18 +153,15 @@ class SessionState {
   constructor(readonly spec: SessionSpec, readonly tunnel: TunnelState,
     onReadable: (s: SessionState) => void, monoClock: Float64Array) {
     this.onReadable = (): void => onReadable(this);
-    this.tpl = buildTxTemplate({
-      encap: tunnel.socket.wire, peerSessionId: spec.peerSessionId, cookie: Uint8Array.from(spec.cookie),
-      l2spec: spec.l2spec, offset: spec.offset,
-    });
-    this.rx = makeRxContext({ peerCookie: Uint8Array.from(spec.peerCookie), l2spec: spec.l2spec, peerOffset: spec.peerOffset });
-    this.seqSend = spec.l2spec === 'default' && (spec.seq === 'send' || spec.seq === 'both');
+    this.tpl = spec.tx;
+    this.rx = spec.rx;
+    this.seqSend = spec.seqSend;
     this.maxFrame = Math.min(spec.mtu + 18, FRAME_CAPACITY);
     this.readSlots = spec.tapOffload ? OFFLOAD_BATCH : BATCH;
     this.minReadSlots = spec.tapOffload ? GSO_MAX_SEGS : 1;
     this.seq = new SequenceState({
-      recvSeq: spec.seq === 'recv' || spec.seq === 'both', reorderTimeoutMs: spec.reorderTimeout,
-      capacity: spec.reorderTimeout > 0 ? REORDER_CAPACITY : 1, clock: monoClock,
+      recvSeq: spec.seqRecv, reorderTimeoutMs: spec.reorderTimeoutMs,
+      capacity: spec.reorderTimeoutMs > 0 ? REORDER_CAPACITY : 1, clock: monoClock,
     });
   }
 

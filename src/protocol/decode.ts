@@ -64,10 +64,7 @@ export class DecodeResult {
 
 }
 
-/**
- * What the receiver of a session expects (built once per session, at config time). A plain
- * object literal works; makeRxContext validates one and normalises l2spec to L2SpecKind.
- */
+/** What the receiver of a session expects, as configured; makeRxContext turns it into an RxContext. */
 export interface RxParams {
   /** Cookie expected from the peer, 0, 4 or 8 bytes (its `cookie`, our `peer_cookie`). */
   readonly peerCookie: Uint8Array;
@@ -76,8 +73,16 @@ export interface RxParams {
   readonly peerOffset: number;
 }
 
-/** Validate a session's receive parameters (config time; throws RangeError on invalid values). */
-export function makeRxContext(cfg: RxParams): RxParams {
+/** What decodeSession checks after the session ID: numbers only, built once per session. */
+export interface RxContext {
+  readonly peerCookie: Uint8Array;
+  /** L2SS_LEN with the default sublayer, 0 without. */
+  readonly sublayerLength: number;
+  readonly peerOffset: number;
+}
+
+/** Validate a session's receive parameters and build its RxContext (config time; RangeError on invalid values). */
+export function makeRxContext(cfg: RxParams): RxContext {
   const n = cfg.peerCookie.length;
   if (n !== 0 && n !== 4 && n !== 8) throw new RangeError(`peerCookie: ${n} bytes, allowed 0, 4 or 8`);
   const l2spec = isDefaultL2Spec(cfg.l2spec) ? L2SpecKind.Default
@@ -87,7 +92,7 @@ export function makeRxContext(cfg: RxParams): RxParams {
   if (!Number.isInteger(off) || off < 0 || off > MAX_OFFSET) {
     throw new RangeError(`peerOffset: ${off} is not an integer in 0..${MAX_OFFSET}`);
   }
-  return { peerCookie: Uint8Array.from(cfg.peerCookie), l2spec: l2spec as L2SpecKind, peerOffset: off };
+  return { peerCookie: Uint8Array.from(cfg.peerCookie), sublayerLength: l2spec === L2SpecKind.Default ? L2SS_LEN : 0, peerOffset: off };
 }
 
 function isDefaultL2Spec(l2spec: 'none' | 'default' | L2SpecKind): boolean {
@@ -95,8 +100,8 @@ function isDefaultL2Spec(l2spec: 'none' | 'default' | L2SpecKind): boolean {
 }
 
 /** Bytes of L2TPv3 header a session expects after the session id (cookie + L2SS + offset). */
-export function rxSessionHeaderLength(rx: RxParams): number {
-  return rx.peerCookie.length + (isDefaultL2Spec(rx.l2spec) ? L2SS_LEN : 0) + rx.peerOffset;
+export function rxSessionHeaderLength(rx: RxContext): number {
+  return rx.peerCookie.length + rx.sublayerLength + rx.peerOffset;
 }
 
 /**
@@ -176,7 +181,7 @@ export function decodeIpCommon(pool: Uint8Array, start: number, length: number, 
  * Ethernet frame bounds. Reads [out.pos, end). On None: out.hasSeq, out.seq, out.frameStart,
  * out.frameLength are set.
  */
-export function decodeSession(pool: Uint8Array, out: DecodeResult, rx: RxParams, end: number): DropReason {
+export function decodeSession(pool: Uint8Array, out: DecodeResult, rx: RxContext, end: number): DropReason {
   let p = out.pos;
   out.hasSeq = 0;
   out.seq = 0;
@@ -184,7 +189,7 @@ export function decodeSession(pool: Uint8Array, out: DecodeResult, rx: RxParams,
   out.frameLength = 0;
   const cookie = rx.peerCookie;
   const cookieLen = cookie.length;
-  const l2ssLen = isDefaultL2Spec(rx.l2spec) ? L2SS_LEN : 0;
+  const l2ssLen = rx.sublayerLength;
   if (end > pool.length || p < 0 || p > end) return DropReason.ShortPacket;
   if (end - p < cookieLen + l2ssLen + rx.peerOffset) return DropReason.ShortPacket;
   for (let i = 0; i < cookieLen; i++) {

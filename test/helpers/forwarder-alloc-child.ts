@@ -5,7 +5,8 @@
  * allocates by itself, which would hide what the forwarder does.
  */
 import { PerformanceObserver, performance } from 'node:perf_hooks';
-import { Forwarder, type SessionSpec, type TunnelSpec } from '../../src/dataplane/forwarder.js';
+import { Forwarder, type TunnelSpec } from '../../src/dataplane/forwarder.js';
+import { sessionSpec } from './session-spec.js';
 import { BATCH, SLOT_COUNT, SLOT_SIZE } from '../../src/dataplane/layout.js';
 import {
   SESSION_COUNTER_BYTES, SESSION_ROW_WIDTH, SessionCounter as S, TUNNEL_COUNTER_BYTES,
@@ -82,12 +83,9 @@ function setup(): { fwd: Forwarder; addon: SimulatedAddon; sc: Float64Array } {
   const fwd = new Forwarder(addon, pool, sessions, new SharedArrayBuffer(TUNNEL_COUNTER_BYTES));
   const tunnel: TunnelSpec = { slot: 3, tunnelId: 100, encap: EncapKind.Udp, family: 4, fd: SOCK_FD, remote: '192.0.2.2', remotePort: 1701 };
   fwd.addTunnel(tunnel);
-  const base: SessionSpec = {
-    slot: 0, tunnelSlot: 3, sessionId: 0x90000001, peerSessionId: 0x90000002, tapFd: TAP_A, tapOffload: true, cookie: [1, 2, 3, 4],
-    peerCookie: [9, 8, 7, 6], l2spec: 'default', seq: 'none', reorderTimeout: 0, offset: 0, peerOffset: 0, mtu: 1500,
-  };
-  fwd.addSession(base);
-  fwd.addSession({ ...base, slot: 1, sessionId: 7, peerSessionId: 8, tapFd: TAP_B, tapOffload: false, cookie: [], peerCookie: [], seq: 'both' });
+  fwd.addSession(sessionSpec({ session_id: 0x90000001, peer_session_id: 0x90000002, cookie: '01020304', peer_cookie: '09080706' },
+    UDP_WIRE, { slot: 0, tunnelSlot: 3, tapFd: TAP_A, tapOffload: true }));
+  fwd.addSession(sessionSpec({ session_id: 7, peer_session_id: 8, seq: 'both' }, UDP_WIRE, { slot: 1, tunnelSlot: 3, tapFd: TAP_B }));
   return { fwd, addon, sc: new Float64Array(sessions) };
 }
 

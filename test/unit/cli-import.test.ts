@@ -6,6 +6,7 @@
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { planImport, type ImportPlan, type SourceFile } from '../../src/cli/import.js';
+import { normalizeSession } from '../../src/control/validate.js';
 import { hasCommand } from '../helpers/netns.js';
 
 /**
@@ -162,7 +163,7 @@ t.test('conflicts: within the import, and with what already runs', async (t) => 
   ]);
 
   // Sessions may go into a tunnel that already runs; a duplicate of a running one is refused.
-  const existing = { tunnels: plan({ 'x.sh': tunnel }).config.tunnels, sessions: [{ tunnel_id: 3000, session_id: 1, peer_session_id: 1, name: 'pw1' }] };
+  const existing = { tunnels: plan({ 'x.sh': tunnel }).config.tunnels, sessions: [normalizeSession({ tunnel_id: 3000, session_id: 1, peer_session_id: 1, name: 'pw1' })] };
   p = plan({ 's.sh': 'ip l2tp add session name pw2 tunnel_id 3000 session_id 2 peer_session_id 2\n' }, existing);
   t.same(problems(p), []);
   t.same(p.config.tunnels, [], 'only what is imported is returned');

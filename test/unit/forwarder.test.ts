@@ -10,7 +10,8 @@ import {
 } from '../../src/dataplane/counters.js';
 import { POLL_READABLE, POLL_WRITABLE, SOURCE_STRIDE } from '../../src/native/index.js';
 import { FakeIo } from '../helpers/fake-io.js';
-import { EncapKind, IP_WIRE, UDP_WIRE, buildTxTemplate, writeHeader } from '../../src/protocol/index.js';
+import { EncapKind, IP_WIRE, UDP_WIRE, buildTxTemplate, writeHeader, type WireEncap } from '../../src/protocol/index.js';
+import { sessionSpec } from '../helpers/session-spec.js';
 
 const RAW_FD = 5;
 const UDP_FD = 6;
@@ -95,11 +96,10 @@ function ipTunnel(slot: number, remote: string): TunnelSpec {
   return { slot, tunnelId: slot, encap: EncapKind.Ip, family: 4, fd: RAW_FD, remote, remotePort: 0 };
 }
 
-function session(slot: number, tunnelSlot: number, tapFd: number, tapOffload = false): SessionSpec {
-  return {
-    slot, tunnelSlot, sessionId: 100 + slot, peerSessionId: 200 + slot, tapFd, tapOffload, cookie: [], peerCookie: [],
-    l2spec: 'default', seq: 'none', reorderTimeout: 0, offset: 0, peerOffset: 0, mtu: 1500,
-  };
+/** Session 100 + slot (the peer's: 200 + slot) of the tunnel in `tunnelSlot`, with `words` added. */
+function session(slot: number, tunnelSlot: number, tapFd: number, tapOffload = false,
+  wire: WireEncap = IP_WIRE, words: Record<string, unknown> = {}): SessionSpec {
+  return sessionSpec({ session_id: 100 + slot, peer_session_id: 200 + slot, ...words }, wire, { slot, tunnelSlot, tapFd, tapOffload });
 }
 
 /** A Forwarder over a RecordingAddon, with its session counters. */
@@ -177,8 +177,8 @@ t.test('an offload tap is read with room for a super-frame, and its undeliverabl
 t.test('a receive batch is written one session at a time, in order, and refused frames are counted exactly', async (t) => {
   const { addon, fwd, sc } = forwarderUnderTest();
   fwd.addTunnel({ slot: 1, tunnelId: 1, encap: EncapKind.Udp, family: 4, fd: UDP_FD, remote: '192.0.2.2', remotePort: 1701 });
-  fwd.addSession(session(0, 1, TAP_A, true));
-  fwd.addSession(session(1, 1, 21, false));
+  fwd.addSession(session(0, 1, TAP_A, true, UDP_WIRE));
+  fwd.addSession(session(1, 1, 21, false, UDP_WIRE));
 
   // Sessions interleave on the tunnel socket; the tap of session 1 refuses its second frame.
   for (let i = 0; i < 6; i++) addon.datagrams.push([i % 2 === 0 ? 100 : 101, i + 1]);
@@ -202,7 +202,7 @@ t.test('decapsulated frames keep scratch in their slot for an offload tap\'s vir
   // The shortest L2TPv3 header: IP encapsulation over IPv6 (no IP header on the socket), no
   // cookie, no sublayer — the session id alone.
   fwd.addTunnel({ slot: 1, tunnelId: 1, encap: EncapKind.Ip, family: 6, fd: RAW_FD, remote: '2001:db8::2', remotePort: 0 });
-  fwd.addSession({ ...session(0, 1, TAP_A, true), l2spec: 'none' });
+  fwd.addSession(session(0, 1, TAP_A, true, IP_WIRE, { l2spec_type: 'none' }));
   addon.rxEncap = { encap: 'ip', l2spec: 'none', source: [6 << 16, 0x20010db8, 0, 0, 2] };
   for (let i = 0; i < 3; i++) addon.datagrams.push([100, i + 1]);
   addon.callbacks.get(RAW_FD)!(RAW_FD, POLL_READABLE);
@@ -215,8 +215,8 @@ t.test('decapsulated frames keep scratch in their slot for an offload tap\'s vir
 t.test('what the sequencer counts is in the session counters: resyncs, window drops, reorder timeouts and overflows', async (t) => {
   const { addon, fwd, sc } = forwarderUnderTest();
   fwd.addTunnel({ slot: 1, tunnelId: 1, encap: EncapKind.Udp, family: 4, fd: UDP_FD, remote: '192.0.2.2', remotePort: 1701 });
-  fwd.addSession({ ...session(0, 1, TAP_A), seq: 'both' });
-  fwd.addSession({ ...session(1, 1, 21), seq: 'both', reorderTimeout: 1000 });
+  fwd.addSession(session(0, 1, TAP_A, false, UDP_WIRE, { seq: 'both' }));
+  fwd.addSession(session(1, 1, 21, false, UDP_WIRE, { seq: 'both', reorder_timeout: 1000 }));
   const receive = (sid: number, seqs: number[]): void => {
     for (const n of seqs) addon.datagrams.push([sid, 1, n]);
     addon.callbacks.get(UDP_FD)!(UDP_FD, POLL_READABLE);

@@ -8,6 +8,7 @@ import pino from 'pino';
 import type { LinkInfo, SetLinkOptions } from '../../src/netlink/index.js';
 import type { TapHandle } from '../../src/native/index.js';
 import type { SessionConfig } from '../../src/control/model.js';
+import { normalizeSession } from '../../src/control/validate.js';
 
 interface Device { index: number; name: string; persist: boolean; alias?: string; up: boolean; mtu: number; fds: Set<number> }
 
@@ -120,8 +121,8 @@ t.test('a kill at any step of creating a session tap leaves no persistent tap wi
   const { SessionInterfaces } = t.mockRequire<typeof import('../../src/daemon/interfaces.js')>(
     '../../src/daemon/interfaces.js', { '../../src/native/index.js': { native: fakeNative } });
   const sessions: Array<[string, SessionConfig]> = [
-    ['named', { tunnel_id: 1, session_id: 10, peer_session_id: 10, name: 'pw10' }],
-    ['kernel-numbered', { tunnel_id: 1, session_id: 11, peer_session_id: 11 }],
+    ['named', normalizeSession({ tunnel_id: 1, session_id: 10, peer_session_id: 10, name: 'pw10' })],
+    ['kernel-numbered', normalizeSession({ tunnel_id: 1, session_id: 11, peer_session_id: 11 })],
   ];
   for (const [label, s] of sessions) {
     // How many steps a complete set-up takes, then a kill after each of them.

@@ -6,7 +6,7 @@
  */
 import t from 'tap';
 import {
-  DecodeResult, DropReason, IP_WIRE, SequenceState, UDP_WIRE, buildTxTemplate, decodeSession, nextSeq,
+  DecodeResult, DropReason, IP_WIRE, SequenceState, UDP_WIRE, buildTxTemplate, decodeSession, makeRxContext, nextSeq,
   writeHeader,
 } from '../../src/protocol/index.js';
 import { gcsDuring } from '../helpers/gc.js';
@@ -17,8 +17,8 @@ t.test('hot path: no garbage collection in 3M packets', async (t) => {
   const LEN = 100;
   const udp = buildTxTemplate({ encap: UDP_WIRE, peerSessionId: 0x91234567, cookie: Uint8Array.of(1, 2, 3, 4), l2spec: 'default', offset: 0 });
   const ip = buildTxTemplate({ encap: IP_WIRE, peerSessionId: 0x1234, cookie: new Uint8Array(0), l2spec: 'default', offset: 2 });
-  const rxUdp = { peerCookie: Uint8Array.of(1, 2, 3, 4), l2spec: 'default' as const, peerOffset: 0 };
-  const rxIp = { peerCookie: new Uint8Array(0), l2spec: 'default' as const, peerOffset: 2 };
+  const rxUdp = makeRxContext({ peerCookie: Uint8Array.of(1, 2, 3, 4), l2spec: 'default', peerOffset: 0 });
+  const rxIp = makeRxContext({ peerCookie: new Uint8Array(0), l2spec: 'default', peerOffset: 2 });
   // a fixed IPv4 header (IHL 6, source 192.0.2.1) in front of the IP-encap header
   const IPH = 24;
   const out = new DecodeResult();

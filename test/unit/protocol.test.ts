@@ -78,16 +78,17 @@ t.test('test vectors: decode every field, encode byte-exact', async (t) => {
     t.equal(out.l2tpStart, at, `${v.name}: l2tp start`);
     t.equal(out.pos, at + (v.encap === 'udp' ? 8 : 4), `${v.name}: pos after session id`);
     t.equal(out.end, at + bytes.length);
-    t.equal(decodeSession(pool, out, v.rx, at + bytes.length), DropReason.None, `${v.name}: session`);
+    t.equal(decodeSession(pool, out, makeRxContext(v.rx), at + bytes.length), DropReason.None, `${v.name}: session`);
     t.equal(out.hasSeq, v.seq !== undefined && v.seq >= 0 ? 1 : 0, `${v.name}: S bit`);
     t.equal(out.seq, v.seq !== undefined && v.seq >= 0 ? v.seq : 0, `${v.name}: seq`);
     t.equal(out.frameLength, 42, `${v.name}: frame length`);
     t.equal(out.frameStart, at + bytes.length - 42, `${v.name}: frame start`);
     t.equal(toHex(pool.subarray(out.frameStart, out.frameStart + out.frameLength)), toHex(arp), `${v.name}: frame`);
-    // The receive parameters as written (strings) and as makeRxContext normalises them decode alike.
+    // The sublayer type given as a string or as L2SpecKind decodes alike.
     const out2 = new DecodeResult();
+    const numeric = { ...v.rx, l2spec: v.rx.l2spec === 'none' ? L2SpecKind.None : L2SpecKind.Default };
     t.equal(wire.decodeCommon(pool, at, bytes.length, false, out2), DropReason.None);
-    t.equal(decodeSession(pool, out2, makeRxContext(v.rx), at + bytes.length), DropReason.None);
+    t.equal(decodeSession(pool, out2, makeRxContext(numeric), at + bytes.length), DropReason.None);
     t.same({ ...out2 }, { ...out }, `${v.name}: string and numeric config decode alike`);
 
     if (v.tx) {
@@ -110,7 +111,7 @@ t.test("B': wrong cookie deadbeee → CookieMismatch; encoding that cookie gives
   const out = new DecodeResult();
   t.equal(UDP_WIRE.decodeCommon(pool, 0, bytes.length, false, out), DropReason.None);
   t.equal(out.sessionId, 0x1234);
-  t.equal(decodeSession(pool, out, { peerCookie: hex('deadbeef'), l2spec: 'default', peerOffset: 0 }, bytes.length),
+  t.equal(decodeSession(pool, out, makeRxContext({ peerCookie: hex('deadbeef'), l2spec: 'default', peerOffset: 0 }), bytes.length),
     DropReason.CookieMismatch);
   const tpl = buildTxTemplate({ encap: UDP_WIRE, peerSessionId: 0x1234, cookie: hex('deadbeee'), l2spec: 'default', offset: 0 });
   const tx = new Uint8Array(200);
@@ -124,7 +125,7 @@ t.test('F: QEMU counter=on word 00000001 has S=0, so it is unsequenced', async (
   const pool = inPool(bytes, 3);
   const out = new DecodeResult();
   t.equal(UDP_WIRE.decodeCommon(pool, 3, bytes.length, false, out), DropReason.None);
-  t.equal(decodeSession(pool, out, { peerCookie: NO_COOKIE, l2spec: 'default', peerOffset: 0 }, 3 + bytes.length), DropReason.None);
+  t.equal(decodeSession(pool, out, makeRxContext({ peerCookie: NO_COOKIE, l2spec: 'default', peerOffset: 0 }), 3 + bytes.length), DropReason.None);
   t.equal(out.hasSeq, 0);
   t.equal(out.seq, 0);
   t.equal(out.frameStart, 15);
@@ -147,7 +148,7 @@ t.test('QEMU counter=on,offset=4: peer offset skipped, pad content ignored', asy
   const pool = inPool(bytes, 0);
   const out = new DecodeResult();
   t.equal(UDP_WIRE.decodeCommon(pool, 0, bytes.length, false, out), DropReason.None);
-  t.equal(decodeSession(pool, out, { peerCookie: NO_COOKIE, l2spec: 'default', peerOffset: 4 }, bytes.length), DropReason.None);
+  t.equal(decodeSession(pool, out, makeRxContext({ peerCookie: NO_COOKIE, l2spec: 'default', peerOffset: 4 }), bytes.length), DropReason.None);
   t.equal(out.frameStart, 16);
   t.equal(out.frameLength, 42);
   t.equal(out.hasSeq, 0);
@@ -157,7 +158,7 @@ t.test('QEMU counter=on,offset=4: peer offset skipped, pad content ignored', asy
   const hs = writeHeader(tx, 60, tpl, 1);
   t.equal(toHex(tx.subarray(hs, 60)), '00030000000012344000000100000000');
   t.equal(tpl.l2ssOffset, 8);
-  t.equal(rxSessionHeaderLength({ peerCookie: NO_COOKIE, l2spec: 'default', peerOffset: 4 }), 8);
+  t.equal(rxSessionHeaderLength(makeRxContext({ peerCookie: NO_COOKIE, l2spec: 'default', peerOffset: 4 })), 8);
 });
 
 t.test('G and H: control messages are not data', async (t) => {
@@ -210,7 +211,7 @@ t.test('13.1 full IPv4+UDP datagram for B', async (t) => {
   const out = new DecodeResult();
   t.equal(UDP_WIRE.decodeCommon(pool, 38, 58, false, out), DropReason.None);
   t.equal(out.sessionId, 0x1234);
-  t.equal(decodeSession(pool, out, { peerCookie: hex('deadbeef'), l2spec: L2SpecKind.Default, peerOffset: 0 }, 96), DropReason.None);
+  t.equal(decodeSession(pool, out, makeRxContext({ peerCookie: hex('deadbeef'), l2spec: L2SpecKind.Default, peerOffset: 0 }), 96), DropReason.None);
   t.equal(out.hasSeq, 1);
   t.equal(out.seq, 5);
   t.equal(out.frameStart, 10 + 44);
@@ -254,7 +255,7 @@ t.test('raw IPv4 receive: header length read from IHL (20, 24 and 60 bytes)', as
     t.equal(out.ipv4Src, 0xc6336401, 'source 198.51.100.1');
     t.equal(out.l2tpStart, 33 + ip.length);
     t.equal(out.sessionId, 0x1234);
-    t.equal(decodeSession(pool, out, { peerCookie: hex('0102030405060708'), l2spec: 'default', peerOffset: 0 }, 33 + d.length), DropReason.None);
+    t.equal(decodeSession(pool, out, makeRxContext({ peerCookie: hex('0102030405060708'), l2spec: 'default', peerOffset: 0 }), 33 + d.length), DropReason.None);
     t.equal(out.seq, 7);
     t.equal(out.frameStart, 33 + ip.length + 16);
     t.equal(out.frameLength, 42);
@@ -286,7 +287,7 @@ t.test('every decode drop reason is reachable', async (t) => {
     const b = hex(l2tp);
     const pool = inPool(b, 5);
     t.equal(UDP_WIRE.decodeCommon(pool, 5, b.length, false, out), DropReason.None);
-    return decodeSession(pool, out, rx, 5 + b.length);
+    return decodeSession(pool, out, makeRxContext(rx), 5 + b.length);
   };
   t.equal(sess('00030000 00001234 deadbe', rx4), DropReason.ShortPacket, 'cookie cut short');
   t.equal(sess('00030000 00001234 deadbeef 400000', rx4), DropReason.ShortPacket, 'L2SS cut short');
@@ -356,7 +357,7 @@ t.test('decode reads only its window: guard bytes do not change results', async 
       pool.set(b.subarray(0, cut), 50);
       const out = new DecodeResult();
       let r = UDP_WIRE.decodeCommon(pool, 50, cut, false, out);
-      if (r === DropReason.None) r = decodeSession(pool, out, rx, 50 + cut);
+      if (r === DropReason.None) r = decodeSession(pool, out, makeRxContext(rx), 50 + cut);
       results.push(`${r} ${JSON.stringify({ ...out })}`);
     }
     t.equal(new Set(results).size, 1, `cut at ${cut}`);

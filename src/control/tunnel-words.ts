@@ -1,0 +1,152 @@
+/**
+ * The tunnel's words, each defined once (vocabulary.ts says what a definition holds and what is
+ * derived from it). Table order is the config file's field order and the order words are
+ * validated in, so a word's checks may look at the words above it.
+ *
+ * To add a tunnel word: its entry below (type, default, help, and what it compiles into), a
+ * `show` line if it has one, and its row in the README (a unit test compares them).
+ */
+import { ConfigError } from './errors.js';
+import type { TunnelView } from './api.js';
+import {
+  ADDR, compileWords, familyOf, ID, ON_OFF, oneOf, PORT, wordsFor, type ConfigOf, type Draft, type WordTable,
+} from './vocabulary.js';
+import { ENCAPSULATIONS, UDP_ENCAP, type EncapName, type Encapsulation } from '../dataplane/encap.js';
+import { socketOption } from '../native/sockopt.js';
+import type { IntSocketOption } from '../native/types.js';
+
+/** What a tunnel's words compile into: its socket and its peer. */
+export interface TunnelPlan {
+  encap: Encapsulation;
+  family: 4 | 6;
+  local: string;
+  remote: string;
+  /** udp_sport; 0 for a raw socket. */
+  localPort: number;
+  /** udp_dport; 0 for a raw socket (raw IPv6 refuses any other value in sin6_port). */
+  remotePort: number;
+  /** Set on the socket before it is bound. */
+  options: IntSocketOption[];
+}
+
+const word = wordsFor<TunnelPlan>();
+
+/**
+ * A word that exists only with encap udp and, given `family`, only over that IP version; given
+ * elsewhere it is refused, saying where it applies (and, for a family, what to use instead).
+ */
+function udpWord(name: string, family?: 4 | 6, instead?: { allowed: string; hint: string }) {
+  return {
+    test: (o: Draft): boolean => o.encap === 'udp' && (family === undefined || familyOf(o.local as string) === family),
+    refuse: (o: Draft, value: unknown): ConfigError => {
+      if (o.encap !== 'udp') {
+        return new ConfigError(name, value, `nothing with encap ${String(o.encap)}`,
+          `${name} ${String(value)}: only applies to encap udp (this tunnel is encap ${String(o.encap)})`);
+      }
+      return new ConfigError(name, value, instead!.allowed,
+        `${name} ${String(value)}: only applies to UDP over IPv${family}; ${instead!.hint}`);
+    },
+  };
+}
+const OVER_IPV4 = { allowed: 'nothing over IPv6 (use udp6_csum_tx/udp6_csum_rx)', hint: 'use udp6_csum_tx and udp6_csum_rx for IPv6' };
+const OVER_IPV6 = { allowed: 'nothing over IPv4 (use udp_csum)', hint: 'use udp_csum for IPv4' };
+
+export const TUNNEL_WORDS = [
+  word({
+    word: 'tunnel_id', aliases: ['tid'], type: ID, always: true, required: true, defaultText: 'required',
+    help: 'A local handle for the tunnel. Static L2TPv3 data packets carry no tunnel ID, so it never reaches the wire.',
+  }),
+  word({
+    word: 'peer_tunnel_id', aliases: ['ptid'], type: ID, always: true, required: true, defaultText: 'required',
+    help: 'The peer\'s `tunnel_id`, printed by `show` ("Peer tunnel"); a handle only, like `tunnel_id`.',
+  }),
+  word({
+    word: 'encap', type: oneOf(Object.keys(ENCAPSULATIONS) as EncapName[]), always: true, default: 'udp', defaultText: '`udp`',
+    help: '`udp`: one socket per tunnel, bound to `local:udp_sport`; `ip`: one raw protocol-115 socket per local '
+      + 'address, shared by the tunnels on it.',
+    compile: (v, p) => { p.encap = ENCAPSULATIONS[v]; },
+  }),
+  word({
+    word: 'local', type: ADDR, always: true, required: true, defaultText: 'required',
+    help: 'This end\'s address: one configured on this host, of the same family as `remote`.',
+    compile: (v, p) => { p.local = v; p.family = familyOf(v); },
+  }),
+  word({
+    word: 'remote', type: ADDR, always: true, required: true, defaultText: 'required',
+    help: 'The peer\'s address. Packets from any other source are dropped and counted (`foreign_source`).',
+    check: (v, o, raw) => {
+      const family = familyOf(o.local as string);
+      if (familyOf(v) !== family) {
+        throw new ConfigError('remote', raw, `an IPv${family} address (same family as local ${String(o.local)})`);
+      }
+      if (v === o.local) {
+        throw new ConfigError('remote', raw, `the peer's address, not local ${String(o.local)}`,
+          `remote ${String(raw)}: same as local; expected the peer's address`);
+      }
+    },
+    compile: (v, p) => { p.remote = v; },
+  }),
+  word({
+    word: 'udp_sport', type: PORT, always: false, required: { when: () => true, note: 'required with encap udp' },
+    appliesWhen: udpWord('udp_sport'), defaultText: 'required for udp',
+    help: 'The UDP port of the tunnel\'s socket on `local`.',
+    compile: (v, p) => { p.localPort = v; },
+  }),
+  word({
+    word: 'udp_dport', type: PORT, always: false, required: { when: () => true, note: 'required with encap udp' },
+    appliesWhen: udpWord('udp_dport'), defaultText: 'required for udp',
+    help: 'The peer\'s UDP port: datagrams from anywhere but `remote:udp_dport` are dropped and counted (`foreign_source`).',
+    compile: (v, p) => { p.remotePort = v; },
+  }),
+  word({
+    word: 'udp_csum', type: ON_OFF, always: false, default: 'off', defaultText: '`off`', appliesWhen: udpWord('udp_csum', 4, OVER_IPV4),
+    help: 'IPv4 only: `off` sends a zero UDP checksum (`SO_NO_CHECK`), like the kernel\'s default; received zero '
+      + 'checksums are always accepted on IPv4.',
+    compile: (v, p) => { if (v === 'off') p.options.push(socketOption('SO_NO_CHECK', 1)); },
+  }),
+  word({
+    word: 'udp6_csum_tx', type: ON_OFF, always: false, default: 'on', defaultText: '`on`', appliesWhen: udpWord('udp6_csum_tx', 6, OVER_IPV6),
+    help: 'IPv6 only: `off` sends a zero checksum (`UDP_NO_CHECK6_TX`).',
+    compile: (v, p) => { if (v === 'off') p.options.push(socketOption('UDP_NO_CHECK6_TX', 1)); },
+  }),
+  word({
+    word: 'udp6_csum_rx', type: ON_OFF, always: false, default: 'on', defaultText: '`on`', appliesWhen: udpWord('udp6_csum_rx', 6, OVER_IPV6),
+    help: 'IPv6 only: `off` accepts a zero checksum from the peer (`UDP_NO_CHECK6_RX`); otherwise the kernel drops '
+      + 'such datagrams before l2tpd sees them.',
+    compile: (v, p) => { if (v === 'off') p.options.push(socketOption('UDP_NO_CHECK6_RX', 1)); },
+  }),
+] as const;
+
+export type TunnelConfig = ConfigOf<typeof TUNNEL_WORDS>;
+
+function checksumLine(t: TunnelView): string | undefined {
+  if (t.udp_sport === undefined) return undefined;
+  if (familyOf(t.local) === 6) {
+    const tx = t.udp6_csum_tx === 'on';
+    const rx = t.udp6_csum_rx === 'on';
+    return `  UDP checksum: ${tx && rx ? 'enabled' : tx ? 'tx' : rx ? 'rx' : 'disabled'}`;
+  }
+  return `  UDP checksum: ${t.udp_csum === 'on' ? 'enabled' : 'disabled'}`;
+}
+
+export const TUNNEL: WordTable<typeof TUNNEL_WORDS, TunnelView> = {
+  object: 'tunnel',
+  words: TUNNEL_WORDS,
+  // iproute2 6.1 print_tunnel, line by line; then l2tpd's own words.
+  show: [
+    { words: ['tunnel_id', 'encap'], line: (t) => `Tunnel ${t.tunnel_id}, encap ${t.encap.toUpperCase()}` },
+    { words: ['local', 'remote'], line: (t) => `  From ${t.local} to ${t.remote}` },
+    { words: ['peer_tunnel_id'], line: (t) => `  Peer tunnel ${t.peer_tunnel_id}` },
+    {
+      words: ['udp_sport', 'udp_dport'],
+      line: (t) => (t.udp_sport === undefined ? undefined : `  UDP source / dest ports: ${t.udp_sport}/${t.udp_dport}`),
+    },
+    { words: ['udp_csum', 'udp6_csum_tx', 'udp6_csum_rx'], line: checksumLine },
+  ],
+};
+
+/** What a validated tunnel compiles into (once, when it starts). */
+export function compileTunnel(t: TunnelConfig): TunnelPlan {
+  return compileWords(TUNNEL_WORDS, t,
+    { encap: UDP_ENCAP, family: 4, local: '', remote: '', localPort: 0, remotePort: 0, options: [] });
+}
