@@ -6,7 +6,7 @@
  * Only the addon through src/native/index.ts is used, so the loader is exercised too.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { native, POLL_READABLE, POLL_WRITABLE, SOURCE_STRIDE, socketOption, type IntSocketOption } from '../../src/native/index.js';
 
@@ -137,6 +137,9 @@ async function tap(a: Args): Promise<unknown> {
   const A = native.tapOpen(`${prefix}%d`, false);
   const B = native.tapOpen(`${prefix}%d`, false);
   ip('link', 'add', 'br0', 'type', 'bridge');
+  // No IPv6 on these links: the kernel's own ND/MLD frames would reach B at any time and make
+  // "nothing left to read" below a race.
+  for (const n of [A.name, B.name, 'br0']) writeFileSync(`/proc/sys/net/ipv6/conf/${n}/disable_ipv6`, '1');
   for (const t of [A.name, B.name]) ip('link', 'set', t, 'master', 'br0', 'up');
   ip('link', 'set', 'br0', 'up');
 
