@@ -26,7 +26,7 @@ import { encapOfKind, type Encapsulation } from './encap.js';
  * Session-table key: the id as an int32. Ids of 2^31 and above would otherwise be heap numbers,
  * one allocation per lookup.
  */
-function sessionKey(sessionId: number): number {
+function sessionIdKey(sessionId: number): number {
   return sessionId | 0;
 }
 
@@ -90,7 +90,7 @@ class SocketState {
   /** What precedes the session ID, and the first receive stage for it. */
   readonly wire: WireEncap;
   readonly ipv4HeaderIncluded: boolean;
-  /** By sessionKey(session id). */
+  /** By sessionIdKey(session id). */
   readonly sessions = new Map<number, SessionState>();
   /**
    * The same sessions as an array, for pausing and re-arming their taps under backpressure:
@@ -298,9 +298,9 @@ export class Forwarder {
     if (!tunnel) throw new Error(`no tunnel in slot ${spec.tunnelSlot}`);
     if (this.sessionsBySlot.has(spec.slot)) throw new Error(`session slot ${spec.slot} already in use`);
     const sock = tunnel.socket;
-    if (sock.sessions.has(sessionKey(spec.sessionId))) throw new Error(`session ${spec.sessionId} already on this socket`);
+    if (sock.sessions.has(sessionIdKey(spec.sessionId))) throw new Error(`session ${spec.sessionId} already on this socket`);
     const s = new SessionState(spec, tunnel, (ss) => this.onTapReadable(ss), this.monoClock);
-    sock.sessions.set(sessionKey(spec.sessionId), s);
+    sock.sessions.set(sessionIdKey(spec.sessionId), s);
     sock.tapSessions.push(s);
     tunnel.sessions.add(s);
     this.sessionsBySlot.set(spec.slot, s);
@@ -312,7 +312,7 @@ export class Forwarder {
     if (!s) return;
     this.io.pollStop(s.spec.tapFd);
     const sock = s.tunnel.socket;
-    sock.sessions.delete(sessionKey(s.spec.sessionId));
+    sock.sessions.delete(sessionIdKey(s.spec.sessionId));
     sock.tapSessions.splice(sock.tapSessions.indexOf(s), 1);
     s.tunnel.sessions.delete(s);
     this.sessionsBySlot.delete(slot);
@@ -556,7 +556,7 @@ export class Forwarder {
       this.countTunnelDrop(sock.counterRow, r);
       return;
     }
-    const s = sock.sessions.get(sessionKey(dec.sessionId));
+    const s = sock.sessions.get(sessionIdKey(dec.sessionId));
     if (s === undefined) {
       this.countTunnelDrop(sock.counterRow, DropReason.UnknownSession);
       return;
