@@ -39,9 +39,30 @@ export const VLAN_MAX = 4094;
 const cookieBytes = (hex: string): Uint8Array => Uint8Array.from(Buffer.from(hex, 'hex'));
 const NAME_MEANS = 'interface name (1..15 bytes; "l2tpeth%d" allowed for session names)';
 
-/** The VLAN interface `TRUNK.ID` of a session with `vlan ID dev TRUNK`. */
-export function vlanIfname(s: { dev?: string; vlan?: number }): string | undefined {
-  return s.vlan !== undefined && s.dev !== undefined ? `${s.dev}.${s.vlan}` : undefined;
+/** The interfaces a session's words name, as the daemon creates or uses them. */
+export interface SessionInterfaceNames {
+  /** The session interface, when `name` fixes it (not a `%d` pattern the kernel numbers). */
+  own?: string;
+  /** The bridge it joins: `bridge`, or the per-VLAN bridge `brvlanVLAN` with `vlan`. */
+  bridge?: string;
+  /** The VLAN interface `TRUNK.VLAN` with `vlan VLAN dev TRUNK`, and its trunk. */
+  vlanIf?: string;
+  trunk?: string;
+}
+
+const vlanInterface = (dev: string, vlan: number): string => `${dev}.${vlan}`;
+
+/** The names a session's words imply; the one place the daemon's naming rules are written. */
+export function interfaceNames(s: { name?: string; bridge?: string; vlan?: number; dev?: string }): SessionInterfaceNames {
+  const out: SessionInterfaceNames = {};
+  if (s.name !== undefined && !s.name.includes('%')) out.own = s.name;
+  if (s.bridge !== undefined) out.bridge = s.bridge;
+  else if (s.vlan !== undefined) out.bridge = `brvlan${s.vlan}`;
+  if (s.vlan !== undefined && s.dev !== undefined) {
+    out.vlanIf = vlanInterface(s.dev, s.vlan);
+    out.trunk = s.dev;
+  }
+  return out;
 }
 
 export const SESSION_WORDS = [
@@ -136,7 +157,7 @@ export const SESSION_WORDS = [
         `dev: missing; vlan ${String(o.vlan)} needs dev TRUNK (the interface carrying the VLAN)`),
     },
     check: (v, o, raw) => {
-      const sub = vlanIfname({ dev: v, vlan: o.vlan as number | undefined })!;
+      const sub = vlanInterface(v, o.vlan as number);
       if (Buffer.byteLength(sub) > IFNAME_MAX) {
         throw new ConfigError('dev', raw, `a trunk name short enough for "${sub}" to fit ${IFNAME_MAX} bytes`,
           `dev ${v}: the VLAN interface name "${sub}" would exceed ${IFNAME_MAX} bytes`);

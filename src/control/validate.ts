@@ -10,7 +10,7 @@
 import { ConfigError, ConflictError } from './errors.js';
 import type { Config, SessionConfig, TunnelConfig } from './model.js';
 import { TUNNEL } from './tunnel-words.js';
-import { SESSION, vlanIfname } from './session-words.js';
+import { SESSION, interfaceNames } from './session-words.js';
 import { normalize, rejectUnknown } from './vocabulary.js';
 import { ENCAPSULATIONS } from '../dataplane/encap.js';
 
@@ -68,27 +68,10 @@ function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? '' : 's'}`;
 }
 
-/** The bridge a session ends up in: `bridge`, or `brvlanID` with `vlan`. */
-export function sessionBridge(s: SessionConfig): string | undefined {
-  if (s.bridge !== undefined) return s.bridge;
-  if (s.vlan !== undefined) return `brvlan${s.vlan}`;
-  return undefined;
-}
-
 /** Interfaces a session refers to but does not own (bridge, trunk, VLAN sub-interface). */
 function usedNames(s: SessionConfig): string[] {
-  const out: string[] = [];
-  const br = sessionBridge(s);
-  if (br !== undefined) out.push(br);
-  if (s.dev !== undefined) out.push(s.dev);
-  const vlanIf = vlanIfname(s);
-  if (vlanIf !== undefined) out.push(vlanIf);
-  return out;
-}
-
-/** The session's own interface name, when fixed by the config (not a `%d` pattern). */
-export function ownName(s: SessionConfig): string | undefined {
-  return s.name !== undefined && !s.name.includes('%') ? s.name : undefined;
+  const n = interfaceNames(s);
+  return [n.bridge, n.trunk, n.vlanIf].filter((x): x is string => x !== undefined);
 }
 
 export function checkAddTunnel(cfg: Config, t: TunnelConfig): void {
@@ -121,10 +104,10 @@ export function checkAddSession(cfg: Config, s: SessionConfig): void {
         409, 'session_id', s.session_id);
     }
   }
-  const mine = ownName(s);
+  const mine = interfaceNames(s).own;
   const uses = usedNames(s);
   for (const x of cfg.sessions) {
-    const theirs = ownName(x);
+    const theirs = interfaceNames(x).own;
     if (mine !== undefined && mine === theirs) {
       throw new ConflictError(`interface name ${mine} is already used by session ${x.session_id} in tunnel ${x.tunnel_id}`, 409, 'name', mine);
     }

@@ -9,7 +9,7 @@ import type { Config, SessionConfig, TunnelConfig } from '../control/model.js';
 import { ConfigError, ConflictError } from '../control/errors.js';
 import {
   checkAddSession, checkAddTunnel, checkDelSession, checkDelTunnel, normalizeSession, normalizeTunnel,
-  sessionBridge, validateConfig,
+  validateConfig,
 } from '../control/validate.js';
 import type { ConfigStore } from '../control/store.js';
 import type { Engine, SessionView, TunnelView } from '../control/api.js';
@@ -21,7 +21,7 @@ import { native, socketOption, type IntSocketOption } from '../native/index.js';
 import { Rtnl, type LinkEvent, type LinkInfo } from '../netlink/index.js';
 import { defaultSessionMtu } from './mtu.js';
 import { compileTunnel, type TunnelPlan } from '../control/tunnel-words.js';
-import { compileSession } from '../control/session-words.js';
+import { compileSession, interfaceNames } from '../control/session-words.js';
 import { SessionInterfaces, sessionKey, type SessionLinks } from './interfaces.js';
 import type { MetricsSource } from '../metrics/index.js';
 
@@ -253,7 +253,7 @@ export class DaemonEngine implements Engine, MetricsSource {
     const rt = this.sessions.get(sessionKey(s.tunnel_id, s.session_id));
     const t = this.config.tunnels.find((x) => x.tunnel_id === s.tunnel_id);
     const failure = this.failures.get(`session ${sessionKey(s.tunnel_id, s.session_id)}`);
-    const bridge = sessionBridge(s);
+    const bridge = interfaceNames(s).bridge;
     return {
       ...s,
       peer_tunnel_id: t?.peer_tunnel_id,

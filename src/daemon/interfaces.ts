@@ -27,8 +27,7 @@
 import type { Logger } from 'pino';
 import type { SessionConfig } from '../control/model.js';
 import { ConfigError, ConflictError } from '../control/errors.js';
-import { ownName, sessionBridge } from '../control/validate.js';
-import { vlanIfname } from '../control/session-words.js';
+import { interfaceNames } from '../control/session-words.js';
 import { GSO_MAX_SEGS } from '../dataplane/layout.js';
 import { native, type TapHandle } from '../native/index.js';
 import { NetlinkError, type LinkInfo, type Rtnl } from '../netlink/index.js';
@@ -79,7 +78,8 @@ export class SessionInterfaces {
       undos.length = 0;
     };
     try {
-      const bridgeName = sessionBridge(s);
+      const names = interfaceNames(s);
+      const bridgeName = names.bridge;
       let vlanLink: LinkInfo | undefined;
       if (s.vlan !== undefined) vlanLink = (await this.ensureVlan(s, mtu, undos)).link;
       let br: LinkInfo | undefined;
@@ -96,7 +96,7 @@ export class SessionInterfaces {
       }
       const { tap, link } = await this.openTap(s, mtu, undos, existing);
       if (br && link.master !== br.index) await this.rtnl.setLink(link.index, { master: br.index });
-      const links: SessionLinks = { tap, ifindex: link.index, ifname: tap.name, bridge: bridgeName, vlanIf: vlanIfname(s) };
+      const links: SessionLinks = { tap, ifindex: link.index, ifname: tap.name, bridge: bridgeName, vlanIf: names.vlanIf };
       return { links, undo };
     } catch (err) {
       await undo();
@@ -110,7 +110,7 @@ export class SessionInterfaces {
    */
   private async openTap(s: SessionConfig, mtu: number, undos: Undo[], existing?: LinkInfo[]): Promise<{ tap: TapHandle; link: LinkInfo }> {
     const alias = sessionAlias(s.tunnel_id, s.session_id);
-    const explicit = ownName(s);
+    const explicit = interfaceNames(s).own;
     const mine = (existing ?? await this.rtnl.listLinks()).filter((l) => l.alias === alias);
     let name = s.name ?? 'l2tpeth%d';
     // Re-attach (keep the device) when ours already exists: by its fixed name, or as found by alias.
@@ -171,7 +171,7 @@ export class SessionInterfaces {
 
   /** The session's VLAN interface on its trunk, created (undo pushed) when missing. */
   private async ensureVlan(s: SessionConfig, mtu: number, undos: Undo[]): Promise<{ link: LinkInfo; created: boolean }> {
-    const name = vlanIfname(s)!;
+    const name = interfaceNames(s).vlanIf!;
     const existing = await this.rtnl.linkByName(name);
     if (existing) return { link: existing, created: false };
     const trunk = await this.rtnl.linkByName(s.dev!);
@@ -206,10 +206,9 @@ export class SessionInterfaces {
     const shared = new Set<string>();
     const byKey = new Map<string, SessionConfig>();
     for (const s of keep.sessions) {
-      const br = sessionBridge(s);
-      if (br) shared.add(br);
-      const v = vlanIfname(s);
-      if (v) shared.add(v);
+      const { bridge, vlanIf } = interfaceNames(s);
+      if (bridge) shared.add(bridge);
+      if (vlanIf) shared.add(vlanIf);
       byKey.set(sessionKey(s.tunnel_id, s.session_id), s);
     }
     const removed: string[] = [];
@@ -221,7 +220,7 @@ export class SessionInterfaces {
       const owner = parseSessionAlias(l.alias);
       if (owner) {
         const s = byKey.get(sessionKey(owner.tunnel_id, owner.session_id));
-        const named = s === undefined ? undefined : ownName(s);
+        const named = s === undefined ? undefined : interfaceNames(s).own;
         stale = !keep.running.has(l.index) && (!s || (named !== undefined && named !== l.name));
       } else if (l.alias === SHARED_ALIAS) {
         stale = !shared.has(l.name);
@@ -308,9 +307,9 @@ function explain(s: SessionConfig, err: unknown): unknown {
       ? 'EOPNOTSUPP: the kernel has no 802.1Q support (CONFIG_VLAN_8021Q)'
       : err.message;
     return new ConfigError('vlan', s.vlan, `a VLAN the kernel can create on ${s.dev}`,
-      `vlan ${s.vlan} dev ${s.dev}: cannot create VLAN interface ${vlanIfname(s)}: ${reason}`);
+      `vlan ${s.vlan} dev ${s.dev}: cannot create VLAN interface ${interfaceNames(s).vlanIf}: ${reason}`);
   }
-  const br = sessionBridge(s);
+  const br = interfaceNames(s).bridge;
   if (br !== undefined && err.op.includes(`bridge ${br}`)) {
     return new ConfigError(s.bridge !== undefined ? 'bridge' : 'vlan', s.bridge ?? s.vlan, 'a bridge l2tpd can create',
       `${s.bridge !== undefined ? `bridge ${s.bridge}` : `vlan ${s.vlan}`}: cannot create bridge ${br}: ${err.message}`);
