@@ -1,8 +1,8 @@
 /**
  * Control API: HTTP/1.1 + JSON over a UNIX stream socket, `node:http` only (README "Control
- * API", docs/dependencies.md "Control API transport"). The daemon implements `Engine`; this file validates requests,
- * runs them one at a time and maps errors to status codes (check-then-apply is made atomic by
- * the engine itself: DaemonEngine.exclusive, which also covers SIGHUP reloads and repairs):
+ * API", docs/dependencies.md "Control API transport"). The daemon implements `Engine`; this file
+ * validates requests, runs each through the engine's one queue (Engine.exclusive, which the
+ * daemon's SIGHUP reloads and repairs use too) and maps errors to status codes:
  *   200/201 done · 400 ConfigError or bad JSON ({error, field, value, allowed}) ·
  *   404/409 ConflictError ({error, field?, value?}) · 404 unknown route · 405 wrong method ·
  *   413 body over 1 MiB · 500 anything else ({error}).
@@ -73,13 +73,28 @@ export type StatusView = Record<string, unknown>;
 /** What `POST /v1/reload` returns (e.g. counts of added/removed/changed entries). */
 export type ReloadResult = Record<string, unknown>;
 
+/** Runs tasks one at a time, in order: each starts once the one before it has settled. */
+export function serialQueue(): <T>(task: () => Promise<T>) => Promise<T> {
+  let last: Promise<unknown> = Promise.resolve();
+  return <T>(task: () => Promise<T>): Promise<T> => {
+    const run = last.then(task, task);
+    last = run.catch(() => undefined);
+    return run;
+  };
+}
+
 /**
  * Implemented by the daemon. Each method validates conflicts against its own state (use
- * checkAddTunnel, checkAddSession, checkDelTunnel and checkDelSession from validate.ts) and throws ConflictError/ConfigError to refuse.
- * The API server sends one request at a time, but the engine has other callers (SIGHUP, link
- * repairs): it must serialise its own mutations (DaemonEngine.exclusive) to keep check-then-apply atomic.
+ * checkAddTunnel, checkAddSession, checkDelTunnel and checkDelSession from validate.ts) and
+ * throws ConflictError/ConfigError to refuse.
  */
 export interface Engine {
+  /**
+   * The engine's one queue (a serialQueue): the API runs every request through it, the daemon its
+   * SIGHUP reloads and link repairs, so no two run at once and check-then-apply is atomic. The
+   * other methods expect to be called inside it.
+   */
+  exclusive<T>(task: () => Promise<T>): Promise<T>;
   listTunnels(): Promise<TunnelView[]>;
   addTunnel(t: TunnelConfig): Promise<TunnelView | void>;
   delTunnel(tunnelId: number): Promise<void>;
@@ -313,12 +328,6 @@ function send(res: http.ServerResponse, status: number, body: unknown, headers: 
  */
 export function createApiHandler(engine: Engine, logger?: ApiLogger, ready: Promise<unknown> = Promise.resolve()): http.RequestListener {
   const routes = buildRoutes(engine);
-  let queue: Promise<unknown> = Promise.resolve();
-  const serialize = <T>(fn: () => Promise<T>): Promise<T> => {
-    const run = queue.then(fn, fn);
-    queue = run.then(() => undefined, () => undefined);
-    return run;
-  };
 
   return (req, res) => {
     const started = Date.now();
@@ -362,7 +371,7 @@ export function createApiHandler(engine: Engine, logger?: ApiLogger, ready: Prom
     const body = async (): Promise<unknown> => parseBody(await raw);
     raw
       .then(() => ready)
-      .then(() => serialize(() => handler({ params, query: url.searchParams, body })))
+      .then(() => engine.exclusive(() => handler({ params, query: url.searchParams, body })))
       .then((reply) => done(reply.status, reply.body))
       .catch((err: unknown) => {
         if (err instanceof ConfigError) done(400, err.toJSON());

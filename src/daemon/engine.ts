@@ -12,7 +12,7 @@ import {
   validateConfig,
 } from '../control/validate.js';
 import type { ConfigStore } from '../control/store.js';
-import type { Engine, SessionView, TunnelView } from '../control/api.js';
+import { serialQueue, type Engine, type SessionView, type TunnelView } from '../control/api.js';
 import { DataPlane, type SessionSpec } from '../dataplane/index.js';
 import { MAX_SESSIONS, MAX_TUNNELS } from '../dataplane/layout.js';
 import { HOST_ROW } from '../dataplane/counters.js';
@@ -185,7 +185,7 @@ export class DaemonEngine implements Engine, MetricsSource {
     this.unwatchAddresses = undefined;
     if (this.repairTimer) clearTimeout(this.repairTimer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
-    await this.chain;
+    await this.exclusive(async () => undefined);
     for (const s of [...this.sessions.values()]) await this.stopSession(s).catch(() => undefined);
     for (const t of [...this.tunnels.values()]) await this.stopTunnel(t).catch(() => undefined);
     await this.dataplane.stop();
@@ -209,21 +209,10 @@ export class DaemonEngine implements Engine, MetricsSource {
     } as TunnelView;
   }
 
-  /** Run mutations one at a time (API requests and SIGHUP alike), so check-then-apply is atomic. */
-  private chain: Promise<unknown> = Promise.resolve();
-  private exclusive<R>(fn: () => Promise<R>): Promise<R> {
-    const run = this.chain.then(fn, fn);
-    this.chain = run.catch(() => undefined);
-    return run;
-  }
+  /** API requests, SIGHUP reloads, retries and repairs, one at a time (Engine.exclusive), so check-then-apply is atomic. */
+  readonly exclusive = serialQueue();
 
-  addTunnel(input: TunnelConfig): Promise<void> { return this.exclusive(() => this.doAddTunnel(input)); }
-  delTunnel(id: number): Promise<void> { return this.exclusive(() => this.doDelTunnel(id)); }
-  addSession(input: SessionConfig): Promise<void> { return this.exclusive(() => this.doAddSession(input)); }
-  delSession(tid: number, sid: number): Promise<void> { return this.exclusive(() => this.doDelSession(tid, sid)); }
-  reload(): Promise<{ added: number; removed: number; changed: number }> { return this.exclusive(() => this.doReload()); }
-
-  private async doAddTunnel(input: TunnelConfig): Promise<void> {
+  async addTunnel(input: TunnelConfig): Promise<void> {
     const t = normalizeTunnel(input);
     checkAddTunnel(this.config, t);
     await this.startTunnel(t);
@@ -231,7 +220,7 @@ export class DaemonEngine implements Engine, MetricsSource {
     this.log.info({ tunnel_id: t.tunnel_id }, 'tunnel added');
   }
 
-  private async doDelTunnel(id: number): Promise<void> {
+  async delTunnel(id: number): Promise<void> {
     checkDelTunnel(this.config, id);
     const next = { ...this.config, tunnels: this.config.tunnels.filter((t) => t.tunnel_id !== id) };
     this.store.save(next);
@@ -268,7 +257,7 @@ export class DaemonEngine implements Engine, MetricsSource {
     } as SessionView;
   }
 
-  private async doAddSession(input: SessionConfig): Promise<void> {
+  async addSession(input: SessionConfig): Promise<void> {
     const s = normalizeSession(input);
     checkAddSession(this.config, s);
     if (!this.tunnels.has(s.tunnel_id)) {
@@ -283,7 +272,7 @@ export class DaemonEngine implements Engine, MetricsSource {
     this.log.info({ tunnel_id: s.tunnel_id, session_id: s.session_id, interface: this.sessions.get(key)?.links.ifname }, 'session added');
   }
 
-  private async doDelSession(tid: number, sid: number): Promise<void> {
+  async delSession(tid: number, sid: number): Promise<void> {
     checkDelSession(this.config, tid, sid);
     const next = { ...this.config, sessions: this.config.sessions.filter((s) => !(s.tunnel_id === tid && s.session_id === sid)) };
     this.store.save(next);
@@ -296,7 +285,7 @@ export class DaemonEngine implements Engine, MetricsSource {
   }
 
   /** Re-read the config file and apply only the difference; a bad file changes nothing. */
-  private async doReload(): Promise<{ added: number; removed: number; changed: number }> {
+  async reload(): Promise<{ added: number; removed: number; changed: number }> {
     const next = validateConfig(this.store.loadRaw('reload'));
     const same = (a: object, b: object) => JSON.stringify(a) === JSON.stringify(b);
     const oldT = new Map(this.config.tunnels.map((t) => [t.tunnel_id, t]));

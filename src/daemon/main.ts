@@ -112,7 +112,7 @@ async function main(): Promise<void> {
   sdNotify('--ready', '--status=running');
 
   process.on('SIGHUP', () => {
-    engine.reload().then(
+    engine.exclusive(() => engine.reload()).then(
       (r) => log.info(r, 'SIGHUP: reloaded'),
       (err: Error) => log.error({ err: err.message }, 'SIGHUP: reload refused; running state kept'),
     );

@@ -2,7 +2,7 @@
  * An in-memory Engine for the control API and l2tpctl tests, with the daemon's refusals
  * (checkAdd* / checkDel* from validate.ts) over a plain Config.
  */
-import type { Engine, SessionView, TunnelView } from '../../src/control/api.js';
+import { serialQueue, type Engine, type SessionView, type TunnelView } from '../../src/control/api.js';
 import type { Config, SessionConfig, TunnelConfig } from '../../src/control/model.js';
 import { checkAddSession, checkAddTunnel, checkDelSession, checkDelTunnel } from '../../src/control/validate.js';
 
@@ -20,6 +20,7 @@ export interface FakeEngineOptions {
 }
 
 export class FakeEngine implements Engine {
+  readonly exclusive = serialQueue();
   cfg: Config = { tunnels: [], sessions: [] };
   /** Bodies given to addTunnel/addSession, refused ones included. */
   bodies: unknown[] = [];
