@@ -15,10 +15,9 @@ import { createRegistry, startMetricsServer } from '../metrics/index.js';
 import { createLogger } from './logger.js';
 import { DaemonEngine } from './engine.js';
 import { AlreadyRunningError, claimNamespace } from './claim.js';
+import { DAEMON_OPTIONS, DEFAULT_CONFIG, DEFAULT_METRICS, optionDefault, optionKey, refuseValue } from './options.js';
 
-export { DEFAULT_SOCKET };
-export const DEFAULT_CONFIG = '/etc/l2tpd/l2tpd.json';
-export const DEFAULT_METRICS = '127.0.0.1:9701';
+export { DEFAULT_SOCKET, DEFAULT_CONFIG, DEFAULT_METRICS };
 const VERSION = packageVersion();
 
 function parseListen(value: string): { host: string; port: number } | null {
@@ -41,23 +40,17 @@ async function main(): Promise<void> {
   const program = new Command('l2tpd')
     .description('Userspace L2TPv3 pseudowire daemon')
     .version(VERSION)
-    .option('--config <file>', 'persistent configuration (JSON)', DEFAULT_CONFIG)
-    .option('--socket <path>', 'control API UNIX socket', process.env.L2TPD_SOCKET || DEFAULT_SOCKET)
-    .option('--metrics-listen <host:port|off>', 'Prometheus /metrics listener', DEFAULT_METRICS)
-    .option('--log-level <level>', 'fatal, error, warn, info, debug or trace', 'info')
-    .option('--offload <on|off>', 'tap checksum and TCP segmentation offload (IFF_VNET_HDR + TSO)', process.env.L2TPD_OFFLOAD || 'on')
     .showHelpAfterError();
+  for (const o of DAEMON_OPTIONS) program.option(`${o.flag} <${o.placeholder.toLowerCase()}>`, o.summary, optionDefault(o));
   program.exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
   program.parse();
   const opts = program.opts<{ config: string; socket: string; metricsListen: string; logLevel: string; offload: string }>();
-  const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
-  if (!levels.includes(opts.logLevel)) {
-    console.error(`l2tpd: --log-level "${opts.logLevel}": expected one of ${levels.join(', ')}`);
-    process.exit(2);
-  }
-  if (opts.offload !== 'on' && opts.offload !== 'off') {
-    console.error(`l2tpd: --offload "${opts.offload}": expected on or off`);
-    process.exit(2);
+  for (const o of DAEMON_OPTIONS) {
+    const refused = refuseValue(o, program.getOptionValue(optionKey(o)) as string);
+    if (refused) {
+      console.error(`l2tpd: ${refused}`);
+      process.exit(2);
+    }
   }
   let metrics: { host: string; port: number } | null;
   try { metrics = parseListen(opts.metricsListen); } catch (err) {
