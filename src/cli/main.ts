@@ -18,6 +18,7 @@ import { SESSION_WORDS } from '../control/session-words.js';
 import { escapeControl } from '../control/errors.js';
 import { packageVersion } from '../control/version.js';
 import { formatJson, formatKeyValues, formatSessions, formatTunnels } from './format.js';
+import { complete, socketOption, type CompletionSource } from './complete.js';
 import { formatFinding, planImport, type SourceFile } from './import.js';
 import { STATS_FLAGS, USAGE, UsageError, parseCommand, type ParsedCommand } from './words.js';
 
@@ -258,11 +259,31 @@ async function run(cmd: ParsedCommand, call: Call, json: boolean, out: Writer): 
   }
 }
 
+/** What completion asks: the daemon at `socketPath` (briefly: a slow answer is no answer) and /sys. */
+function completionSource(socketPath: string): CompletionSource {
+  const call = caller(socketPath, 1500);
+  const sorted = (ids: number[]) => [...new Set(ids)].sort((a, b) => a - b);
+  return {
+    tunnelIds: async () => sorted(((await call('GET', '/v1/tunnels')) as { tunnels: TunnelView[] }).tunnels.map((x) => x.tunnel_id)),
+    sessionIds: async (tid) => sorted(((await call('GET', `/v1/sessions${tid === undefined ? '' : `?tunnel_id=${tid}`}`)) as
+      { sessions: SessionView[] }).sessions.map((x) => x.session_id)),
+    interfaces: (bridges) => fs.readdirSync('/sys/class/net')
+      .filter((n) => !bridges || fs.existsSync(`/sys/class/net/${n}/bridge`)).sort(),
+  };
+}
+
 /** Run l2tpctl with `argv` (without node and script) and return the exit status. */
 export async function main(argv: string[], io: CliIO = {}): Promise<number> {
   const env = io.env ?? process.env;
   const out = io.stdout ?? process.stdout;
   const err = io.stderr ?? process.stderr;
+  // The hidden helper of completion/l2tpctl.bash: `__complete CWORD WORD...` (COMP_CWORD, COMP_WORDS).
+  if (argv[0] === '__complete') {
+    const words = argv.slice(2);
+    const socketPath = socketOption(words) ?? (env.L2TPD_SOCKET || DEFAULT_SOCKET);
+    for (const c of await complete(words, Number(argv[1]), completionSource(socketPath))) out.write(`${c}\n`);
+    return EXIT_OK;
+  }
   const { args, stats } = preprocess(argv);
   let words: string[] = [];
   let opts: { socket?: string; json?: boolean } = {};

@@ -46,13 +46,15 @@ interface Word {
   name: string;
   arg?: string;
   aliases?: readonly string[];
+  /** An enum word's values. */
+  values?: readonly string[];
 }
 
 type AnyWord = WordDef<string, unknown, boolean, unknown>;
 const TABLES: Record<'tunnel' | 'session', readonly AnyWord[]> = { tunnel: TUNNEL_WORDS, session: SESSION_WORDS };
 
 function fromTable(w: AnyWord): Word {
-  return { name: w.word, arg: w.type.placeholder, aliases: w.aliases };
+  return { name: w.word, arg: w.type.placeholder, aliases: w.aliases, values: w.type.values };
 }
 const tableWord = (object: 'tunnel' | 'session', name: string): Word => fromTable(lookup(TABLES[object], name)!);
 const STATS: Word = { name: '-s', aliases: ['-stats', '-statistics', '--stats', '--statistics'] };
@@ -122,12 +124,29 @@ export const USAGE = [
   '',
 ].join('\n');
 
+/** A word of a command line as shell completion offers it. */
+export interface CompletionWord {
+  name: string;
+  aliases: readonly string[];
+  takesValue: boolean;
+  /** The values of an enum word. */
+  values?: readonly string[];
+}
+
+/** The words `command object` takes (completion reads the grammar the parser uses). */
+export function commandWords(command: 'add' | 'del' | 'show', object: 'tunnel' | 'session'): CompletionWord[] {
+  return GRAMMAR[command][object].words.map((w) => ({
+    name: w.name, aliases: w.aliases ?? [], takesValue: w.arg !== undefined,
+    ...(w.values ? { values: w.values } : {}),
+  }));
+}
+
 /** iproute2 matches(): `word` is a non-empty prefix of `full`. */
 function matches(word: string, full: string): boolean {
   return word.length > 0 && full.startsWith(word);
 }
 
-function commandOf(word: string): 'add' | 'del' | 'show' | 'reload' | 'status' | 'import' | 'help' | undefined {
+export function commandOf(word: string): 'add' | 'del' | 'show' | 'reload' | 'status' | 'import' | 'help' | undefined {
   if (matches(word, 'add')) return 'add';
   if (matches(word, 'delete')) return 'del';
   if (matches(word, 'show') || matches(word, 'list') || matches(word, 'lst')) return 'show';
@@ -138,7 +157,7 @@ function commandOf(word: string): 'add' | 'del' | 'show' | 'reload' | 'status' |
   return undefined;
 }
 
-function objectOf(word: string): 'tunnel' | 'session' | undefined {
+export function objectOf(word: string): 'tunnel' | 'session' | undefined {
   if (word === 'tunnel' || word === 'session') return word;
   return undefined;
 }
