@@ -18,6 +18,11 @@ import { shortDir } from '../helpers/tmp.js';
 const VERSION = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 const built = existsSync(path.join(ROOT, 'dist', 'daemon', 'main.js'));
 const skip = !built ? 'dist/ not built (npm run build)' : !hasCommand('npm') ? 'npm is not installed' : false;
+const BASH_COMPLETION = '/usr/share/bash-completion/bash_completion';
+/** Each page, its section, and a line its NAME section has. */
+const MAN_PAGES: Array<[string, string, RegExp]> = [
+  ['l2tpd.8', '8', /l2tpd - userspace L2TPv3 pseudowire daemon/],
+];
 
 /** Run a command, fail the test with its output unless it exits 0; returns stdout. */
 function ok(t: tap.Test, cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): string {
@@ -35,7 +40,8 @@ t.test('npm pack + npm install -g give a daemon and CLI that run', { skip }, asy
   const listing = ok(t, 'tar', ['tzf', tarball]).split('\n');
   for (const f of ['dist/daemon/main.js', 'dist/cli/main.js', 'dist/dataplane/worker.js', 'native-bindings/binding.gyp',
     'native-bindings/src/addon.cc', 'scripts/install-service.sh', 'systemd/l2tpd.service', 'systemd/l2tpd.socket',
-    'monitoring/l2tpd-alerts.yml', 'monitoring/l2tpd-dashboard.json']) {
+    'monitoring/l2tpd-alerts.yml', 'monitoring/l2tpd-dashboard.json', 'completion/l2tpctl.bash',
+    ...MAN_PAGES.map(([page]) => `dist/man/${page}`)]) {
     t.ok(listing.includes(`package/${f}`), `tarball has ${f}`);
   }
   t.same(listing.filter((f) => /^package\/(src|test|bench|node_modules|native-bindings\/build)\//.test(f) || f.endsWith('.map')), [],
@@ -62,6 +68,34 @@ t.test('npm pack + npm install -g give a daemon and CLI that run', { skip }, asy
   const help = ok(t, bin('l2tpctl'), ['--help'], { cwd: tmp, env });
   t.match(help, /l2tpctl add tunnel tunnel_id ID peer_tunnel_id ID/, 'installed l2tpctl --help prints the grammar');
   t.equal(ok(t, bin('l2tpd'), ['--version'], { cwd: tmp, env }).trim(), VERSION, 'installed l2tpd --version');
+
+  t.test('the man pages are where man looks under the prefix', { skip: hasCommand('man') ? false : 'man (man-db) is not installed' }, async (t) => {
+    const manEnv = { ...env, MANPATH: path.join(prefix, 'share', 'man'), MANPAGER: 'cat', PAGER: 'cat', MANWIDTH: '100' };
+    for (const [page, section, title] of MAN_PAGES) {
+      t.ok(existsSync(path.join(prefix, 'share', 'man', `man${section}`, page)), `share/man/man${section}/${page}`);
+      const r = spawnSync('man', [section, page.replace(/\.\d$/, '')], { encoding: 'utf8', env: manEnv, timeout: 60000 });
+      t.equal(r.status, 0, `man ${section} ${page} ${r.stderr}`);
+      t.match(r.stdout, title, `man ${page} shows the installed page`);
+    }
+  });
+
+  t.test('bash-completion finds the installed completion and it completes', {
+    skip: existsSync(BASH_COMPLETION) ? false : `${BASH_COMPLETION} is not installed (Debian package bash-completion)`,
+  }, async (t) => {
+    const link = path.join(prefix, 'share', 'bash-completion', 'completions', 'l2tpctl');
+    t.ok(existsSync(link), 'share/bash-completion/completions/l2tpctl');
+    // bash-completion's own loader, as an interactive shell runs it on the first TAB: it looks
+    // in $XDG_DATA_DIRS/bash-completion/completions (2.11), or beside the command's bin (2.12).
+    const script = [
+      `source ${BASH_COMPLETION}`,
+      '_completion_loader l2tpctl; complete -p l2tpctl',
+      'COMP_WORDS=(l2tpctl add session seq ""); COMP_CWORD=4; _l2tpctl; echo "${COMPREPLY[*]}"',
+    ].join('\n');
+    const r = spawnSync('bash', ['--norc', '--noprofile', '-c', script], {
+      encoding: 'utf8', timeout: 60000, env: { ...env, HOME: tmp, XDG_DATA_DIRS: path.join(prefix, 'share') },
+    });
+    t.same(r.stdout.split('\n'), ['complete -F _l2tpctl l2tpctl', 'none send recv both', ''], r.stderr);
+  });
 
   t.test('the installed daemon runs a session and answers the installed CLI', { skip: netnsUnavailable() }, async (t) => {
     const ns = createNetns('pk');
