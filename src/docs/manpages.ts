@@ -70,7 +70,10 @@ export async function l2tpdPage(version = packageVersion()): Promise<string> {
     .paragraph('What runs is what the configuration file says (l2tpd.json(5)). l2tpctl(8) changes it through the control '
       + 'API with the words of `ip l2tp`; every change is validated whole, applied, and written back to the file '
       + 'atomically, so a restart restores exactly what ran. A request that is refused changes nothing. Entries of the '
-      + 'file that cannot start (an address not on the host yet) are logged, kept, and shown with state down.');
+      + 'file that cannot start (an address not on the host yet) are logged, kept, shown with state down, and tried '
+      + 'again.')
+    .paragraph('One l2tpd runs per network namespace: before it touches anything, it claims the abstract UNIX socket '
+      + '`@l2tpd` of its namespace, and a second instance exits saying which one holds it.');
   page.section('options');
   for (const o of DAEMON_OPTIONS) {
     const dflt = `Default: \`${o.default}\`${o.env ? `, or $${o.env} when set` : ''}.`;
@@ -105,8 +108,8 @@ export async function l2tpdPage(version = packageVersion()): Promise<string> {
   page.item(term('NOTIFY_SOCKET'), 'Set by systemd for Type=notify: l2tpd reports readiness once it forwards and answers.');
   page.section('exit status')
     .item(term('0'), 'Stopped by SIGTERM or SIGINT.')
-    .item(term('1'), 'Could not start (the configuration file cannot be read or parsed, a listener cannot be opened), '
-      + 'or the data plane failed.')
+    .item(term('1'), 'Could not start (another l2tpd runs in this network namespace, the configuration file cannot be '
+      + 'read or parsed, a listener cannot be opened), or the data plane failed.')
     .item(term('2'), 'A bad option or option value; nothing was read or started.');
   page.section('see also').raw(SEE_ALSO('l2tpd(8)'));
   return page.toString();
