@@ -150,3 +150,13 @@ export function compileTunnel(t: TunnelConfig): TunnelPlan {
   return compileWords(TUNNEL_WORDS, t,
     { encap: UDP_ENCAP, family: 4, local: '', remote: '', localPort: 0, remotePort: 0, options: [] });
 }
+
+/**
+ * The first word that sets `a`'s socket differently from `b`'s, if any. Tunnels that share a
+ * socket (encap ip on one local address) must agree on every such word: the socket has one value.
+ */
+export function socketWordConflict(a: TunnelConfig, b: TunnelConfig): string | undefined {
+  const optionsOf = (t: TunnelConfig, w: (typeof TUNNEL_WORDS)[number]): string =>
+    JSON.stringify(compileWords([w], t, { ...compileTunnel(t), options: [] }).options);
+  return TUNNEL_WORDS.find((w) => optionsOf(a, w) !== optionsOf(b, w))?.word;
+}

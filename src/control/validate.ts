@@ -9,9 +9,9 @@
  */
 import { ConfigError, ConflictError } from './errors.js';
 import type { Config, SessionConfig, TunnelConfig } from './model.js';
-import { TUNNEL } from './tunnel-words.js';
+import { TUNNEL, socketWordConflict } from './tunnel-words.js';
 import { SESSION, interfaceNames } from './session-words.js';
-import { normalize, rejectUnknown } from './vocabulary.js';
+import { familyOf, normalize, rejectUnknown } from './vocabulary.js';
 import { ENCAPSULATIONS } from '../dataplane/encap.js';
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -78,7 +78,23 @@ export function checkAddTunnel(cfg: Config, t: TunnelConfig): void {
   if (cfg.tunnels.some((x) => x.tunnel_id === t.tunnel_id)) {
     throw new ConflictError(`tunnel ${t.tunnel_id} already exists`, 409, 'tunnel_id', t.tunnel_id);
   }
-  if (ENCAPSULATIONS[t.encap].socketPerTunnel) {
+  const encap = ENCAPSULATIONS[t.encap];
+  const key = encap.sharedSocketKey(familyOf(t.local), t.local);
+  if (key !== undefined) {
+    // Tunnels on one local address share a socket, and with it the socket's options.
+    for (const x of cfg.tunnels) {
+      if (encap.name !== x.encap || key !== encap.sharedSocketKey(familyOf(x.local), x.local)) continue;
+      const word = socketWordConflict(t, x);
+      if (word === undefined) continue;
+      const mine = (t as Record<string, unknown>)[word];
+      const theirs = (x as Record<string, unknown>)[word];
+      throw new ConflictError(
+        `${word} ${String(mine ?? 'unset')}: tunnel ${x.tunnel_id} shares the encap ${t.encap} socket on ${t.local} `
+          + `and has ${word} ${String(theirs ?? 'unset')}; tunnels on one local address must agree on it`,
+        409, word, mine);
+    }
+  }
+  if (encap.socketPerTunnel) {
     // Each tunnel binds its own socket to local:udp_sport.
     const other = cfg.tunnels.find((x) => x.encap === t.encap && x.local === t.local && x.udp_sport === t.udp_sport);
     if (other) {
