@@ -9,7 +9,8 @@
 import { ConfigError } from './errors.js';
 import type { TunnelView } from './api.js';
 import {
-  ADDR, compileWords, familyOf, ID, ON_OFF, oneOf, PORT, wordsFor, type ConfigOf, type Draft, type WordTable,
+  ADDR, compileWords, familyOf, ID, integer, ON_OFF, oneOf, parseUint, PORT, wordsFor,
+  type ConfigOf, type Draft, type ValueType, type WordTable,
 } from './vocabulary.js';
 import { ENCAPSULATIONS, UDP_ENCAP, type EncapName, type Encapsulation } from '../dataplane/encap.js';
 import { socketOption } from '../native/sockopt.js';
@@ -50,6 +51,26 @@ function udpWord(name: string, family?: 4 | 6, instead?: { allowed: string; hint
 }
 const OVER_IPV4 = { allowed: 'nothing over IPv6 (use udp6_csum_tx/udp6_csum_rx)', hint: 'use udp6_csum_tx and udp6_csum_rx for IPv6' };
 const OVER_IPV6 = { allowed: 'nothing over IPv4 (use udp_csum)', hint: 'use udp_csum for IPv4' };
+
+const TOS_ALLOWED = 'an integer 0..255, decimal or 0x hex, with the two ECN bits clear (a multiple of 4)';
+/**
+ * The outer TOS byte / IPv6 traffic class: decimal or 0x hex (TOS values are usually written in
+ * hex: 0xb8 is DSCP EF). The low two bits are ECN, which belongs to congestion control: a fixed
+ * ECT or CE mark on every datagram would tell routers to mark instead of drop for a flow that
+ * never reacts, so they are refused.
+ */
+const TOS: ValueType<number> = {
+  placeholder: 'TOS', means: '0..255, decimal or 0x hex (DSCP x 4: 0xb8 is EF)', allowed: TOS_ALLOWED,
+  parse: (field, value) => {
+    const hex = typeof value === 'string' ? /^0x([0-9a-f]{1,2})$/i.exec(value) : null;
+    const n = hex ? parseInt(hex[1], 16) : parseUint(field, value, 0, 255, TOS_ALLOWED);
+    if ((n & 3) !== 0) {
+      throw new ConfigError(field, value, TOS_ALLOWED,
+        `${field} ${String(value)}: sets the ECN bits (${n & 3}); expected ${TOS_ALLOWED}`);
+    }
+    return n;
+  },
+};
 
 export const TUNNEL_WORDS = [
   word({
@@ -115,6 +136,22 @@ export const TUNNEL_WORDS = [
       + 'such datagrams before l2tpd sees them.',
     compile: (v, p) => { if (v === 'off') p.options.push(socketOption('UDP_NO_CHECK6_RX', 1)); },
   }),
+  word({
+    word: 'ttl', type: integer('TTL', 1, 255), always: false, defaultText: 'the kernel\'s (64)',
+    help: 'The outer header\'s TTL (IPv6: hop limit), set on the tunnel\'s socket (`IP_TTL`, `IPV6_UNICAST_HOPS`). '
+      + 'Default: `net.ipv4.ip_default_ttl` / `net.ipv6.conf.*.hop_limit`. No `inherit`: the payload is an Ethernet '
+      + 'frame, not a packet whose TTL the tunnel could copy. With encap ip, the tunnels on one `local` share a socket '
+      + 'and must agree.',
+    compile: (v, p) => { p.options.push(socketOption(p.family === 6 ? 'IPV6_UNICAST_HOPS' : 'IP_TTL', v)); },
+  }),
+  word({
+    word: 'tos', type: TOS, always: false, defaultText: '0',
+    help: 'The outer header\'s TOS byte (IPv6: traffic class), e.g. `0xb8` (DSCP EF), set on the tunnel\'s socket '
+      + '(`IP_TOS`, `IPV6_TCLASS`); the ECN bits must be 0. No `inherit` (Cisco\'s `ip tos reflect`): copying each '
+      + 'frame\'s inner DSCP would mean parsing every frame and a control message per datagram in the batched send '
+      + 'path. With encap ip, the tunnels on one `local` share a socket and must agree.',
+    compile: (v, p) => { p.options.push(socketOption(p.family === 6 ? 'IPV6_TCLASS' : 'IP_TOS', v)); },
+  }),
 ] as const;
 
 export type TunnelConfig = ConfigOf<typeof TUNNEL_WORDS>;
@@ -127,6 +164,13 @@ function checksumLine(t: TunnelView): string | undefined {
     return `  UDP checksum: ${tx && rx ? 'enabled' : tx ? 'tx' : rx ? 'rx' : 'disabled'}`;
   }
   return `  UDP checksum: ${t.udp_csum === 'on' ? 'enabled' : 'disabled'}`;
+}
+
+function outerHeaderLine(t: TunnelView): string | undefined {
+  const parts = [];
+  if (t.ttl !== undefined) parts.push(`ttl ${t.ttl}`);
+  if (t.tos !== undefined) parts.push(`tos 0x${t.tos.toString(16).padStart(2, '0')}`);
+  return parts.length === 0 ? undefined : `  outer header: ${parts.join(', ')}`;
 }
 
 export const TUNNEL: WordTable<typeof TUNNEL_WORDS, TunnelView> = {
@@ -142,6 +186,7 @@ export const TUNNEL: WordTable<typeof TUNNEL_WORDS, TunnelView> = {
       line: (t) => (t.udp_sport === undefined ? undefined : `  UDP source / dest ports: ${t.udp_sport}/${t.udp_dport}`),
     },
     { words: ['udp_csum', 'udp6_csum_tx', 'udp6_csum_rx'], line: checksumLine },
+    { words: ['ttl', 'tos'], line: outerHeaderLine },
   ],
 };
 

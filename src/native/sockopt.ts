@@ -18,6 +18,14 @@ export const SOCKET_OPTION = {
   UDP_NO_CHECK6_TX: { level: IPPROTO_UDP, name: 101 },
   /** IPv6 UDP: accept a zero checksum. */
   UDP_NO_CHECK6_RX: { level: IPPROTO_UDP, name: 102 },
+  /** IPv4: the TOS byte of every datagram sent. */
+  IP_TOS: { level: IPPROTO_IP, name: 1 },
+  /** IPv4: the TTL of every datagram sent. */
+  IP_TTL: { level: IPPROTO_IP, name: 2 },
+  /** IPv6: the hop limit of unicast datagrams sent. */
+  IPV6_UNICAST_HOPS: { level: IPPROTO_IPV6, name: 16 },
+  /** IPv6: the traffic class of every datagram sent. */
+  IPV6_TCLASS: { level: IPPROTO_IPV6, name: 67 },
 } as const;
 
 export type SocketOptionName = keyof typeof SOCKET_OPTION;

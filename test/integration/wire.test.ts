@@ -6,7 +6,8 @@
  * ID, the cookie, the S bit and consecutive sequence numbers from 0 (`seq send`/`both`) or S=0
  * (`seq none` with the default sublayer), and the inner Ethernet frame intact (ICMP echo requests
  * from host A's MAC/address to host B's). Covers UDP and IP encapsulation, IPv4 and IPv6
- * underlays, cookies of 0/4/8 bytes, l2spec none/default.
+ * underlays, cookies of 0/4/8 bytes, l2spec none/default. Then the outer header: the tunnel words
+ * `ttl` and `tos` show in every packet's IPv4 TTL/TOS or IPv6 hop limit/traffic class.
  */
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
@@ -153,5 +154,83 @@ t.test('tshark decodes what l2tpd sends', { skip }, async (t) => {
     sites.ok(sites.a, ['del', 'session', 'tunnel_id', String(id), 'session_id', String(sidA)]);
     sites.ok(sites.b, ['del', 'session', 'tunnel_id', String(id), 'session_id', String(sidB)]);
     for (const d of [sites.a, sites.b]) sites.ok(d, ['del', 'tunnel', 'tunnel_id', String(id)]);
+  }
+});
+
+interface OuterCase { label: string; encap: 'udp' | 'ip'; v6: boolean; ttl: number; tos: number }
+
+const OUTER_CASES: OuterCase[] = [
+  { label: 'udp/IPv4', encap: 'udp', v6: false, ttl: 33, tos: 0xb8 },
+  { label: 'udp/IPv6', encap: 'udp', v6: true, ttl: 200, tos: 0x28 },
+  { label: 'ip/IPv4', encap: 'ip', v6: false, ttl: 7, tos: 0x48 },
+  { label: 'ip/IPv6', encap: 'ip', v6: true, ttl: 99, tos: 0x10 },
+];
+
+/** The outer header's TTL/hop limit and TOS/traffic class of each L2TP packet from `src` in `file`. */
+function outerHeaders(file: string, c: OuterCase, port: number, src: string): Array<{ ttl: number; tos: number }> {
+  const [ttl, tos] = c.v6 ? ['ipv6.hlim', 'ipv6.tclass'] : ['ip.ttl', 'ip.dsfield'];
+  const r = spawnSync('tshark', ['-r', file, '-n', ...(c.encap === 'udp' ? ['-d', `udp.port==${port},l2tp`] : []),
+    '-Y', `l2tp && ${c.v6 ? 'ipv6' : 'ip'}.src == ${src}`,
+    // The first occurrence is the outer header (an IPv4 underlay also has the inner ping's).
+    '-T', 'fields', '-E', 'occurrence=f', '-E', 'separator=|', '-e', ttl, '-e', tos], { encoding: 'utf8', timeout: 60000 });
+  return (r.stdout ?? '').split('\n').filter(Boolean).map((line) => {
+    const [a, b] = line.split('|');
+    return { ttl: Number(a), tos: Number(b) };
+  });
+}
+
+t.test('the outer header carries the tunnel\'s ttl and tos', { skip }, async (t) => {
+  const sites = new Sites();
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'l2tpd-outer-'));
+  const captures: ChildProcess[] = [];
+  t.teardown(async () => {
+    for (const p of captures) await stopProcess(p, 'SIGINT');
+    await sites.close();
+    if (!process.env.L2TPD_KEEP_PCAP) rmSync(tmp, { recursive: true, force: true });
+  });
+  await sites.start(sites.a);
+  await sites.start(sites.b);
+
+  let n = 0;
+  for (const c of OUTER_CASES) {
+    n++;
+    const id = 800 + n;
+    const port = 5100 + n;
+    const [a, b] = c.v6 ? [UNDERLAY.a6, UNDERLAY.b6] : [UNDERLAY.a4, UNDERLAY.b4];
+    // A sets both words; B sets neither, so its packets show what the kernel writes by default.
+    sites.ok(sites.a, [...tunnelWords(id, c.encap, a, b, [port, port]), 'ttl', String(c.ttl), 'tos', `0x${c.tos.toString(16)}`]);
+    sites.ok(sites.b, tunnelWords(id, c.encap, b, a, [port, port]));
+    t.match(sites.ok(sites.a, ['show', 'tunnel', 'tunnel_id', String(id)]), `outer header: ttl ${c.ttl}, tos 0x${c.tos.toString(16)}`,
+      `${c.label}: show prints them`);
+
+    const file = path.join(tmp, `outer${n}.pcap`);
+    const cap = await startCapture(sites.a.ns, file);
+    captures.push(cap.proc);
+    const bridge = `bro${n}`;
+    const addrA = `203.0.113.${n * 4 + 1}`;
+    const addrB = `203.0.113.${n * 4 + 2}`;
+    sites.host(sites.a, bridge, `${addrA}/30`);
+    const hostB = sites.host(sites.b, bridge, `${addrB}/30`);
+    const sid = 0x4000 + n;
+    for (const d of [sites.a, sites.b]) {
+      sites.ok(d, ['add', 'session', 'name', `pwo${n}`, 'tunnel_id', String(id), 'session_id', String(sid), 'peer_session_id', String(sid),
+        'bridge', bridge]);
+    }
+    const got = sites.ping(hostB, addrA, 4, 8);
+    t.ok(got >= 3, `${c.label}: ping through the pseudowire (${got}/4)`);
+    await sleep(500);
+    await stopProcess(cap.proc, 'SIGINT');
+
+    const fromA = outerHeaders(file, c, port, a);
+    const fromB = outerHeaders(file, c, port, b);
+    t.ok(fromA.length >= got, `${c.label}: ${fromA.length} packets from l2tpd with ttl/tos`);
+    t.ok(fromB.length >= got, `${c.label}: ${fromB.length} packets from l2tpd without`);
+    t.same(fromA.filter((h) => h.ttl !== c.ttl || h.tos !== c.tos), [], `${c.label}: every packet has ttl ${c.ttl}, tos 0x${c.tos.toString(16)}`);
+    t.same(fromB.filter((h) => h.ttl !== 64 || h.tos !== 0), [], `${c.label}: the peer's packets have the kernel's ttl 64, tos 0`);
+
+    for (const d of [sites.a, sites.b]) {
+      sites.ok(d, ['del', 'session', 'tunnel_id', String(id), 'session_id', String(sid)]);
+      sites.ok(d, ['del', 'tunnel', 'tunnel_id', String(id)]);
+    }
   }
 });
