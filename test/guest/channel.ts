@@ -27,8 +27,11 @@ export interface RunOptions {
  * Each script runs in its own session (setsid) with the output in files; one writer process sends
  * the replies, one at a time, in the order the scripts finish. A background process a script
  * leaves behind must redirect its output, or it is cut off when the script's reply is sent.
+ * `scriptShell` runs the scripts (default `sh`); an agent run by busybox's shell, whose applets
+ * come first, can hand the scripts to another userspace's shell (`/bin/sh` of a host root).
  */
-export function agentScript(portName: string): string {
+export function agentScript(portName: string, opts: { scriptShell?: string } = {}): string {
+  const shell = opts.scriptShell ?? 'sh';
   return `#!/bin/sh
 port=$1
 if [ -z "$port" ]; then
@@ -51,7 +54,7 @@ printf '\\n@@AGENT READY\\n' >&4
 ) &
 writer=$!
 job() {
-  setsid sh "$dir/$1.sh" <"$dir/$1.in" >"$dir/$1.out" 2>"$dir/$1.err" 3>&- &
+  setsid ${shell} "$dir/$1.sh" <"$dir/$1.in" >"$dir/$1.out" 2>"$dir/$1.err" 3>&- &
   echo $! >"$dir/$1.pid"
   wait $!
   echo "$1 $?" >&3

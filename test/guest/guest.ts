@@ -15,7 +15,7 @@ import { Initramfs } from './initramfs.js';
 import type { GuestKernel } from './kernel.js';
 import { QEMU, qemuArgv, type Accel, type Machine } from './qemu.js';
 
-export interface GuestOptions extends Omit<Machine, 'accel' | 'agentSocket'> {
+export interface GuestOptions extends Omit<Machine, 'accel' | 'agentSocket' | 'ports'> {
   /** Label in errors and in the guest's directory name. */
   name: string;
   /** Run QEMU in this network namespace (its taps are created there). */
@@ -26,6 +26,8 @@ export interface GuestOptions extends Omit<Machine, 'accel' | 'agentSocket'> {
   agent?: boolean;
   /** How long boot may take until the agent answers (default 120 s). */
   bootTimeoutMs?: number;
+  /** Names of more virtio-serial ports; the host end of each is `guest.port(name)`. */
+  ports?: string[];
 }
 
 const live = new Set<Guest>();
@@ -38,6 +40,8 @@ export class Guest {
   private consoleText = '';
   private exitWaiters: ((code: number | null) => void)[] = [];
   private channel?: CommandChannel;
+  private readonly portEnds = new Map<string, Promise<net.Socket>>();
+  private readonly portServers: net.Server[] = [];
   /** Milliseconds from QEMU's start until the agent answered. */
   bootMs = 0;
 
@@ -55,11 +59,20 @@ export class Guest {
     const server = o.agent === false ? undefined : net.createServer();
     const connected = server && new Promise<net.Socket>((resolve) => server.once('connection', resolve));
     if (server) await new Promise<void>((resolve, reject) => server.once('error', reject).listen(agentSocket, resolve));
-    const argv = qemuArgv({ ...o, accel, agentSocket: server ? agentSocket : undefined });
+    // QEMU connects to each port's socket at start, as to the agent's.
+    const ports = await Promise.all((o.ports ?? []).map(async (name, i) => {
+      const socket = path.join(dir, `port${i}.sock`);
+      const srv = net.createServer();
+      const end = new Promise<net.Socket>((resolve) => srv.once('connection', (c) => { srv.close(); resolve(c); }));
+      await new Promise<void>((resolve, reject) => srv.once('error', reject).listen(socket, resolve));
+      return { name, socket, srv, end };
+    }));
+    const argv = qemuArgv({ ...o, accel, agentSocket: server ? agentSocket : undefined, ports: ports.map(({ name, socket }) => ({ name, socket })) });
     const cmd = o.netns ? ['ip', ['netns', 'exec', o.netns, QEMU, ...argv]] as const : [QEMU, argv] as const;
     const started = Date.now();
     const proc = spawn(cmd[0], [...cmd[1]], { stdio: ['ignore', 'pipe', 'pipe'] });
     const g = new Guest(o.name, dir, proc, accel);
+    for (const p of ports) { g.portEnds.set(p.name, p.end); g.portServers.push(p.srv); }
     live.add(g);
     if (!server) return g;
     try {
@@ -89,6 +102,12 @@ export class Guest {
   get console(): string { return this.consoleText; }
 
   get running(): boolean { return this.proc.exitCode === null && this.proc.signalCode === null; }
+
+  /** The host end of a port named in `ports` (QEMU connects it while starting). */
+  port(name: string): Promise<net.Socket> {
+    const end = this.portEnds.get(name);
+    return end ?? Promise.reject(new Error(`guest ${this.name} has no port ${name}`));
+  }
 
   /** Run a shell script in the guest; never throws for a non-zero status. */
   run(script: string, opts?: RunOptions): Promise<RunResult> {
@@ -129,6 +148,8 @@ export class Guest {
   killNow(): void {
     if (this.running) try { this.proc.kill('SIGKILL'); } catch { /* gone */ }
     this.channel?.close();
+    for (const srv of this.portServers) srv.close();
+    for (const end of this.portEnds.values()) void end.then((c) => c.destroy());
     fs.rmSync(this.dir, { recursive: true, force: true });
     live.delete(this);
   }

@@ -27,6 +27,8 @@ export interface Machine {
   accel: Accel;
   /** UNIX socket the host listens on; QEMU connects it to the agent's virtio-serial port. */
   agentSocket?: string;
+  /** More virtio-serial ports, each to a UNIX socket the host listens on (the guest finds them by name). */
+  ports?: { name: string; socket: string }[];
   nics?: Nic[];
   shares?: Share[];
   drives?: Drive[];
@@ -51,11 +53,15 @@ export function qemuArgv(m: Machine): string[] {
     // panic=-1 with -no-reboot: a guest that panics ends QEMU at once instead of hanging a test.
     '-append', ['console=ttyS0', 'panic=-1', ...(m.append ?? [])].join(' '),
   ];
+  if (m.agentSocket || m.ports?.length) argv.push('-device', 'virtio-serial-pci,id=vser0');
   if (m.agentSocket) {
-    argv.push('-device', 'virtio-serial-pci,id=vser0',
-      '-chardev', `socket,id=agent,path=${m.agentSocket}`,
+    argv.push('-chardev', `socket,id=agent,path=${m.agentSocket}`,
       '-device', `virtserialport,bus=vser0.0,chardev=agent,name=${AGENT_PORT}`);
   }
+  (m.ports ?? []).forEach((p, i) => {
+    argv.push('-chardev', `socket,id=port${i},path=${p.socket}`,
+      '-device', `virtserialport,bus=vser0.0,chardev=port${i},name=${p.name}`);
+  });
   (m.nics ?? []).forEach((nic, i) => {
     argv.push('-netdev', `tap,id=nic${i},ifname=${nic.tap},script=no,downscript=no`,
       '-device', `virtio-net-pci,netdev=nic${i},mac=${nic.mac ?? guestMac(i)}`);

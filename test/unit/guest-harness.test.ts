@@ -9,7 +9,10 @@ import net from 'node:net';
 import path from 'node:path';
 import t from 'tap';
 import type tap from 'tap';
-import { CommandChannel } from '../guest/channel.js';
+import { agentScript, CommandChannel } from '../guest/channel.js';
+import { RELAY_JS, SocketForward } from '../guest/forward.js';
+import { BASE_HOST_PATHS, checkoutRuntime, hostRootScript, hostShares } from '../guest/hostroot.js';
+import { ROOT } from '../helpers/paths.js';
 import { Initramfs } from '../guest/initramfs.js';
 import { extractVmlinux, GuestKernel, hasPvhEntry } from '../guest/kernel.js';
 import { qemuArgv } from '../guest/qemu.js';
@@ -46,6 +49,109 @@ t.test('qemuArgv', async (t) => {
   t.ok(kvm.includes('virtio-9p-pci,fsdev=fs0,mount_tag=hostroot'));
   t.same(after(kvm, '-drive'), ['file=/tmp/root.img,format=raw,if=virtio,index=0,snapshot=on']);
   t.equal(kvm[kvm.length - 1], '-S', 'extra arguments last');
+});
+
+t.test('qemuArgv: more virtio-serial ports, with or without the agent', async (t) => {
+  const both = qemuArgv({ kernel: '/k', accel: 'tcg', agentSocket: '/d/agent.sock', ports: [{ name: 'l2tpd.fwd', socket: '/d/p0.sock' }] });
+  t.equal(both.filter((a) => a === 'virtio-serial-pci,id=vser0').length, 1, 'one virtio-serial bus');
+  t.ok(both.includes('socket,id=port0,path=/d/p0.sock'));
+  t.ok(both.includes('virtserialport,bus=vser0.0,chardev=port0,name=l2tpd.fwd'));
+  t.ok(both.includes('virtserialport,bus=vser0.0,chardev=agent,name=l2tpd.agent'), 'the agent port as before');
+  const alone = qemuArgv({ kernel: '/k', accel: 'tcg', ports: [{ name: 'x', socket: '/d/x.sock' }] });
+  t.ok(alone.includes('virtio-serial-pci,id=vser0'), 'the bus without an agent');
+  t.notOk(alone.some((a) => a.includes('chardev=agent')));
+});
+
+t.test('host-userspace guest: shares, the root it assembles, the runtime it copies in', async (t) => {
+  t.same(BASE_HOST_PATHS, ['/usr', '/etc']);
+  t.same(hostShares(['/work/x', '/usr/lib', '/work/x/dist', '/work/x/']), [
+    { tag: 'h0', path: '/usr', readonly: true }, { tag: 'h1', path: '/etc', readonly: true }, { tag: 'h2', path: '/work/x', readonly: true },
+  ], 'one share per outermost directory, read-only, tags in order');
+  t.same(hostShares(['/']).map((s) => s.path), ['/'], 'the whole root covers everything');
+  const script = hostRootScript(hostShares(['/work/x']), 'echo rc-in-root');
+  t.match(script, /mount -t 9p -o trans=virtio,version=9p2000\.L,ro,cache=loose,msize=\d+ h2 \/run\/ro\/h2/);
+  t.match(script, /mount -t overlay -o lowerdir=\/run\/ro\/h2,upperdir=\/run\/rw\/h2\/upper,workdir=\/run\/rw\/h2\/work overlay \/newroot\/work\/x/);
+  t.match(script, /cp -a \/copy-in\/\. \/newroot\//, 'copied-in files land in the new root');
+  t.ok(script.includes(agentScript('l2tpd.agent', { scriptShell: '/bin/sh' }).trimEnd()), 'the agent, handing scripts to the host\'s /bin/sh');
+  t.match(script, /chroot \/newroot \/bin\/sh \/run\/guest-rc/, 'rootRc runs inside the new root');
+  t.match(agentScript('p', { scriptShell: '/bin/sh' }), /setsid \/bin\/sh "\$dir\/\$1\.sh"/);
+  t.match(agentScript('p'), /setsid sh "\$dir\/\$1\.sh"/, 'default shell unchanged');
+
+  const files = checkoutRuntime(ROOT).map((f) => path.relative(ROOT, f));
+  for (const want of ['dist/daemon/main.js', 'dist/cli/main.js', 'package.json', 'node_modules/pino/package.json', 'node_modules/commander/package.json']) {
+    t.ok(files.includes(want), `runtime has ${want}`);
+  }
+  t.ok(files.some((f) => f.startsWith('native-bindings/build/Release/') && f.endsWith('.node')), 'the addon');
+  t.ok(files.some((f) => f.startsWith('node_modules/netlink/prebuilds/linux-x64/')), 'a dependency\'s prebuilt addon');
+  t.ok(files.some((f) => f.startsWith('node_modules/sonic-boom/')), 'dependencies of dependencies');
+  t.notOk(files.some((f) => f.startsWith('node_modules/tap/') || f.startsWith('node_modules/typescript/')), 'no dev dependencies');
+  t.notOk(files.some((f) => /\.(map|d\.ts)$/.test(f)), 'no maps or type declarations');
+});
+
+t.test('SocketForward: connections framed over one port', async (t) => {
+  const dir = shortDir(t);
+  // The test plays the guest's relay on the other end of the "port".
+  const portPath = path.join(dir, 'port.sock');
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(portPath, r));
+  const relaySide = new Promise<net.Socket>((r) => srv.once('connection', r));
+  const hostPort = net.connect(portPath);
+  const relay = await relaySide;
+  t.teardown(() => { hostPort.destroy(); relay.destroy(); srv.close(); });
+  const frame = (type: number, id: number, payload = Buffer.alloc(0)) => {
+    const h = Buffer.alloc(9); h[0] = type; h.writeUInt32BE(id, 1); h.writeUInt32BE(payload.length, 5);
+    return Buffer.concat([h, payload]);
+  };
+  let got = Buffer.alloc(0);
+  relay.on('data', (d: Buffer) => { got = Buffer.concat([got, d]); });
+  const frames = async (n: number) => {
+    for (let i = 0; i < 200; i++) {
+      const out: Array<{ type: number; id: number; payload: string }> = [];
+      let b = got;
+      while (b.length >= 9 && b.length >= 9 + b.readUInt32BE(5)) {
+        const len = b.readUInt32BE(5);
+        out.push({ type: b[0], id: b.readUInt32BE(1), payload: b.subarray(9, 9 + len).toString() });
+        b = b.subarray(9 + len);
+      }
+      if (out.length >= n) { got = b; return out; }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    throw new Error('frames did not arrive');
+  };
+
+  const { fwd, ready } = SocketForward.over(hostPort);
+  t.teardown(() => fwd.close());
+  relay.write(frame(0, 0));
+  await ready;
+  const hostPath = path.join(dir, 'fwd.sock');
+  await fwd.listen(hostPath, '/run/guest/api.sock');
+  const client = net.connect(hostPath);
+  let reply = '';
+  client.on('data', (d: Buffer) => { reply += d.toString(); });
+  const closed = new Promise<void>((r) => client.on('close', () => r()));
+  client.write('GET /v1/status');
+  const [open, data] = await frames(2);
+  t.same(open, { type: 1, id: open.id, payload: '/run/guest/api.sock' }, 'OPEN with the guest path');
+  t.same(data, { type: 2, id: open.id, payload: 'GET /v1/status' }, 'DATA on that connection');
+  // The answer arrives split across writes, then the guest side finishes.
+  const body = frame(2, open.id, Buffer.from('HTTP/1.1 200 OK\r\n\r\n{}'));
+  relay.write(body.subarray(0, 5));
+  relay.write(Buffer.concat([body.subarray(5), frame(3, open.id)]));
+  client.end();
+  await closed;
+  t.equal(reply, 'HTTP/1.1 200 OK\r\n\r\n{}', 'DATA delivered whole to the host client');
+  const [end, close] = await frames(2);
+  t.same([end.type, close.type], [3, 4], 'host client END, then CLOSE');
+
+  // A guest path nobody listens on: FAIL resets the host client.
+  const refused = net.connect(hostPath);
+  const refusedClosed = new Promise<void>((r) => refused.on('close', () => r()));
+  refused.on('error', () => undefined);
+  const [open2] = await frames(1);
+  relay.write(frame(5, open2.id, Buffer.from('ENOENT')));
+  await refusedClosed;
+  t.pass('FAIL closes the host connection');
+  t.match(RELAY_JS, /require\('net'\)/, 'the relay needs nothing but node');
 });
 
 t.test('Initramfs: newc archive, parents first, key follows the inputs', async (t) => {
