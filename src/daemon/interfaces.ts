@@ -7,7 +7,9 @@
  *  - a session tap:              `l2tpd:<tunnel_id>/<session_id>`
  *  - a bridge or VLAN interface: `l2tpd` (shared by every session naming it)
  * l2tpd only ever deletes interfaces carrying one of these marks; pre-existing bridges and VLAN
- * interfaces are used as they are (never brought up, resized, moved or deleted).
+ * interfaces are used as they are (never brought up, resized, moved or deleted). A pre-existing
+ * `TRUNK.ID` must be what the name says — a VLAN interface with that ID on that trunk — or the
+ * session is refused.
  *
  * Lifecycle policy:
  *  - `del session` (and a reload that drops the session): the tap's persist flag is cleared so
@@ -41,6 +43,31 @@ export const sessionAlias = (tid: number, sid: number): string => `l2tpd:${sessi
 export function parseSessionAlias(alias: string | undefined): { tunnel_id: number; session_id: number } | undefined {
   const m = alias === undefined ? null : /^l2tpd:(\d+)\/(\d+)$/.exec(alias);
   return m ? { tunnel_id: Number(m[1]), session_id: Number(m[2]) } : undefined;
+}
+
+/**
+ * Why an existing interface named `TRUNK.ID` cannot carry `vlan ID dev TRUNK`, or undefined
+ * when it can: it must be a VLAN interface (kind vlan) with that VLAN ID whose lower device is
+ * the trunk in this namespace. `lower`: the link its IFLA_LINK names, when in this namespace.
+ */
+export function vlanMismatch(
+  s: Pick<SessionConfig, 'vlan' | 'dev'>, link: LinkInfo, trunk: LinkInfo | undefined, lower: LinkInfo | undefined,
+): ConfigError | undefined {
+  const head = `vlan ${s.vlan} dev ${s.dev}: ${link.name} exists and`;
+  const allowed = `VLAN ${s.vlan} on ${s.dev} (or no interface named ${link.name})`;
+  if (link.kind !== 'vlan') {
+    return new ConfigError('vlan', s.vlan, allowed, `${head} is ${link.kind ? `a ${link.kind}` : 'not a VLAN interface'}, not VLAN ${s.vlan} on ${s.dev}`);
+  }
+  if (link.vlanId !== s.vlan) {
+    return new ConfigError('vlan', s.vlan, allowed, `${head} carries VLAN ${link.vlanId ?? '(unknown)'}, not ${s.vlan}`);
+  }
+  if (trunk === undefined || link.linkNetnsid !== undefined || link.link !== trunk.index) {
+    const on = link.linkNetnsid !== undefined ? 'a device in another network namespace'
+      : lower?.name ?? (link.link !== undefined ? `ifindex ${link.link}` : 'an unknown device');
+    return new ConfigError('dev', s.dev, `the trunk ${link.name} is on (or no interface named ${link.name})`,
+      `${head} is VLAN ${s.vlan} on ${on}, not on ${s.dev}`);
+  }
+  return undefined;
 }
 
 /** What a running session holds: the open tap and the interfaces it is wired to. */
@@ -169,12 +196,20 @@ export class SessionInterfaces {
     return { link, created: true };
   }
 
-  /** The session's VLAN interface on its trunk, created (undo pushed) when missing. */
+  /**
+   * The session's VLAN interface on its trunk, created (undo pushed) when missing. One that
+   * exists is used only if it is that VLAN on that trunk (vlanMismatch).
+   */
   private async ensureVlan(s: SessionConfig, mtu: number, undos: Undo[]): Promise<{ link: LinkInfo; created: boolean }> {
     const name = interfaceNames(s).vlanIf!;
     const existing = await this.rtnl.linkByName(name);
-    if (existing) return { link: existing, created: false };
     const trunk = await this.rtnl.linkByName(s.dev!);
+    if (existing) {
+      const lower = existing.link !== undefined && existing.linkNetnsid === undefined ? await this.rtnl.linkByIndex(existing.link) : undefined;
+      const wrong = vlanMismatch(s, existing, trunk, lower);
+      if (wrong) throw wrong;
+      return { link: existing, created: false };
+    }
     if (!trunk) throw new ConfigError('dev', s.dev, `an existing trunk interface (no interface ${s.dev} on this host)`);
     const link = await this.rtnl.createVlan(s.dev!, s.vlan!, name, { alias: SHARED_ALIAS, up: true, mtu: Math.min(mtu, trunk.mtu) });
     undos.push(() => this.rtnl.deleteLink(link.index));

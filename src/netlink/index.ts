@@ -11,7 +11,7 @@
  *    21 DELADDR), which parsed messages drop.
  */
 import {
-  AttrStream, createNetlink, FlagsGet, ifla, parseError, Protocol, putU32, rt,
+  AttrStream, createNetlink, FlagsGet, getU32, ifla, parseError, Protocol, putU32, rt,
   type NetlinkMessage, type NetlinkSocket,
 } from 'netlink';
 import { isMainThread } from 'node:worker_threads';
@@ -37,6 +37,12 @@ export interface LinkInfo {
   master?: number;
   /** IFLA_INFO_KIND ('bridge', 'veth', 'tun', 'vlan', …); absent for devices without rtnl_link_ops */
   kind?: string;
+  /** IFLA_LINK: ifindex of the lower device (a VLAN interface's trunk, a veth's peer) */
+  link?: number;
+  /** IFLA_LINK_NETNSID: set when `link` is an ifindex in another network namespace */
+  linkNetnsid?: number;
+  /** IFLA_INFO_DATA/IFLA_VLAN_ID of a `vlan` link */
+  vlanId?: number;
   /** IFLA_IFALIAS */
   alias?: string;
   operstate: OperState;
@@ -82,11 +88,17 @@ export function parseLinkInfo(payload: Buffer): LinkInfo {
     operstate: OPER_STATES[attrs.operstate ?? 0] ?? 'unknown',
   };
   if (attrs.master) info.master = attrs.master;
+  if (attrs.link?.length === 4) info.link = getU32(attrs.link);
+  if (attrs.linkNetnsid !== undefined) info.linkNetnsid = attrs.linkNetnsid;
   if (attrs.linkinfo) {
     try {
-      const kind = ifla.parseInfo(attrs.linkinfo).kind;
-      if (kind) info.kind = kind.replace(/\0+$/, '');
-    } catch { /* malformed linkinfo: leave kind unset */ }
+      const li = ifla.parseInfo(attrs.linkinfo);
+      if (li.kind) info.kind = li.kind.replace(/\0+$/, '');
+      if (info.kind === 'vlan' && li.data) {
+        const id = ifla.parseVlan(li.data).id;
+        if (id !== undefined) info.vlanId = id;
+      }
+    } catch { /* malformed linkinfo: leave kind (or the VLAN ID) unset */ }
   }
   if (attrs.ifalias !== undefined && attrs.ifalias !== '') info.alias = attrs.ifalias;
   return info;

@@ -179,6 +179,23 @@ t.test('vlan ID dev TRUNK', { skip, timeout: 120000 }, async (t) => {
     t.same((sites.configFile(sites.a) as { sessions: unknown[] }).sessions, [], 'config file unchanged');
   });
 
+  t.test('a pre-existing TRUNK.ID that is not a VLAN interface is refused, naming vlan', async (t) => {
+    // A veth stands in for any other kind (the live guest suite tries a dummy and other VLAN IDs).
+    const fake = `${trunk}.9`;
+    nsExec(sites.a.ns, 'ip', ['link', 'add', fake, 'type', 'veth', 'peer', 'name', `${trunk}p9`]);
+    const linksBefore = linkNames(sites.a.ns);
+    const configBefore = sites.configFile(sites.a);
+    const r = sites.cli(sites.a, ['add', 'session', 'tunnel_id', '100', 'session_id', '9', 'peer_session_id', '9', 'vlan', '9', 'dev', trunk]);
+    t.equal(r.status, 1, 'refused');
+    t.match(r.stderr, `vlan 9 dev ${trunk}: ${fake} exists and is a veth, not VLAN 9 on ${trunk}`, r.stderr.trim());
+    const api = sites.json<unknown[]>(sites.a, ['show', 'session']);
+    t.same(api, [], 'no session');
+    t.same(linkNames(sites.a.ns), linksBefore, 'no tap or brvlan9 left behind');
+    t.equal(ipLink(sites.a.ns, fake)?.master, undefined, `${fake} not enslaved`);
+    t.same(sites.configFile(sites.a), configBefore, 'config file unchanged');
+    nsExec(sites.a.ns, 'ip', ['link', 'del', fake]);
+  });
+
   t.test('live: TRUNK.ID and brvlanID hold the session', { skip: !has8021q && 'kernel has no 802.1Q (CONFIG_VLAN_8021Q)' }, async (t) => {
     const pw = uniqueName('pwv');
     sites.ok(sites.a, ['add', 'session', 'tunnel_id', '100', 'session_id', '5', 'peer_session_id', '5', 'name', pw, 'vlan', '5', 'dev', trunk]);
@@ -191,3 +208,4 @@ t.test('vlan ID dev TRUNK', { skip, timeout: 120000 }, async (t) => {
     t.ok(ipLink(sites.a.ns, trunk), 'trunk kept');
   });
 });
+
