@@ -69,7 +69,10 @@ if (!existsSync(ADDON)) {
     const r = child(null, 'slice', { windowMs: 1000 }, false).result;
     t.ok(r.withSlice.calls > 100_000, `${r.withSlice.calls} callbacks in the 1 s window`);
     t.equal(r.withSlice.gcs, 0, 'no GC in the window with a 50 ms slice');
-    t.ok(r.withSlice.heapGrowth < 64 * 1024, `heap grew ${r.withSlice.heapGrowth} bytes (< 64 KiB)`);
+    // The heap also moves by tens of KiB with whatever else runs (66 KiB was seen under a load of
+    // 15), whatever the number of callbacks; garbage per callback would be at least 12 bytes (V8's
+    // smallest object) times the 100,000+ callbacks asserted above, over 1 MiB.
+    t.ok(r.withSlice.heapGrowth < 256 * 1024, `heap grew ${r.withSlice.heapGrowth} bytes over ${r.withSlice.calls} callbacks (< 256 KiB)`);
     // The control: one libuv turn per callback makes garbage (Node's CheckImmediate), so GCs.
     t.ok(r.withoutSlice.gcs > 0, `without a slice the same window GCs (${r.withoutSlice.gcs}, ${r.withoutSlice.calls} callbacks)`);
     t.same(r.pongs, [0, 1, 2, 3, 4], 'every request answered, in order');
