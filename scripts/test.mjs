@@ -2,7 +2,7 @@
 // Runs the whole suite with node-tap and ends with one plain line "N passed, N failed, N skipped",
 // so a run that tested nothing is visible. Installs (npm ci) and builds (addon, dist/) first if needed.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 
 const root = new URL('..', import.meta.url).pathname;
 // A fresh checkout: npm ci installs the pinned dependencies and builds the addon and dist/.
@@ -19,17 +19,56 @@ if (!existsSync(`${root}native-bindings/build/Release/l2tpd_native.node`)) {
   if (r.status !== 0) { console.log('0 passed, 1 failed'); process.exit(1); }
 }
 
-const args = ['tap', '--reporter=tap', ...process.argv.slice(2)];
-const child = spawn('npx', args, { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
-let tail = '';
-child.stdout.on('data', (d) => { process.stdout.write(d); tail = (tail + d.toString()).slice(-20000); });
-child.on('close', (code) => {
-  // tap's closing summary: "# { total: N, pass: N, fail: N, skip: N, todo: N }"
-  const m = [...tail.matchAll(/^# \{ total: (\d+)(.*?)\}$/gm)].pop();
-  const get = (k) => Number((m?.[2].match(new RegExp(`${k}: (\\d+)`)) ?? [])[1] ?? 0);
-  const passed = get('pass');
-  const failed = get('fail') + (m ? 0 : 1);
-  const skipped = get('skip') + get('todo');
-  console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
-  process.exit(code === 0 && failed === 0 ? 0 : 1);
-});
+// Suites that boot a QEMU guest (test/vm/) spend their time waiting on an emulated CPU, so they
+// run in a second tap process beside the host suites instead of after them: on two vCPUs that
+// saves their whole wall time. They run one at a time, without coverage (they drive the daemon
+// inside the guest); their output is held back and printed after the host suites'.
+const extra = process.argv.slice(2);
+const vmFiles = extra.length === 0 ? listVmSuites() : [];
+const summaries = [];
+
+const vm = vmFiles.length > 0 ? runTap([...vmFiles, '--disable-coverage'], { hold: true }) : null;
+// The VM run has cleared .tap/ (coverage, processinfo) and started before the host run clears it
+// again, so neither loses the other's files.
+if (vm) await vm.started;
+// package.json's tap.include names the host suites only (test/unit, test/integration).
+const host = runTap(extra, { hold: false });
+const hostCode = await host.done;
+const vmCode = vm ? await vm.done : 0;
+if (vm) process.stdout.write(`# --- VM suites (ran beside the host suites): ${vmFiles.join(' ')}\n${vm.held()}`);
+
+const total = { passed: 0, failed: 0, skipped: 0 };
+for (const s of summaries) for (const k of Object.keys(total)) total[k] += s[k];
+console.log(`${total.passed} passed, ${total.failed} failed, ${total.skipped} skipped`);
+process.exit(hostCode === 0 && vmCode === 0 && total.failed === 0 ? 0 : 1);
+
+function listVmSuites() {
+  const dir = `${root}test/vm`;
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).filter((f) => f.endsWith('.test.ts')).sort().map((f) => `test/vm/${f}`);
+}
+
+function runTap(tapArgs, { hold }) {
+  const child = spawn('npx', ['tap', '--reporter=tap', ...tapArgs], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+  let tail = '';
+  let out = '';
+  let markStarted;
+  const started = new Promise((resolve) => { markStarted = resolve; });
+  child.stdout.on('data', (d) => {
+    markStarted();
+    if (hold) out += d.toString();
+    else process.stdout.write(d);
+    tail = (tail + d.toString()).slice(-20000);
+  });
+  const done = new Promise((resolve) => {
+    child.on('close', (code) => {
+      markStarted();
+      // tap's closing summary: "# { total: N, pass: N, fail: N, skip: N, todo: N }"
+      const m = [...tail.matchAll(/^# \{ total: (\d+)(.*?)\}$/gm)].pop();
+      const get = (k) => Number((m?.[2].match(new RegExp(`${k}: (\\d+)`)) ?? [])[1] ?? 0);
+      summaries.push({ passed: get('pass'), failed: get('fail') + (m ? 0 : 1), skipped: get('skip') + get('todo') });
+      resolve(code ?? 1);
+    });
+  });
+  return { started, done, held: () => out };
+}
