@@ -1,8 +1,9 @@
 /**
  * Control API: HTTP/1.1 + JSON over a UNIX stream socket, `node:http` only (README "Control
  * API", docs/dependencies.md "Control API transport"). The daemon implements `Engine`; this file
- * validates requests, runs each through the engine's one queue (Engine.exclusive, which the
- * daemon's SIGHUP reloads and repairs use too) and maps errors to status codes:
+ * validates requests, runs each mutation through the engine's one queue (Engine.exclusive, which
+ * the daemon's SIGHUP reloads and repairs use too), answers reads (GET) at once, never behind a
+ * mutation (a reload of ten thousand sessions takes seconds), and maps errors to status codes:
  *   200/201 done · 400 ConfigError or bad JSON ({error, field, value, allowed}) ·
  *   404/409 ConflictError ({error, field?, value?}) · 404 unknown route · 405 wrong method ·
  *   413 body over 1 MiB · 500 anything else ({error}).
@@ -84,15 +85,16 @@ export function serialQueue(): <T>(task: () => Promise<T>) => Promise<T> {
 }
 
 /**
- * Implemented by the daemon. Each method validates conflicts against its own state (use
+ * Implemented by the daemon. Each mutation validates conflicts against its own state (use
  * checkAddTunnel, checkAddSession, checkDelTunnel and checkDelSession from validate.ts) and
- * throws ConflictError/ConfigError to refuse.
+ * throws ConflictError/ConfigError to refuse. Reads must be safe to call at any time, also while
+ * a mutation is under way.
  */
 export interface Engine {
   /**
-   * The engine's one queue (a serialQueue): the API runs every request through it, the daemon its
-   * SIGHUP reloads and link repairs, so no two run at once and check-then-apply is atomic. The
-   * other methods expect to be called inside it.
+   * The engine's one queue (a serialQueue): the API runs every mutation through it, the daemon its
+   * SIGHUP reloads and link repairs, so no two mutations run at once and check-then-apply is
+   * atomic. The mutating methods expect to be called inside it; reads are not queued.
    */
   exclusive<T>(task: () => Promise<T>): Promise<T>;
   listTunnels(): Promise<TunnelView[]>;
@@ -366,12 +368,13 @@ export function createApiHandler(engine: Engine, logger?: ApiLogger, ready: Prom
       done(400, { error: `invalid percent-encoding in ${pathname}` });
       return;
     }
-    // Read the whole body before queueing, so a slow client never holds up other requests.
+    // Read the whole body first, so a slow client never holds up the engine's queue.
     const raw = readRaw(req, MAX_BODY_BYTES);
     const body = async (): Promise<unknown> => parseBody(await raw);
+    const request = { params, query: url.searchParams, body };
     raw
       .then(() => ready)
-      .then(() => engine.exclusive(() => handler({ params, query: url.searchParams, body })))
+      .then(() => (method === 'GET' ? handler(request) : engine.exclusive(() => handler(request))))
       .then((reply) => done(reply.status, reply.body))
       .catch((err: unknown) => {
         if (err instanceof ConfigError) done(400, err.toJSON());

@@ -31,6 +31,8 @@ export class FakeEngine implements Engine {
   maxActive = 0;
   /** Delay every call by this long (to overlap requests). */
   delayMs = 0;
+  /** Delay calls of these names by this long instead (a slow mutation next to quick reads). */
+  delays: Record<string, number> = {};
   /** The next call throws this. */
   failNext?: Error;
 
@@ -49,7 +51,8 @@ export class FakeEngine implements Engine {
     this.active++;
     this.maxActive = Math.max(this.maxActive, this.active);
     try {
-      if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
+      const delay = this.delays[name] ?? this.delayMs;
+      if (delay) await new Promise((r) => setTimeout(r, delay));
       if (this.failNext) {
         const e = this.failNext;
         this.failNext = undefined;
