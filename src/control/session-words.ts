@@ -35,6 +35,7 @@ export const REORDER_TIMEOUT_MAX = 60000;
 export const MTU_MIN = 68;
 export const VLAN_MIN = 1;
 export const VLAN_MAX = 4094;
+export const PEER_TIMEOUT_MAX = 86400;
 
 const cookieBytes = (hex: string): Uint8Array => Uint8Array.from(Buffer.from(hex, 'hex'));
 const NAME_MEANS = 'interface name (1..15 bytes; "l2tpeth%d" allowed for session names)';
@@ -165,6 +166,11 @@ export const SESSION_WORDS = [
     },
     help: 'The trunk interface carrying the VLAN (`vlan VLAN dev TRUNK`).',
   }),
+  word({
+    word: 'peer_timeout', type: integer('SECONDS', 0, PEER_TIMEOUT_MAX, 'seconds; 0 = off'), always: false, defaultText: '0 (off)',
+    help: 'Seconds without a valid frame from the peer before the session is down (its interface loses carrier); up '
+      + 'again with the next one. For peers that send no Hello (Linux, QEMU); see Liveness.',
+  }),
 ] as const;
 
 export type SessionConfig = ConfigOf<typeof SESSION_WORDS>;
@@ -208,6 +214,7 @@ export const SESSION: WordTable<typeof SESSION_WORDS, SessionView> = {
     { words: ['mtu'], line: (s) => (s.mtu === undefined ? undefined : `  mtu: ${s.mtu}`) },
     { words: ['bridge'], line: (s) => (s.bridge === undefined ? undefined : `  bridge: ${s.bridge}`) },
     { words: ['vlan', 'dev'], line: (s) => (s.vlan === undefined ? undefined : `  vlan: ${s.vlan}, dev ${s.dev}`) },
+    { words: ['peer_timeout'], line: (s) => (s.peer_timeout ? `  peer timeout: ${s.peer_timeout} s` : undefined) },
   ],
 };
 

@@ -15,6 +15,7 @@ import {
 import { ENCAPSULATIONS, UDP_ENCAP, type EncapName, type Encapsulation } from '../dataplane/encap.js';
 import { socketOption } from '../native/sockopt.js';
 import type { IntSocketOption } from '../native/types.js';
+import { DEFAULT_HELLO_RETRIES } from '../protocol/index.js';
 
 /** What a tunnel's words compile into: its socket and its peer. */
 export interface TunnelPlan {
@@ -28,7 +29,16 @@ export interface TunnelPlan {
   remotePort: number;
   /** Set on the socket before it is bound. */
   options: IntSocketOption[];
+  /** The Control Connection ID of the control messages sent to the peer (Hello). */
+  peerTunnelId: number;
+  /** hello_interval in ms; 0: no Hello keepalive. */
+  helloIntervalMs: number;
+  /** Retransmissions of an unanswered Hello before the peer is dead. */
+  helloRetries: number;
 }
+
+export const HELLO_INTERVAL_MAX = 3600;
+export const HELLO_RETRIES_MAX = 32;
 
 const word = wordsFor<TunnelPlan>();
 
@@ -80,6 +90,7 @@ export const TUNNEL_WORDS = [
   word({
     word: 'peer_tunnel_id', aliases: ['ptid'], type: ID, always: true, required: true, defaultText: 'required',
     help: 'The peer\'s `tunnel_id`, printed by `show` ("Peer tunnel"); a handle only, like `tunnel_id`.',
+    compile: (v, p) => { p.peerTunnelId = v; },
   }),
   word({
     word: 'encap', type: oneOf(Object.keys(ENCAPSULATIONS) as EncapName[]), always: true, default: 'udp', defaultText: '`udp`',
@@ -152,6 +163,24 @@ export const TUNNEL_WORDS = [
       + 'path. With encap ip, the tunnels on one `local` share a socket and must agree.',
     compile: (v, p) => { p.options.push(socketOption(p.family === 6 ? 'IPV6_TCLASS' : 'IP_TOS', v)); },
   }),
+  word({
+    word: 'hello_interval', type: integer('SECONDS', 0, HELLO_INTERVAL_MAX, 'seconds; 0 = off'), always: false, defaultText: '0 (off)',
+    usage: 'hello_interval SECONDS [hello_retries N]',
+    help: 'Seconds from an answered Hello to the next: the RFC 3931 keepalive on the static tunnel; l2tpd also answers '
+      + 'the peer\'s Hellos (see Liveness). Not for Linux peers, which never answer: use `peer_timeout` on their sessions.',
+    compile: (v, p) => { p.helloIntervalMs = v * 1000; },
+  }),
+  word({
+    word: 'hello_retries', type: integer('N', 1, HELLO_RETRIES_MAX), always: false, default: DEFAULT_HELLO_RETRIES,
+    defaultText: String(DEFAULT_HELLO_RETRIES), usage: null,
+    appliesWhen: {
+      test: (o) => (o.hello_interval as number | undefined ?? 0) > 0,
+      refuse: (_o, value) => new ConfigError('hello_retries', value, 'nothing without hello_interval',
+        `hello_retries ${String(value)}: only applies with hello_interval 1..${HELLO_INTERVAL_MAX}`),
+    },
+    help: 'With `hello_interval`: retransmissions of an unanswered Hello before the peer is dead (see Liveness for the time).',
+    compile: (v, p) => { p.helloRetries = v; },
+  }),
 ] as const;
 
 export type TunnelConfig = ConfigOf<typeof TUNNEL_WORDS>;
@@ -187,13 +216,18 @@ export const TUNNEL: WordTable<typeof TUNNEL_WORDS, TunnelView> = {
     },
     { words: ['udp_csum', 'udp6_csum_tx', 'udp6_csum_rx'], line: checksumLine },
     { words: ['ttl', 'tos'], line: outerHeaderLine },
+    {
+      words: ['hello_interval', 'hello_retries'],
+      line: (t) => (t.hello_interval ? `  hello interval: ${t.hello_interval} s, retries ${t.hello_retries}` : undefined),
+    },
   ],
 };
 
 /** What a validated tunnel compiles into (once, when it starts). */
 export function compileTunnel(t: TunnelConfig): TunnelPlan {
   return compileWords(TUNNEL_WORDS, t,
-    { encap: UDP_ENCAP, family: 4, local: '', remote: '', localPort: 0, remotePort: 0, options: [] });
+    { encap: UDP_ENCAP, family: 4, local: '', remote: '', localPort: 0, remotePort: 0, options: [],
+      peerTunnelId: 0, helloIntervalMs: 0, helloRetries: DEFAULT_HELLO_RETRIES });
 }
 
 /**

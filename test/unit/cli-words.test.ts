@@ -69,7 +69,7 @@ t.test('usage errors name the word and what it accepts', async (t) => {
   usage(t, 'tunnel', /tunnel: missing command; expected add, del or show/);
   usage(t, 'tunnel frob', /unknown command "frob" for "tunnel"/, 'frob');
   usage(t, 'reload now', /unexpected word "now": "reload" takes no words/, 'now');
-  usage(t, 'add tunnel tunnl_id 3', /^unknown word "tunnl_id" for "add tunnel"; expected one of: tunnel_id, peer_tunnel_id, encap, local, remote, udp_sport, udp_dport, udp_csum, udp6_csum_tx, udp6_csum_rx, ttl, tos$/, 'tunnl_id');
+  usage(t, 'add tunnel tunnl_id 3', /^unknown word "tunnl_id" for "add tunnel"; expected one of: tunnel_id, peer_tunnel_id, encap, local, remote, udp_sport, udp_dport, udp_csum, udp6_csum_tx, udp6_csum_rx, ttl, tos, hello_interval, hello_retries$/, 'tunnl_id');
   usage(t, 'add tunnel tunnel_id', /^tunnel_id: missing value; expected tunnel_id ID$/, 'tunnel_id');
   usage(t, 'add tunnel tunnel_id 1 tunnel_id 2', /tunnel_id: given twice/, 'tunnel_id');
   usage(t, 'add tunnel tunnel_id 0 peer_tunnel_id 4000', /^tunnel_id 0: expected an integer 1\.\.4294967295$/, 'tunnel_id');

@@ -241,3 +241,19 @@ t.test('ConfigError and ConflictError shapes', async (t) => {
   t.same(c.toJSON(), { error: 'nope' });
   t.same(new ConflictError('gone', 404, 'tunnel_id', 5).toJSON(), { error: 'gone', field: 'tunnel_id', value: 5 });
 });
+
+t.test('liveness words: hello_interval, hello_retries, peer_timeout', async (t) => {
+  t.same(normalizeTunnel({ ...T4, hello_interval: '5' }), { ...T4, encap: 'udp', udp_csum: 'off', hello_interval: 5, hello_retries: 10 },
+    'hello_retries defaults to 10 with hello_interval');
+  t.same(normalizeTunnel({ ...TIP, hello_interval: 1, hello_retries: '2' }), { ...TIP, hello_interval: 1, hello_retries: 2 });
+  t.notOk('hello_retries' in normalizeTunnel({ ...T4, hello_interval: 0 }), 'hello_interval 0 (off): no retries filled in');
+  t.notOk('hello_retries' in normalizeTunnel(T4), 'no hello_interval: no retries filled in');
+  refuses(t, () => normalizeTunnel({ ...T4, hello_interval: 3601 }), 'hello_interval', /^hello_interval 3601: expected an integer 0\.\.3600 \(seconds; 0 = off\)$/);
+  refuses(t, () => normalizeTunnel({ ...T4, hello_retries: 3 }), 'hello_retries', /^hello_retries 3: only applies with hello_interval 1\.\.3600$/);
+  refuses(t, () => normalizeTunnel({ ...T4, hello_interval: 0, hello_retries: 3 }), 'hello_retries', /only applies with hello_interval/);
+  refuses(t, () => normalizeTunnel({ ...T4, hello_interval: 1, hello_retries: 0 }), 'hello_retries', /^hello_retries 0: expected an integer 1\.\.32$/);
+  t.equal(normalizeSession({ ...S, peer_timeout: '30' }).peer_timeout, 30);
+  t.equal(normalizeSession({ ...S, peer_timeout: 0 }).peer_timeout, 0, 'peer_timeout 0: off');
+  refuses(t, () => normalizeSession({ ...S, peer_timeout: 86401 }), 'peer_timeout', /^peer_timeout 86401: expected an integer 0\.\.86400 \(seconds; 0 = off\)$/);
+  refuses(t, () => normalizeSession({ ...S, peer_timeout: 1.5 }), 'peer_timeout', /expected an integer/);
+});
