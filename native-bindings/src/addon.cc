@@ -19,6 +19,7 @@ Native::Native(Napi::Env env, Napi::Object exports) : env_(env) {
       InstanceMethod("attachPool", &Native::AttachPool, napi_enumerable),
       InstanceMethod("tapOpen", &Native::TapOpen, napi_enumerable),
       InstanceMethod("tapSetPersist", &Native::TapSetPersist, napi_enumerable),
+      InstanceMethod("tapSetCarrier", &Native::TapSetCarrier, napi_enumerable),
       InstanceMethod("udpOpen", &Native::UdpOpen, napi_enumerable),
       InstanceMethod("rawOpen", &Native::RawOpen, napi_enumerable),
       InstanceMethod("close", &Native::Close, napi_enumerable),

@@ -52,6 +52,7 @@ class Native : public Napi::Addon<Native> {
   Napi::Value AttachPool(const Napi::CallbackInfo& info);
   Napi::Value TapOpen(const Napi::CallbackInfo& info);
   Napi::Value TapSetPersist(const Napi::CallbackInfo& info);
+  Napi::Value TapSetCarrier(const Napi::CallbackInfo& info);
   Napi::Value UdpOpen(const Napi::CallbackInfo& info);
   Napi::Value RawOpen(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);

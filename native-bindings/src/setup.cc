@@ -11,6 +11,10 @@
 #include <cerrno>
 #include <cstring>
 
+#ifndef TUNSETCARRIER
+#define TUNSETCARRIER _IOW('T', 226, int)
+#endif
+
 namespace l2tpd {
 
 namespace {
@@ -166,6 +170,18 @@ Napi::Value Native::TapSetPersist(const Napi::CallbackInfo& info) {
   bool persist = info.Length() > 1 && info[1].ToBoolean().Value();
   if (ioctl(static_cast<int>(fd), TUNSETPERSIST, persist ? 1 : 0) < 0)
     return ThrowErrno(env, errno, "ioctl", "TUNSETPERSIST");
+  return env.Undefined();
+}
+
+// tapSetCarrier(fd, on): the tap's carrier (Linux 4.20+), so bridges, bonds and routing daemons
+// see a pseudowire that is down as a link that is down.
+Napi::Value Native::TapSetCarrier(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t fd;
+  if (!IntArg(info, 0, "fd", &fd)) return env.Undefined();
+  int carrier = info.Length() > 1 && info[1].ToBoolean().Value() ? 1 : 0;
+  if (ioctl(static_cast<int>(fd), TUNSETCARRIER, &carrier) < 0)
+    return ThrowErrno(env, errno, "ioctl", "TUNSETCARRIER");
   return env.Undefined();
 }
 

@@ -64,6 +64,8 @@ export interface Setup {
   tapOpen(name: string, persist: boolean, offload?: boolean): TapHandle;
   /** TUNSETPERSIST on an open tap fd. */
   tapSetPersist(fd: number, persist: boolean): void;
+  /** TUNSETCARRIER on an open tap fd: the link shows NO-CARRIER while off (frames written still arrive). */
+  tapSetCarrier(fd: number, on: boolean): void;
 
   /**
    * UDP socket bound to localAddress:localPort, non-blocking, IP_PMTUDISC_DONT (the kernel
