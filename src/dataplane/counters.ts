@@ -55,6 +55,10 @@ export const enum TunnelCounter {
   DropForeignSource,
   DropOversize,
   DropSocketError,
+  RxControl,
+  TxControl,
+  DropControlMalformed,
+  DropControlWrongId,
 }
 
 export interface CounterDef {
@@ -128,11 +132,30 @@ const TUNNEL: { readonly [C in TunnelCounter]: CounterDef } = {
   },
   [TunnelCounter.DropShortPacket]: { name: 'drop_short_packet', metric: DROPS_METRIC, reason: 'short_packet', help: 'Too short for an L2TPv3 header, or a malformed outer IPv4 header.' },
   [TunnelCounter.DropBadVersion]: { name: 'drop_bad_version', metric: DROPS_METRIC, reason: 'bad_version', help: 'A version other than 3 (also counted in rx_invalid).' },
-  [TunnelCounter.DropControl]: { name: 'drop_control', metric: DROPS_METRIC, reason: 'control_message', help: 'Control messages (T bit, or session ID 0 over IP): l2tpd is a data plane only.' },
+  [TunnelCounter.DropControl]: {
+    name: 'drop_control', metric: DROPS_METRIC, reason: 'control_message',
+    help: 'Control messages l2tpd does not run: all but HELLO, ACK and ZLB, and every one on a tunnel without hello_interval.',
+  },
   [TunnelCounter.DropUnknownSession]: { name: 'drop_unknown_session', metric: DROPS_METRIC, reason: 'unknown_session', help: 'No session with that ID on this tunnel (over IP: on this host).' },
   [TunnelCounter.DropForeignSource]: { name: 'drop_foreign_source', metric: DROPS_METRIC, reason: 'foreign_source', help: 'From an address (or UDP port) other than the tunnel\'s remote.' },
   [TunnelCounter.DropOversize]: { name: 'drop_oversize', metric: DROPS_METRIC, reason: 'oversize', help: 'Datagrams larger than a pool slot.' },
   [TunnelCounter.DropSocketError]: { name: 'drop_socket_error', metric: DROPS_METRIC, reason: 'socket_error', help: 'Receive calls the kernel failed.' },
+  [TunnelCounter.RxControl]: {
+    name: 'rx_control', metric: 'l2tp_tunnel_rx_control_total',
+    help: 'Control messages from the peer taken by the Hello keepalive (HELLO, ACK, ZLB on a tunnel with hello_interval).',
+  },
+  [TunnelCounter.TxControl]: {
+    name: 'tx_control', metric: 'l2tp_tunnel_tx_control_total',
+    help: 'Control messages sent to the peer (HELLOs, their retransmissions, ACKs).',
+  },
+  [TunnelCounter.DropControlMalformed]: {
+    name: 'drop_control_malformed', metric: DROPS_METRIC, reason: 'control_malformed',
+    help: 'Malformed control messages: bad flags, version or length, malformed or unknown mandatory AVPs.',
+  },
+  [TunnelCounter.DropControlWrongId]: {
+    name: 'drop_control_connection_id', metric: DROPS_METRIC, reason: 'control_connection_id',
+    help: 'Control messages for a connection ID other than this tunnel\'s tunnel_id (over IP: for no tunnel on that address).',
+  },
 };
 
 function inOrder<C extends number>(table: { readonly [K in C]: CounterDef }): readonly CounterDef[] {
@@ -182,6 +205,8 @@ export const DROPS: readonly DropDef[] = [
   { reason: DropReason.UnknownSession, scope: 'tunnel', counter: TunnelCounter.DropUnknownSession },
   { reason: DropReason.ForeignSource, scope: 'tunnel', counter: TunnelCounter.DropForeignSource },
   { reason: DropReason.Oversize, scope: 'tunnel', counter: TunnelCounter.DropOversize },
+  { reason: DropReason.ControlMalformed, scope: 'tunnel', counter: TunnelCounter.DropControlMalformed },
+  { reason: DropReason.ControlWrongId, scope: 'tunnel', counter: TunnelCounter.DropControlWrongId },
   { reason: DropReason.ShortPacket, scope: 'session', counter: SessionCounter.RxInvalid },
   { reason: DropReason.CookieMismatch, scope: 'session', counter: SessionCounter.RxCookieDiscards },
   { reason: DropReason.ShortFrame, scope: 'session', counter: SessionCounter.RxShortFrames },

@@ -14,11 +14,14 @@ import {
   TUNNEL_DROP_INVALID, TUNNEL_ROW_WIDTH, TunnelCounter as T,
 } from './counters.js';
 import { SlotAllocator, slotOffset } from './slots.js';
+import { CONTROL_QUEUE_MARK, ControlChannel, MONO, WALL, sourceIs, type ControlHost } from './control-channel.js';
+import { DiagRecorder } from './diagnostics.js';
+import { SAMPLE_INTERVAL_MS, allocateStatusBuffers, type StatusBuffers } from './status.js';
 import { POLL_READABLE, POLL_WRITABLE, SOURCE_STRIDE } from '../native/types.js';
 import type { ForwarderIo } from '../native/index.js';
 import {
-  DecodeResult, DropReason, SeqAction, SequenceState, decodeSession, nextSeq,
-  writeHeader, type EncapKind, type TxTemplate, type RxContext, type WireEncap,
+  DecodeResult, DropReason, L2TP_VERSION_3, MAX_CONTROL_MESSAGE_LEN, SeqAction, SequenceState, T_BIT, VERSION_MASK,
+  decodeSession, EncapKind, nextSeq, writeControl, writeHeader, type TxTemplate, type RxContext, type WireEncap,
 } from '../protocol/index.js';
 import { encapOfKind, type Encapsulation } from './encap.js';
 
@@ -42,6 +45,12 @@ export interface TunnelSpec {
   remote: string;
   /** udp_dport for UDP, 0 for IP. */
   remotePort: number;
+  /** The connection ID the peer's control messages carry for it (control messages only). */
+  peerTunnelId?: number;
+  /** hello_interval in ms; 0 or absent: no Hello on this tunnel. */
+  helloIntervalMs?: number;
+  /** hello_retries. */
+  helloRetries?: number;
 }
 
 /** A session's words as the data plane uses them, compiled once by the control plane (session-words.ts). */
@@ -78,9 +87,6 @@ const TXQ_CAP = BATCH * 4;
 const OFFLOAD_BATCH = BATCH + GSO_MAX_SEGS - 1;
 /** Batches handled per readiness event before yielding to other fds. */
 const ROUNDS = 8;
-/** Indices into Forwarder.clock. */
-const WALL = 0;
-const MONO = 1;
 /** Frames a session may hold for reordering (each holds a pool slot). */
 const REORDER_CAPACITY = 32;
 /** Tap deliveries one receive batch can queue: a batch plus all one session releases from its reorder queue. */
@@ -189,7 +195,7 @@ function addressWords(address: string, family: 4 | 6, out: Uint32Array, at = 1):
   }
 }
 
-export class Forwarder {
+export class Forwarder implements ControlHost {
   private readonly bytes: Uint8Array;
   private readonly sc: Float64Array;
   private readonly tc: Float64Array;
@@ -242,12 +248,21 @@ export class Forwarder {
   private reorderTimer: NodeJS.Timeout | null = null;
   private readonly onReorderTimerBound = (): void => this.onReorderTimer();
   private reorderDeadline = -1;
+  private readonly diag: DiagRecorder;
+  private readonly control: ControlChannel;
+  /** By session slot: wall ms from which its next received frame is sampled for the diagnostics. */
+  private readonly nextSampleMs = new Float64Array(MAX_SESSIONS);
 
+  /** `status`: the Hello status and diagnostics rows the control plane reads (status.ts); tests may leave it out. */
   constructor(private readonly io: ForwarderIo, pool: SharedArrayBuffer,
-    sessionCounters: SharedArrayBuffer, tunnelCounters: SharedArrayBuffer) {
+    sessionCounters: SharedArrayBuffer, tunnelCounters: SharedArrayBuffer, status: StatusBuffers = allocateStatusBuffers()) {
     this.bytes = new Uint8Array(pool);
     this.sc = new Float64Array(sessionCounters);
     this.tc = new Float64Array(tunnelCounters);
+    this.diag = new DiagRecorder(new Float64Array(status.tunnelDiag), new Float64Array(status.sessionDiag), this.clock);
+    const readClock = (): void => this.io.readClock(this.clock);
+    this.control = new ControlChannel(this.bytes, this.tc, new Float64Array(status.hello), new Int32Array(status.signal),
+      this.diag, this.clock, readClock, this);
     this.slots = new SlotAllocator(Math.min(SLOT_COUNT, Math.floor(pool.byteLength / slotOffset(1))));
     io.attachPool(pool);
     this.heldStart = new Uint32Array(this.slots.slotCount);
@@ -274,12 +289,17 @@ export class Forwarder {
     sock.refs++;
     this.io.setPeer(spec.slot, spec.family, spec.remote, spec.remotePort);
     this.tunnels.set(spec.slot, tunnel);
+    this.control.addTunnel({
+      slot: spec.slot, tunnelId: spec.tunnelId, peerTunnelId: spec.peerTunnelId ?? 0, fd: spec.fd,
+      helloIntervalMs: spec.helloIntervalMs ?? 0, helloRetries: spec.helloRetries ?? 0,
+    }, tunnel.src);
   }
 
   delTunnel(slot: number): void {
     const tunnel = this.tunnels.get(slot);
     if (!tunnel) return;
     for (const s of [...tunnel.sessions]) this.delSession(s.slot);
+    this.control.delTunnel(slot);
     this.tunnels.delete(slot);
     const sock = tunnel.socket;
     if (--sock.refs === 0) {
@@ -329,6 +349,35 @@ export class Forwarder {
     for (const s of this.sessionsBySlot.values()) this.io.pollStop(s.spec.tapFd);
     for (const sock of this.sockets.values()) this.io.pollStop(sock.fd);
     if (this.reorderTimer) clearTimeout(this.reorderTimer);
+    this.control.stop();
+  }
+
+  /**
+   * ControlHost: queue a control message to the peer of the tunnel in `tunnelSlot` behind its
+   * socket's data. `ccid` as int32 (writeControl). false (and a tx error) when the queue or the
+   * pool is full.
+   */
+  sendControl(tunnelSlot: number, ccid: number, ns: number, nr: number, type: number): boolean {
+    const tunnel = this.tunnels.get(tunnelSlot);
+    if (tunnel === undefined) return false;
+    const sock = tunnel.socket;
+    if (sock.qCount >= TXQ_CAP || this.slots.free === 0) {
+      this.tc[tunnelSlot * TUNNEL_ROW_WIDTH + T.TxErrors]++;
+      return false;
+    }
+    const slot = this.slots.take();
+    const at = slotOffset(slot) + HEADROOM;
+    const len = writeControl(this.bytes, at, at + MAX_CONTROL_MESSAGE_LEN, sock.wire.kind === EncapKind.Ip, ccid, ns, nr, type);
+    if (sock.qHead + sock.qCount + 1 > TXQ_CAP) this.compactQueue(sock);
+    const q = sock.qHead + sock.qCount;
+    sock.qOffsets[q] = at;
+    sock.qLengths[q] = len;
+    sock.qPeers[q] = tunnelSlot;
+    sock.qSlots[q] = slot;
+    sock.qSessions[q] = CONTROL_QUEUE_MARK;
+    sock.qCount++;
+    this.flush(sock);
+    return true;
   }
 
   // ---------------------------------------------------------------- encapsulation: tap -> socket
@@ -440,7 +489,9 @@ export class Forwarder {
           sc[row + S.TxErrors]++;
         }
       }
-      if (ok) {
+      if (ok && sess === CONTROL_QUEUE_MARK) {
+        tc[tRow + T.TxControl]++;
+      } else if (ok) {
         tc[tRow + T.TxPackets]++;
         tc[tRow + T.TxBytes] += sock.qLengths[q];
       } else {
@@ -514,14 +565,11 @@ export class Forwarder {
   }
 
   private sourceMatches(tunnel: TunnelState, i: number): boolean {
-    const src = this.rxSources;
-    const b = i * SOURCE_STRIDE;
-    const e = tunnel.src;
-    return src[b] === e[0] && src[b + 1] === e[1] && src[b + 2] === e[2] && src[b + 3] === e[3] && src[b + 4] === e[4];
+    return sourceIs(tunnel.src, this.rxSources, i);
   }
 
   /** A packet dropped before its session was known: its reason's counter (counters.ts) and rx_errors. */
-  private countTunnelDrop(row: number, reason: DropReason): void {
+  countTunnelDrop(row: number, reason: DropReason): void {
     const tc = this.tc;
     const base = row * TUNNEL_ROW_WIDTH;
     tc[base + TUNNEL_DROP_COUNTER[reason]]++;
@@ -548,29 +596,39 @@ export class Forwarder {
     const owner = sock.owner;
     if (owner !== null && !this.sourceMatches(owner, i)) {
       this.countTunnelDrop(owner.slot, DropReason.ForeignSource);
+      this.noteForeignUdp(owner, i, start, len);
       return;
     }
     const dec = this.dec;
     let r = sock.wire.decodeCommon(this.bytes, start, len, sock.ipv4HeaderIncluded, dec);
     if (r !== DropReason.None) {
-      this.countTunnelDrop(sock.counterRow, r);
+      if (r === DropReason.Control) this.control.receive(sock.fd, owner !== null ? owner.slot : -1, dec.pos, dec.end, this.rxSources, i);
+      else this.countTunnelDrop(sock.counterRow, r);
       return;
     }
     const s = sock.sessions.get(sessionIdKey(dec.sessionId));
     if (s === undefined) {
       this.countTunnelDrop(sock.counterRow, DropReason.UnknownSession);
+      this.diag.unknownSession(sock.counterRow, dec.sessionId | 0, this.rxSources, i);
       return;
     }
     // A shared socket (IP): the source is checked against the session's tunnel.
     if (owner === null && !this.sourceMatches(s.tunnel, i)) {
       this.countTunnelDrop(s.tunnel.slot, DropReason.ForeignSource);
+      this.diag.foreignSource(s.tunnel.slot, this.rxSources, i, dec.sessionId | 0, 0);
       return;
     }
     r = decodeSession(this.bytes, dec, s.rx, start + len);
     if (r !== DropReason.None) {
       this.countSessionDrop(s.slot, r);
+      if (r === DropReason.CookieMismatch) this.diag.cookieMismatch(s.slot, this.bytes, dec.pos, start + len);
       return;
     }
+    if (this.clock[WALL] >= this.nextSampleMs[s.slot]) {
+      this.nextSampleMs[s.slot] = this.clock[WALL] + SAMPLE_INTERVAL_MS;
+      this.diag.sample(s.slot, this.bytes, dec.pos, start + len);
+    }
+    if (dec.hasSeq === 0 && s.seq.recvSeq) this.diag.unsequenced(s.slot);
     if (dec.frameLength > s.maxFrame) {
       this.countSessionDrop(s.slot, DropReason.Oversize);
       return;
@@ -581,6 +639,21 @@ export class Forwarder {
       return;
     }
     this.queueDelivery(s, dec.frameStart, dec.frameLength, l2tpBytes, -1);
+  }
+
+  /**
+   * A datagram from a source other than the UDP tunnel's remote: if it looks like L2TPv3 (version
+   * 3), note who sent it and what (drop path only).
+   */
+  private noteForeignUdp(tunnel: TunnelState, i: number, start: number, len: number): void {
+    if (len < 8) return;
+    const b = this.bytes;
+    const flags = (b[start] << 8) | b[start + 1];
+    if ((flags & VERSION_MASK) !== L2TP_VERSION_3) return;
+    const control = (flags & T_BIT) !== 0 ? 1 : 0;
+    // data: the session ID at 4; control: the connection ID at 4 (after flags and Length)
+    const id = (b[start + 4] << 24) | (b[start + 5] << 16) | (b[start + 6] << 8) | b[start + 7];
+    this.diag.foreignSource(tunnel.slot, this.rxSources, i, id, control);
   }
 
   /** Queue a frame for its tap; `release` is a slot to give back once written (a held frame), or -1. */

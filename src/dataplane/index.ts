@@ -10,6 +10,7 @@ import {
   SESSION_COUNTER_BYTES, SESSION_COUNTER_NAMES, SESSION_ROW_WIDTH, TUNNEL_COUNTER_BYTES, TUNNEL_COUNTER_NAMES, TUNNEL_ROW_WIDTH,
 } from './counters.js';
 import type { DataPlaneReply, DataPlaneRequest, WorkerInit } from './messages.js';
+import { HELLO_ROW_WIDTH, HelloField, SESSION_DIAG_WIDTH, TUNNEL_DIAG_WIDTH, allocateStatusBuffers } from './status.js';
 import { native } from '../native/index.js';
 import type { SessionSpec, TunnelSpec } from './forwarder.js';
 
@@ -28,6 +29,14 @@ function workerFile(): string {
 export class DataPlane {
   readonly sessionCounters = new Float64Array(new SharedArrayBuffer(SESSION_COUNTER_BYTES));
   readonly tunnelCounters = new Float64Array(new SharedArrayBuffer(TUNNEL_COUNTER_BYTES));
+  private readonly statusBuffers = allocateStatusBuffers();
+  /** Per tunnel slot: the Hello status the worker publishes (status.ts HelloField). */
+  readonly helloStatus = new Float64Array(this.statusBuffers.hello);
+  /** [0]: incremented and notified by the worker on every Hello verdict. */
+  readonly helloSignal = new Int32Array(this.statusBuffers.signal);
+  /** Per tunnel slot (and HOST_ROW) and per session slot: the diagnostics rows (status.ts). */
+  readonly tunnelDiag = new Float64Array(this.statusBuffers.tunnelDiag);
+  readonly sessionDiag = new Float64Array(this.statusBuffers.sessionDiag);
   private readonly worker: Worker;
   /** Ends the worker's forwarding slice so it reads our message now (see worker.ts). */
   private readonly wakeFd = native.wakeOpen();
@@ -40,6 +49,7 @@ export class DataPlane {
       pool: new SharedArrayBuffer(SLOT_COUNT * SLOT_SIZE),
       sessionCounters: this.sessionCounters.buffer as SharedArrayBuffer,
       tunnelCounters: this.tunnelCounters.buffer as SharedArrayBuffer,
+      status: this.statusBuffers,
       wakeFd: this.wakeFd,
     };
     this.worker = new Worker(workerFile(), { workerData: init });
@@ -94,9 +104,17 @@ export class DataPlane {
     return readRow(this.tunnelCounters, slot * TUNNEL_ROW_WIDTH, TUNNEL_COUNTER_NAMES);
   }
 
-  /** Zero a counter row before its slot is reused. */
-  resetSession(slot: number): void { this.sessionCounters.fill(0, slot * SESSION_ROW_WIDTH, (slot + 1) * SESSION_ROW_WIDTH); }
-  resetTunnel(slot: number): void { this.tunnelCounters.fill(0, slot * TUNNEL_ROW_WIDTH, (slot + 1) * TUNNEL_ROW_WIDTH); }
+  /** Zero a slot's counter and diagnostics rows (and a tunnel's Hello status) before the slot is reused. */
+  resetSession(slot: number): void {
+    this.sessionCounters.fill(0, slot * SESSION_ROW_WIDTH, (slot + 1) * SESSION_ROW_WIDTH);
+    this.sessionDiag.fill(0, slot * SESSION_DIAG_WIDTH, (slot + 1) * SESSION_DIAG_WIDTH);
+  }
+  resetTunnel(slot: number): void {
+    this.tunnelCounters.fill(0, slot * TUNNEL_ROW_WIDTH, (slot + 1) * TUNNEL_ROW_WIDTH);
+    this.tunnelDiag.fill(0, slot * TUNNEL_DIAG_WIDTH, (slot + 1) * TUNNEL_DIAG_WIDTH);
+    this.helloStatus.fill(0, slot * HELLO_ROW_WIDTH, (slot + 1) * HELLO_ROW_WIDTH);
+    this.helloStatus[slot * HELLO_ROW_WIDTH + HelloField.State] = -1;
+  }
 }
 
 function readRow(arr: Float64Array, base: number, names: readonly string[]): Record<string, number> {

@@ -1,9 +1,12 @@
 import type { SessionSpec, TunnelSpec } from './forwarder.js';
+import type { StatusBuffers } from './status.js';
 
 export interface WorkerInit {
   pool: SharedArrayBuffer;
   sessionCounters: SharedArrayBuffer;
   tunnelCounters: SharedArrayBuffer;
+  /** Hello status and diagnostics rows (status.ts). */
+  status: StatusBuffers;
   /** eventfd the control plane signals after each request, so a busy slice ends and reads it. */
   wakeFd: number;
 }

@@ -18,7 +18,7 @@ const SLICE_MS = 50;
 const init = workerData as WorkerInit;
 native.pollSlice(SLICE_MS);
 native.pollWake(init.wakeFd);
-const forwarder = new Forwarder(native, init.pool, init.sessionCounters, init.tunnelCounters);
+const forwarder = new Forwarder(native, init.pool, init.sessionCounters, init.tunnelCounters, init.status);
 
 function apply(req: DataPlaneRequest): void {
   switch (req.op) {

@@ -71,6 +71,8 @@ export const enum L2SpecKind {
  * | SeqDiscard      | SequenceState                | session rx_seq_discards + rx_errors              |
  * | Window          | SequenceState (old/duplicate)| session rx_errors only (as Linux)                |
  * | Flushed         | SequenceState.reset()        | not counted (tokens handed back on reset)        |
+ * | ControlMalformed| decodeControl (control.ts)   | tunnel drop_control_malformed                    |
+ * | ControlWrongId  | data plane (connection ID ≠ tunnel_id) | tunnel drop_control_connection_id      |
  */
 export const enum DropReason {
   None = 0,
@@ -86,13 +88,15 @@ export const enum DropReason {
   SeqDiscard,
   Window,
   Flushed,
+  ControlMalformed,
+  ControlWrongId,
 }
 /** Number of DropReason values (for sizing per-reason tables). */
-export const DROP_REASON_COUNT = 13;
+export const DROP_REASON_COUNT = 15;
 
 /** Names for logs and metrics labels, indexed by DropReason. */
 export const DROP_REASON_NAMES: readonly string[] = [
   'none', 'short_packet', 'bad_ip_header', 'bad_version', 'control', 'unknown_session',
   'foreign_source', 'cookie_mismatch', 'short_frame', 'oversize', 'seq_discard', 'window',
-  'flushed',
+  'flushed', 'control_malformed', 'control_wrong_id',
 ];

@@ -13,7 +13,8 @@ import {
 } from '../../src/dataplane/counters.js';
 import { POLL_READABLE, POLL_WRITABLE, SOURCE_STRIDE } from '../../src/native/index.js';
 import { FakeIo } from './fake-io.js';
-import { EncapKind, UDP_WIRE, buildTxTemplate, nextSeq, writeHeader } from '../../src/protocol/index.js';
+import { EncapKind, MessageType, UDP_WIRE, buildTxTemplate, nextSeq, writeControl, writeHeader } from '../../src/protocol/index.js';
+import { TUNNEL_ROW_WIDTH, TunnelCounter as T } from '../../src/dataplane/counters.js';
 
 const SOCK_FD = 10;
 const TAP_A = 20;
@@ -27,6 +28,9 @@ class SimulatedAddon extends FakeIo {
   readonly tplA = buildTxTemplate({ encap: UDP_WIRE, peerSessionId: 0x90000001, cookie: Uint8Array.of(9, 8, 7, 6), l2spec: 'default', offset: 0 });
   readonly tplB = buildTxTemplate({ encap: UDP_WIRE, peerSessionId: 7, cookie: new Uint8Array(0), l2spec: 'default', offset: 0 });
   seqB = 0;
+  /** Every 32nd datagram is one of the drop or control paths, in turn (see recvBatch). */
+  odd = 0;
+  readonly tplUnknown = buildTxTemplate({ encap: UDP_WIRE, peerSessionId: 0x9abcdef0, cookie: new Uint8Array(0), l2spec: 'default', offset: 0 });
   sendCalls = 0;
   sent = 0;
   read = 0;
@@ -41,6 +45,14 @@ class SimulatedAddon extends FakeIo {
 
   override recvBatch(_fd: number, offsets: Uint32Array, _cap: number, count: number, lengths: Int32Array, sources: Uint32Array): number {
     for (let i = 0; i < count; i++) {
+      const b = i * SOURCE_STRIDE;
+      sources[b] = (4 << 16) | 1701;
+      sources[b + 1] = PEER_V4 >>> 0;
+      sources[b + 2] = 0; sources[b + 3] = 0; sources[b + 4] = 0;
+      if ((i & 31) === 31) {
+        lengths[i] = this.oddDatagram(offsets[i], sources, b);
+        continue;
+      }
       const useB = (i & 16) !== 0;
       const tpl = useB ? this.tplB : this.tplA;
       const frameStart = offsets[i] + tpl.length;
@@ -52,12 +64,27 @@ class SimulatedAddon extends FakeIo {
       }
       writeHeader(this.bytes, frameStart, tpl, seq);
       lengths[i] = tpl.length + FRAME;
-      const b = i * SOURCE_STRIDE;
-      sources[b] = (4 << 16) | 1701;
-      sources[b + 1] = PEER_V4 >>> 0;
-      sources[b + 2] = 0; sources[b + 3] = 0; sources[b + 4] = 0;
     }
     return count;
+  }
+  /**
+   * In turn: a session ID ≥ 2^31 no session has, a wrong cookie, a foreign source port, a HELLO
+   * from the peer (answered: the control send path), one for another connection ID, and a
+   * malformed control message.
+   */
+  private oddDatagram(at: number, sources: Uint32Array, b: number): number {
+    const v = this.odd++ % 6;
+    if (v <= 2) {
+      const tpl = v === 0 ? this.tplUnknown : this.tplA;
+      writeHeader(this.bytes, at + tpl.length, tpl, -1);
+      this.bytes.fill(0x5a, at + tpl.length, at + tpl.length + FRAME);
+      if (v === 1) this.bytes[at + 8] ^= 0xff;
+      if (v === 2) sources[b] = (4 << 16) | 1702;
+      return tpl.length + FRAME;
+    }
+    const n = writeControl(this.bytes, at, at + 64, false, v === 4 ? 101 : 100, this.odd & 0xffff, 0, MessageType.Hello);
+    if (v === 5) this.bytes[at + 13] = 5; // Message Type AVP length 5
+    return n;
   }
   override writeBatch(_fd: number, _o: Uint32Array, _l: Int32Array, _first: number, count: number): number {
     this.written += count;
@@ -76,17 +103,21 @@ class SimulatedAddon extends FakeIo {
   }
 }
 
-function setup(): { fwd: Forwarder; addon: SimulatedAddon; sc: Float64Array } {
+function setup(): { fwd: Forwarder; addon: SimulatedAddon; sc: Float64Array; tc: Float64Array } {
   const addon = new SimulatedAddon();
   const pool = new SharedArrayBuffer(SLOT_COUNT * SLOT_SIZE);
   const sessions = new SharedArrayBuffer(SESSION_COUNTER_BYTES);
-  const fwd = new Forwarder(addon, pool, sessions, new SharedArrayBuffer(TUNNEL_COUNTER_BYTES));
-  const tunnel: TunnelSpec = { slot: 3, tunnelId: 100, encap: EncapKind.Udp, family: 4, fd: SOCK_FD, remote: '192.0.2.2', remotePort: 1701 };
+  const tunnels = new SharedArrayBuffer(TUNNEL_COUNTER_BYTES);
+  const fwd = new Forwarder(addon, pool, sessions, tunnels);
+  const tunnel: TunnelSpec = {
+    slot: 3, tunnelId: 100, peerTunnelId: 200, encap: EncapKind.Udp, family: 4, fd: SOCK_FD, remote: '192.0.2.2', remotePort: 1701,
+    helloIntervalMs: 1000, helloRetries: 3,
+  };
   fwd.addTunnel(tunnel);
   fwd.addSession(sessionSpec({ session_id: 0x90000001, peer_session_id: 0x90000002, cookie: '01020304', peer_cookie: '09080706' },
     UDP_WIRE, { slot: 0, tunnelSlot: 3, tapFd: TAP_A, tapOffload: true }));
   fwd.addSession(sessionSpec({ session_id: 7, peer_session_id: 8, seq: 'both' }, UDP_WIRE, { slot: 1, tunnelSlot: 3, tapFd: TAP_B }));
-  return { fwd, addon, sc: new Float64Array(sessions) };
+  return { fwd, addon, sc: new Float64Array(sessions), tc: new Float64Array(tunnels) };
 }
 
 export interface AllocResult {
@@ -97,6 +128,13 @@ export interface AllocResult {
   read: number;
   unblocks: number;
   rxErrors: number;
+  /** The drop and control paths taken in the window (every 32nd datagram). */
+  cookieDiscards: number;
+  unknownSession: number;
+  foreignSource: number;
+  controlIn: number;
+  controlOut: number;
+  controlDrops: number;
   rxPacketsA: number;
   rxPacketsB: number;
   gcs: number;
@@ -105,7 +143,7 @@ export interface AllocResult {
 }
 
 async function main(frames: number): Promise<AllocResult> {
-  const { addon, sc } = setup();
+  const { fwd, addon, sc, tc } = setup();
   const socketEvent = (events: number): void => addon.callbacks.get(SOCK_FD)!(SOCK_FD, events);
   let unblocks = 0;
   const run = (batches: number): void => {
@@ -123,7 +161,11 @@ async function main(frames: number): Promise<AllocResult> {
   // Each readiness event handles up to 8 rounds of BATCH frames.
   const perEvent = 8 * BATCH;
   run(2000); // warm up (feedback, optimisation)
-  const before = { written: addon.written, sent: addon.sent, read: addon.read, unblocks };
+  const tunnel = (k: T): number => tc[3 * TUNNEL_ROW_WIDTH + k];
+  const odd = (): number[] => [sc[S.RxCookieDiscards], tunnel(T.DropUnknownSession), tunnel(T.DropForeignSource), tunnel(T.RxControl),
+    tunnel(T.TxControl), tunnel(T.DropControlWrongId) + tunnel(T.DropControlMalformed)];
+  const oddBefore = odd();
+  const before = { written: addon.written, sent: addon.sent, read: addon.read, unblocks, rxErrors: sc[S.RxErrors] + sc[SESSION_ROW_WIDTH + S.RxErrors] };
   const gcs: number[] = [];
   const obs = new PerformanceObserver((list) => { for (const e of list.getEntries()) gcs.push(e.startTime); });
   obs.observe({ entryTypes: ['gc'] });
@@ -132,13 +174,21 @@ async function main(frames: number): Promise<AllocResult> {
   const t1 = performance.now();
   await new Promise((resolve) => setTimeout(resolve, 20));
   obs.disconnect();
+  fwd.stop();
+  const oddAfter = odd().map((x, k) => x - oddBefore[k]);
   return {
     written: addon.written - before.written,
     sent: addon.sent - before.sent,
     sendCalls: addon.sendCalls,
     read: addon.read - before.read,
     unblocks: unblocks - before.unblocks,
-    rxErrors: sc[0 * SESSION_ROW_WIDTH + S.RxErrors] + sc[1 * SESSION_ROW_WIDTH + S.RxErrors],
+    rxErrors: sc[0 * SESSION_ROW_WIDTH + S.RxErrors] + sc[1 * SESSION_ROW_WIDTH + S.RxErrors] - before.rxErrors,
+    cookieDiscards: oddAfter[0],
+    unknownSession: oddAfter[1],
+    foreignSource: oddAfter[2],
+    controlIn: oddAfter[3],
+    controlOut: oddAfter[4],
+    controlDrops: oddAfter[5],
     rxPacketsA: sc[0 * SESSION_ROW_WIDTH + S.RxPackets],
     rxPacketsB: sc[1 * SESSION_ROW_WIDTH + S.RxPackets],
     gcs: gcs.filter((x) => x >= t0 && x <= t1).length,

@@ -98,7 +98,11 @@ t.test('malformed floods over UDP and IP are counted by reason while good sessio
     cases.push(
       { label: `${fam} short (2 bytes)`, job: mk({ hex: '0003' }), where: 'tunnel', id: tid, counter: 'drop_short_packet' },
       { label: `${fam} wrong version (2)`, job: mk({ hex: good(sid).replace(/^0003/, '0002') }), where: 'tunnel', id: tid, counter: 'drop_bad_version', also: ['rx_invalid'] },
-      { label: `${fam} T bit (control)`, job: mk({ hex: `c8030014${'00'.repeat(16)}` }), where: 'tunnel', id: tid, counter: 'drop_control' },
+      // Control messages: the tunnel runs no Hello, so a valid one is dropped as before; a malformed
+      // one or one for another connection ID is counted as such (docs/liveness.md).
+      { label: `${fam} control ZLB`, job: mk({ hex: `c803000c${tid.toString(16).padStart(8, '0')}00000000` }), where: 'tunnel', id: tid, counter: 'drop_control' },
+      { label: `${fam} control, AVP of length 0`, job: mk({ hex: `c8030014${'00'.repeat(16)}` }), where: 'tunnel', id: tid, counter: 'drop_control_malformed' },
+      { label: `${fam} HELLO for connection ID 999`, job: mk({ hex: 'c8030014000003e7000000008008000000000006' }), where: 'tunnel', id: tid, counter: 'drop_control_connection_id' },
       { label: `${fam} unknown session`, job: mk({ hex: good(sid + 1000) }), where: 'tunnel', id: tid, counter: 'drop_unknown_session' },
       { label: `${fam} oversize (20000 bytes, fragmented)`, job: mk({ hex: good(sid), size: 20000 }), where: 'tunnel', id: tid, counter: 'drop_oversize' },
       { label: `${fam} foreign source port`, job: mk({ fromPort: CRAFTER_PORT + 1, hex: good(sid) }), where: 'tunnel', id: tid, counter: 'drop_foreign_source' },
@@ -113,7 +117,11 @@ t.test('malformed floods over UDP and IP are counted by reason while good sessio
     { label: 'UDP/IPv4 foreign port on the good tunnel\'s socket', job: u4({ fromPort: CRAFTER_PORT + 2, toPort: 1701, hex: udpData(101, GOOD_COOKIE, l2ssHex(null), frame) }),
       where: 'tunnel', id: 100, counter: 'drop_foreign_source' },
     { label: 'IP short (2 bytes)', job: ip4({ hex: '0001' }), where: 'host', id: 0, counter: 'short_packet' },
-    { label: 'IP session 0 (control)', job: ip4({ hex: `00000000c8030014${'00'.repeat(16)}` }), where: 'host', id: 0, counter: 'control_message' },
+    { label: 'IP control ZLB for tunnel 300', job: ip4({ hex: '00000000c803000c0000012c00000000' }), where: 'tunnel', id: 300, counter: 'drop_control' },
+    { label: 'IP control, AVP of length 0, from tunnel 300\'s remote', job: ip4({ hex: `00000000c8030014${'00'.repeat(16)}` }), where: 'tunnel', id: 300,
+      counter: 'drop_control_malformed' },
+    { label: 'IP HELLO for connection ID 999 from 192.0.2.3', job: ip4({ hdrSrc: '192.0.2.3', hex: '00000000c8030014000003e7000000008008000000000006' }),
+      where: 'host', id: 0, counter: 'control_connection_id' },
     { label: 'IP unknown session', job: ip4({ hex: ipData(999, IP_COOKIE, l2ssHex(null), frame) }), where: 'host', id: 0, counter: 'unknown_session' },
     { label: 'IP oversize (20000 bytes, fragmented)', job: ip4({ hex: ipData(301, IP_COOKIE, l2ssHex(null), frame), size: 20000 }), where: 'host', id: 0, counter: 'oversize' },
     { label: 'IP foreign address 192.0.2.3', job: ip4({ hdrSrc: '192.0.2.3', hex: ipData(301, IP_COOKIE, l2ssHex(null), frame) }), where: 'tunnel', id: 300, counter: 'drop_foreign_source' },

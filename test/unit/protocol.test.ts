@@ -299,10 +299,12 @@ t.test('every decode drop reason is reachable', async (t) => {
   t.equal(out.frameLength, 14);
   t.equal(sess('00030000 00001234 deadbeef 40000000', rx4), DropReason.ShortFrame, 'no frame at all');
   // Sequencing reasons are produced by SequenceState (sequence.test.ts): SeqDiscard, Window, Flushed.
-  // ForeignSource and Oversize belong to the data plane; they are distinct values all the same.
+  // ForeignSource, Oversize and the control-message reasons belong to the data plane; they are
+  // distinct values all the same.
   const all = [DropReason.None, DropReason.ShortPacket, DropReason.BadIpHeader, DropReason.BadVersion, DropReason.Control,
     DropReason.UnknownSession, DropReason.ForeignSource, DropReason.CookieMismatch, DropReason.ShortFrame,
-    DropReason.Oversize, DropReason.SeqDiscard, DropReason.Window, DropReason.Flushed];
+    DropReason.Oversize, DropReason.SeqDiscard, DropReason.Window, DropReason.Flushed, DropReason.ControlMalformed,
+    DropReason.ControlWrongId];
   t.equal(new Set(all).size, all.length, 'drop reasons are distinct');
   // The list above names every reason: as many as DROP_REASON_COUNT, numbered 0..COUNT-1, each
   // with its own name in DROP_REASON_NAMES (the per-reason tables and metrics labels).
