@@ -5,6 +5,7 @@
  * `l2tpctl show session -s` must print the same numbers.
  */
 import t from 'tap';
+import { scrapeMetrics, type Samples } from '../helpers/scrape.js';
 import { hasCommand, linkAddress, netnsUnavailable, nsExec, nsRun } from '../helpers/netns.js';
 import { Sites, UNDERLAY, sleep, type Daemon } from '../helpers/sites.js';
 
@@ -19,23 +20,8 @@ const PINGS = 20;
 const FRAME = 98;
 const L2TP_HDR = 12;
 
-type Samples = Map<string, number>;
-
-/** Parse Prometheus text into "name{labels}" -> value. */
-function parse(text: string): Samples {
-  const out: Samples = new Map();
-  for (const line of text.split('\n')) {
-    if (!line || line.startsWith('#')) continue;
-    const m = /^(\S+?(?:\{.*\})?) (\S+)$/.exec(line);
-    if (m) out.set(m[1], Number(m[2]));
-  }
-  return out;
-}
-
 function scrape(d: Daemon): { text: string; samples: Samples } {
-  const r = nsRun(d.ns, 'curl', ['-sS', '--max-time', '10', `http://127.0.0.1:${PORT}/metrics`], 20000);
-  if (r.status !== 0) throw new Error(`curl /metrics in ${d.ns}: ${r.stderr}`);
-  return { text: r.stdout, samples: parse(r.stdout) };
+  return scrapeMetrics(d.ns, PORT);
 }
 
 function sessionValue(s: Samples, name: string, tid: number, sid: number, ifname: string): number | undefined {

@@ -17,12 +17,11 @@
  * - QEMU prints "hub 0 with no nics" at start-up (harmless; it does not count l2tpv3 as a nic).
  * One QEMU process per case, cases run one after another, QEMU killed by PID afterwards.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import t from 'tap';
-import { hasCommand, netnsUnavailable, nsExec, nsRun, stopProcess, waitUntil } from '../helpers/netns.js';
+import { hasCommand, netnsUnavailable, nsExec } from '../helpers/netns.js';
+import { QEMU, startQemuPeer, type QemuPeer } from '../helpers/qemu-peer.js';
 import { Sites, UNDERLAY, sleep, tunnelWords } from '../helpers/sites.js';
 
-const QEMU = 'qemu-system-x86_64';
 const skip = netnsUnavailable()
   || (!hasCommand('ping') && 'ping (iputils-ping) is not installed')
   || (!hasCommand(QEMU) && `${QEMU} is not installed (Debian package qemu-system-x86)`);
@@ -70,9 +69,9 @@ interface SessionStats { session_id: number; stats: Record<string, number> }
 
 t.test('interop with QEMU -netdev l2tpv3', { skip }, async (t) => {
   const sites = new Sites();
-  const qemus: ChildProcess[] = [];
+  const qemus: QemuPeer[] = [];
   t.teardown(async () => {
-    for (const q of qemus) await stopProcess(q, 'SIGTERM', 3000);
+    for (const q of qemus) await q.stop();
     await sites.close();
   });
   await sites.start(sites.a);
@@ -96,27 +95,20 @@ t.test('interop with QEMU -netdev l2tpv3', { skip }, async (t) => {
     // Site B: QEMU, its tap in a bridge with the host's veth.
     const hostB = sites.host(sites.b, bridge, `${addrB}/30`);
     const tap = `tq${n}`;
-    const l2 = [`id=l0`, `src=${remote}`, `dst=${local}`, `udp=${c.encap === 'udp' ? 'on' : 'off'}`,
+    let peer: QemuPeer;
+    try {
       // QEMU's txsession is l2tpd's session_id; l2tpd's peer_session_id is QEMU's rxsession.
-      `txsession=${sid}`, `rxsession=${sid + 0x100}`, ...c.qemu];
-    if (c.encap === 'udp') l2.push(`srcport=${port + 100}`, `dstport=${port}`);
-    if (c.v6) l2.push('ipv6=on');
-    const args = ['-machine', 'none', '-nodefaults', '-display', 'none',
-      '-netdev', `tap,id=t0,ifname=${tap},script=no,downscript=no`,
-      '-netdev', `l2tpv3,${l2.join(',')}`,
-      '-netdev', 'hubport,id=h0,hubid=0,netdev=t0', '-netdev', 'hubport,id=h1,hubid=0,netdev=l0'];
-    const q = spawn('ip', ['netns', 'exec', sites.b.ns, QEMU, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    qemus.push(q);
-    const qlog: string[] = [];
-    q.stdout!.on('data', (b: Buffer) => qlog.push(b.toString()));
-    q.stderr!.on('data', (b: Buffer) => qlog.push(b.toString()));
-    const tapUp = await waitUntil(() => q.exitCode === null
-      && nsRun(sites.b.ns, 'ip', ['link', 'show', tap], 5000).status === 0, 15000);
-    if (!tapUp) {
-      t.fail(`${c.label}: QEMU did not create tap ${tap}: ${qlog.join('')}`);
-      await stopProcess(q, 'SIGTERM', 3000);
+      peer = await startQemuPeer(sites.b.ns, {
+        tap, local: remote, remote: local, udp: c.encap === 'udp', srcport: port + 100, dstport: port,
+        txsession: sid, rxsession: sid + 0x100, extra: [...c.qemu, ...(c.v6 ? ['ipv6=on'] : [])],
+      });
+    } catch (err) {
+      t.fail(`${c.label}: ${(err as Error).message}`);
       continue;
     }
+    qemus.push(peer);
+    const q = peer.proc;
+    const qlog = peer.log;
     nsExec(sites.b.ns, 'ip', ['link', 'set', tap, 'master', bridge, 'up']);
 
     const before = sites.json<SessionStats[]>(sites.a, ['show', 'session', 'tunnel_id', String(id), '-s'])[0];
@@ -139,7 +131,7 @@ t.test('interop with QEMU -netdev l2tpv3', { skip }, async (t) => {
       t.equal(s.stats.rx_packets, 0, `${c.label}: nothing delivered`);
     }
     t.equal(q.exitCode, null, `${c.label}: QEMU still running`);
-    await stopProcess(q, 'SIGTERM', 3000);
+    await peer.stop();
     if (!c.works || t.passing() === false) t.comment(`QEMU output: ${qlog.join('').trim()}`);
   }
 });
