@@ -15,9 +15,9 @@ const TUNNELS = 100;
 const sessionCounters = new Float64Array((N + 1) * SESSION_ROW_WIDTH).map((_, i) => (i * 7919) % 1e9);
 const tunnelCounters = new Float64Array((TUNNELS + 2) * TUNNEL_ROW_WIDTH).map((_, i) => i);
 const sessions = Array.from({ length: N }, (_, i) => ({
-  tunnel_id: 1 + (i % TUNNELS), session_id: 1 + i, interface: `l2tpeth${i}`, slot: i,
+  tunnel_id: 1 + (i % TUNNELS), session_id: 1 + i, interface: `l2tpeth${i}`, slot: i, up: 1, transitions: 1, mismatches: [],
 }));
-const tunnels = Array.from({ length: TUNNELS }, (_, i) => ({ tunnel_id: 1 + i, slot: i }));
+const tunnels = Array.from({ length: TUNNELS }, (_, i) => ({ tunnel_id: 1 + i, slot: i, up: 1, transitions: 1, rtt_ms: 1, mismatches: [] }));
 const src: MetricsSource = {
   metricSessions: () => sessions, metricTunnels: () => tunnels,
   sessionCounters, tunnelCounters, hostRow: TUNNELS + 1,

@@ -57,9 +57,34 @@ export function formatCounters(stats: Record<string, number>, order: readonly st
   return lines;
 }
 
-/** `state: up`, or `state: down since TIME` for an entry that is down. */
-function stateLine(x: { state?: string; since?: string }): string {
-  return `  state: ${x.state}${x.since !== undefined && x.state !== 'up' ? ` since ${x.since}` : ''}`;
+/**
+ * `state: up (why) since TIME`: the verdict of daemon/liveness.ts with its reason; without a
+ * reason, `state: up`, or `state: down since TIME` for an entry that is down.
+ */
+function stateLine(v: { state?: string; reason?: unknown; since?: unknown }): string {
+  const why = typeof v.reason === 'string' ? ` (${v.reason})` : '';
+  const since = typeof v.since === 'string' && (why !== '' || v.state !== 'up') ? ` since ${v.since}` : '';
+  return `  state: ${v.state}${why}${since}`;
+}
+
+/** What the Hello keepalive of a tunnel measured (its words have their own line); with -s its counters. */
+function helloLines(h: Record<string, unknown>, stats: boolean): string[] {
+  const parts = [`dead after ≤ ${h.down_after} s`];
+  if (typeof h.rtt_ms === 'number') parts.push(`rtt ${h.rtt_ms.toFixed(1)} ms`);
+  if (typeof h.last_heard === 'string') parts.push(`last heard ${h.last_heard}`);
+  const lines = [`  hello: ${parts.join(', ')}`];
+  if (stats) {
+    lines.push(`    sent ${h.sent}, retransmitted ${h.retransmissions}, answered ${h.answers}; `
+      + `received ${h.received}, acknowledged ${h.acks_sent}; resyncs ${h.resyncs}`);
+  }
+  return lines;
+}
+
+/** What the mismatch diagnostics see (daemon/diagnose.ts), one finding a line. */
+function diagnosticLines(list: unknown): string[] {
+  if (!Array.isArray(list) || list.length === 0) return [];
+  return ['  diagnostics:', ...list.map((d: Record<string, unknown>) =>
+    `    ${d.kind}: ${d.message} (seen ${d.seen}; ${d.count}×, last ${d.last_seen})`)];
 }
 
 /** The show lines of a table, in order, for one object. */
@@ -72,7 +97,9 @@ export function formatTunnel(t: TunnelView, opts: FormatOptions = {}): string {
   if (typeof t.sessions === 'number') lines.push(`  sessions: ${t.sessions}`);
   if (t.state !== undefined) lines.push(stateLine(t));
   if (t.error !== undefined) lines.push(`  error: ${t.error}`);
+  if (t.hello && typeof t.hello === 'object') lines.push(...helloLines(t.hello as Record<string, unknown>, opts.stats === true));
   if (opts.stats && t.stats) lines.push(...formatCounters(t.stats, TUNNEL_COUNTER_NAMES));
+  if (opts.stats) lines.push(...diagnosticLines(t.diagnostics));
   return text(lines);
 }
 
@@ -81,6 +108,7 @@ export function formatSession(s: SessionView, opts: FormatOptions = {}): string 
   if (s.state !== undefined) lines.push(stateLine(s));
   if (s.error !== undefined) lines.push(`  error: ${s.error}`);
   if (opts.stats && s.stats) lines.push(...formatCounters(s.stats, SESSION_COUNTER_NAMES));
+  if (opts.stats) lines.push(...diagnosticLines(s.diagnostics));
   return text(lines);
 }
 

@@ -24,6 +24,7 @@ import { compileTunnel, type TunnelPlan } from '../control/tunnel-words.js';
 import { compileSession, interfaceNames } from '../control/session-words.js';
 import { SessionInterfaces, sessionKey, type SessionLinks } from './interfaces.js';
 import type { MetricsSource } from '../metrics/index.js';
+import { Liveness } from './liveness.js';
 
 /** Backoff of retries of entries that could not start: from 1 s, doubling, at most a minute. */
 const RETRY_MIN_MS = 1000;
@@ -91,6 +92,8 @@ export class DaemonEngine implements Engine, MetricsSource {
   private unwatchAddresses: (() => void) | undefined;
   private readonly startedAt = Date.now();
   private readonly ifaces: SessionInterfaces;
+  /** Up or down, and why, for every running tunnel and session; the taps' carrier follows it. */
+  private readonly liveness: Liveness;
   private unwatch: (() => void) | undefined;
 
   constructor(
@@ -101,6 +104,7 @@ export class DaemonEngine implements Engine, MetricsSource {
     opts: { offload?: boolean } = {},
   ) {
     this.ifaces = new SessionInterfaces(rtnl, log, opts.offload ?? true);
+    this.liveness = new Liveness(dataplane, log, (fd, on) => native.tapSetCarrier(fd, on));
   }
 
   /** Load the config file and start everything in it; entries that fail are logged and kept. */
@@ -188,6 +192,7 @@ export class DaemonEngine implements Engine, MetricsSource {
     await this.exclusive(async () => undefined);
     for (const s of [...this.sessions.values()]) await this.stopSession(s).catch(() => undefined);
     for (const t of [...this.tunnels.values()]) await this.stopTunnel(t).catch(() => undefined);
+    this.liveness.stop();
     await this.dataplane.stop();
   }
 
@@ -200,12 +205,15 @@ export class DaemonEngine implements Engine, MetricsSource {
   private tunnelView(t: TunnelConfig): TunnelView {
     const rt = this.tunnels.get(t.tunnel_id);
     const failure = this.failures.get(`tunnel ${t.tunnel_id}`);
+    const live = rt ? this.liveness.tunnel(t.tunnel_id) : undefined;
+    const hello = rt ? this.liveness.helloReport(t.tunnel_id) : undefined;
     return {
       ...t,
-      state: rt ? 'up' : 'down',
-      ...(failure ? { error: failure.error, since: new Date(failure.since).toISOString() } : {}),
+      ...liveFields(live, failure),
+      ...(failure ? { error: failure.error } : {}),
       sessions: this.config.sessions.filter((s) => s.tunnel_id === t.tunnel_id).length,
-      ...(rt ? { stats: this.dataplane.tunnelStats(rt.slot) } : {}),
+      ...(hello ? { hello } : {}),
+      ...(rt ? { stats: this.dataplane.tunnelStats(rt.slot), diagnostics: this.liveness.tunnelDiagnostics(t.tunnel_id) } : {}),
     } as TunnelView;
   }
 
@@ -251,9 +259,11 @@ export class DaemonEngine implements Engine, MetricsSource {
       mtu: rt?.spec.mtu ?? s.mtu ?? 0,
       ...(bridge !== undefined ? { bridge } : {}),
       restored: rt?.restored ?? 0,
-      state: rt ? 'up' : 'down',
-      ...(failure ? { error: failure.error, since: new Date(failure.since).toISOString() } : {}),
-      ...(withStats && rt ? { stats: this.dataplane.sessionStats(rt.slot) } : {}),
+      ...liveFields(rt ? this.liveness.session(sessionKey(s.tunnel_id, s.session_id)) : undefined, failure),
+      ...(failure ? { error: failure.error } : {}),
+      ...(withStats && rt ? {
+        stats: this.dataplane.sessionStats(rt.slot), diagnostics: this.liveness.sessionDiagnostics(sessionKey(s.tunnel_id, s.session_id)),
+      } : {}),
     } as SessionView;
   }
 
@@ -328,16 +338,31 @@ export class DaemonEngine implements Engine, MetricsSource {
   get tunnelCounters(): Float64Array { return this.dataplane.tunnelCounters; }
   readonly hostRow = HOST_ROW;
 
-  metricSessions(): Array<{ tunnel_id: number; session_id: number; interface: string; slot: number }> {
+  metricSessions(): ReturnType<MetricsSource['metricSessions']> {
     const out = [];
     for (const s of this.sessions.values()) {
-      out.push({ tunnel_id: s.cfg.tunnel_id, session_id: s.cfg.session_id, interface: s.links.ifname, slot: s.slot });
+      const key = sessionKey(s.cfg.tunnel_id, s.cfg.session_id);
+      const live = this.liveness.session(key);
+      out.push({
+        tunnel_id: s.cfg.tunnel_id, session_id: s.cfg.session_id, interface: s.links.ifname, slot: s.slot,
+        up: live?.state === 'up' ? 1 : 0, transitions: live?.transitions ?? 0,
+        mismatches: [...new Set(this.liveness.sessionDiagnostics(key).map((d) => d.kind))],
+      });
     }
     return out;
   }
 
-  metricTunnels(): Array<{ tunnel_id: number; slot: number }> {
-    return [...this.tunnels.values()].map((t) => ({ tunnel_id: t.cfg.tunnel_id, slot: t.slot }));
+  metricTunnels(): ReturnType<MetricsSource['metricTunnels']> {
+    return [...this.tunnels.values()].map((t) => {
+      const id = t.cfg.tunnel_id;
+      const live = this.liveness.tunnel(id);
+      const rtt = this.liveness.rttMs(id);
+      return {
+        tunnel_id: id, slot: t.slot, up: live?.state === 'up' ? 1 : 0, transitions: live?.transitions ?? 0,
+        ...(rtt !== undefined ? { rtt_ms: rtt } : {}),
+        mismatches: [...new Set(this.liveness.tunnelDiagnostics(id).map((d) => d.kind))],
+      };
+    });
   }
 
   async status(): Promise<Record<string, unknown>> {
@@ -388,6 +413,7 @@ export class DaemonEngine implements Engine, MetricsSource {
     try {
       await this.dataplane.addTunnel({
         slot, tunnelId: t.tunnel_id, encap: encap.kind, family, fd, remote: plan.remote, remotePort: plan.remotePort,
+        peerTunnelId: plan.peerTunnelId, helloIntervalMs: plan.helloIntervalMs, helloRetries: plan.helloRetries,
       });
     } catch (err) {
       this.releaseSocket(rt);
@@ -395,6 +421,7 @@ export class DaemonEngine implements Engine, MetricsSource {
       throw err;
     }
     this.tunnels.set(t.tunnel_id, rt);
+    this.liveness.addTunnel({ ...t, hello_retries: plan.helloRetries }, slot);
     this.failures.delete(`tunnel ${t.tunnel_id}`);
   }
 
@@ -423,6 +450,7 @@ export class DaemonEngine implements Engine, MetricsSource {
 
   private async stopTunnel(rt: RunningTunnel): Promise<void> {
     this.tunnels.delete(rt.cfg.tunnel_id);
+    this.liveness.delTunnel(rt.cfg.tunnel_id);
     await this.dataplane.delTunnel(rt.slot);
     this.releaseSocket(rt);
     this.tunnelSlots.give(rt.slot);
@@ -453,6 +481,7 @@ export class DaemonEngine implements Engine, MetricsSource {
       this.dataplane.resetSession(slot);
       await this.dataplane.addSession(spec);
       this.sessions.set(sessionKey(s.tunnel_id, s.session_id), { cfg: s, slot, links, spec, restored: 0 });
+      this.liveness.addSession(s, sessionKey(s.tunnel_id, s.session_id), slot, links.tap.fd, links.ifname);
     } catch (err) {
       if (slot !== undefined) this.sessionSlots.give(slot);
       await undo();
@@ -464,6 +493,7 @@ export class DaemonEngine implements Engine, MetricsSource {
   /** Stop a session; `remove` (del session) also deletes its tap, otherwise it stays for a restart. */
   private async stopSession(rs: RunningSession, remove = false): Promise<void> {
     this.sessions.delete(sessionKey(rs.cfg.tunnel_id, rs.cfg.session_id));
+    this.liveness.delSession(sessionKey(rs.cfg.tunnel_id, rs.cfg.session_id));
     await this.dataplane.delSession(rs.slot);
     await this.ifaces.release(rs.links, remove);
     this.sessionSlots.give(rs.slot);
@@ -539,6 +569,7 @@ export class DaemonEngine implements Engine, MetricsSource {
             rs.links.tap = r.newTap;
             rs.spec = { ...rs.spec, tapFd: r.newTap.fd, tapOffload: r.newTap.offload };
             await this.dataplane.addSession(rs.spec);
+            this.liveness.setTap(sessionKey(rs.cfg.tunnel_id, rs.cfg.session_id), r.newTap.fd);
             try { native.close(old); } catch { /* already closed */ }
           }
           this.log.warn({ tunnel_id: rs.cfg.tunnel_id, session_id: rs.cfg.session_id, interface: rs.links.ifname }, `restored: ${r.what}`);
@@ -586,4 +617,14 @@ function openOrExplain(open: () => number, t: TunnelConfig): number {
   } catch (err) {
     throw explainSocketError(err, t);
   }
+}
+
+/**
+ * state, reason and since for a view: the liveness verdict of a running entry; for one that
+ * could not start, down since it failed (the error is in `error`).
+ */
+function liveFields(live: { state: string; reason: string; since: number } | undefined,
+  failure: { error: string; since: number } | undefined): Record<string, string> {
+  if (live) return { state: live.state, reason: live.reason, since: new Date(live.since).toISOString() };
+  return { state: 'down', ...(failure ? { since: new Date(failure.since).toISOString() } : {}) };
 }

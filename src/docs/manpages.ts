@@ -21,11 +21,14 @@ export interface MetricFamily {
   labels: string[];
 }
 
-/** The metrics registry of a daemon that runs one tunnel with one session. */
+/**
+ * The metrics registry of a daemon that runs one tunnel with one session; the tunnel runs Hello
+ * and both report a mismatch, so every liveness family has a sample.
+ */
 export function sampleRegistry(): ReturnType<typeof createRegistry> {
   return createRegistry({
-    metricSessions: () => [{ tunnel_id: 1, session_id: 1, interface: 'pw0', slot: 0 }],
-    metricTunnels: () => [{ tunnel_id: 1, slot: 0 }],
+    metricSessions: () => [{ tunnel_id: 1, session_id: 1, interface: 'pw0', slot: 0, up: 1, transitions: 1, mismatches: ['cookie'] }],
+    metricTunnels: () => [{ tunnel_id: 1, slot: 0, up: 1, transitions: 1, rtt_ms: 1, mismatches: ['unknown_session'] }],
     sessionCounters: new Float64Array(SESSION_ROW_WIDTH),
     tunnelCounters: new Float64Array(2 * TUNNEL_ROW_WIDTH),
     hostRow: 1,

@@ -10,11 +10,21 @@ import {
   SESSION_COUNTERS, SESSION_ROW_WIDTH, TUNNEL_COUNTERS, TUNNEL_DROPS_FAMILY, TUNNEL_ROW_WIDTH, type CounterDef,
 } from '../dataplane/counters.js';
 
+/** Liveness of a running tunnel or session (daemon/liveness.ts), as the gauges show it. */
+export interface MetricLiveness {
+  /** 1 up, 0 down. */
+  up: number;
+  /** Verdict changes since it started. */
+  transitions: number;
+  /** Kinds of mismatch the diagnostics currently report (a bounded set: diagnose.ts DiagnosticKind). */
+  mismatches: readonly string[];
+}
+
 export interface MetricsSource {
   /** Running sessions with their counter rows. */
-  metricSessions(): Array<{ tunnel_id: number; session_id: number; interface: string; slot: number }>;
-  /** Running tunnels with their counter rows. */
-  metricTunnels(): Array<{ tunnel_id: number; slot: number }>;
+  metricSessions(): Array<{ tunnel_id: number; session_id: number; interface: string; slot: number } & MetricLiveness>;
+  /** Running tunnels with their counter rows; rtt_ms when Hello measured one. */
+  metricTunnels(): Array<{ tunnel_id: number; slot: number; rtt_ms?: number } & MetricLiveness>;
   sessionCounters: Float64Array;
   tunnelCounters: Float64Array;
   /** Drops on shared raw IP sockets that match no tunnel: the host row of the tunnel table. */
@@ -94,6 +104,20 @@ class SessionFamilies {
       out += text;
     };
     SESSION_COUNTERS.forEach(one);
+    const live = (metric: string, type: string, help: string, value: (s: MetricSession) => number): void => {
+      let text = `# HELP ${metric} ${help}\n# TYPE ${metric} ${type}\n`;
+      for (let i = 0; i < sessions.length; i++) text += `${metric}${labels[i]} ${value(sessions[i])}\n`;
+      out += text;
+    };
+    live('l2tp_session_up', 'gauge', 'Whether the session works: 1 up, 0 down (its tunnel down, or nothing from the peer for peer_timeout).',
+      (s) => s.up);
+    live('l2tp_session_transitions_total', 'counter', 'Changes between up and down since the session started.', (s) => s.transitions);
+    let text = '# HELP l2tp_session_mismatch A configuration mismatch with the peer that the diagnostics see now (show session -s says which).\n'
+      + '# TYPE l2tp_session_mismatch gauge\n';
+    for (let i = 0; i < sessions.length; i++) {
+      for (const kind of sessions[i].mismatches) text += `l2tp_session_mismatch${labels[i].slice(0, -1)},kind="${kind}"} 1\n`;
+    }
+    out += text;
     return out;
   }
 }
@@ -127,6 +151,15 @@ export function createRegistry(src: MetricsSource, version: string): client.Regi
     }
     return out;
   }));
+  reg.registerMetric(family('l2tp_tunnel_up', 'Whether the tunnel works: 1 up, 0 down (with hello_interval: the peer answers Hello).',
+    'gauge', () => snapshot.tunnels().map((t) => ({ labels: { tunnel_id: t.tunnel_id }, value: t.up }))));
+  reg.registerMetric(family('l2tp_tunnel_transitions_total', 'Changes between up and down since the tunnel started.',
+    'counter', () => snapshot.tunnels().map((t) => ({ labels: { tunnel_id: t.tunnel_id }, value: t.transitions }))));
+  reg.registerMetric(family('l2tp_tunnel_hello_rtt_seconds', 'Round-trip time of the last Hello answered at its first transmission.',
+    'gauge', () => snapshot.tunnels().filter((t) => t.rtt_ms !== undefined)
+      .map((t) => ({ labels: { tunnel_id: t.tunnel_id }, value: t.rtt_ms! / 1000 }))));
+  reg.registerMetric(family('l2tp_tunnel_mismatch', 'A configuration mismatch with the peer that the diagnostics see now (show tunnel -s says which).',
+    'gauge', () => snapshot.tunnels().flatMap((t) => t.mismatches.map((kind) => ({ labels: { tunnel_id: t.tunnel_id, kind }, value: 1 })))));
   reg.registerMetric(family('l2tp_tunnels', 'Tunnels running.', 'gauge', () => [{ labels: {}, value: snapshot.tunnels().length }]));
   reg.registerMetric(family('l2tp_sessions', 'Sessions running.', 'gauge', () => [{ labels: {}, value: snapshot.sessions().length }]));
   reg.registerMetric(family('l2tpd_build_info', 'l2tpd version and runtime.', 'gauge',

@@ -31,9 +31,10 @@ function tunnelSample(name: (typeof TUNNEL_COUNTER_NAMES)[number]): { family: st
 }
 
 function source() {
+  const live = { up: 1, transitions: 1, mismatches: [] as string[] };
   const sessions = [
-    { tunnel_id: 10, session_id: 1, interface: 'l2tpeth0', slot: 0 },
-    { tunnel_id: 10, session_id: 2, interface: 'we"ird\\if', slot: 3 },
+    { tunnel_id: 10, session_id: 1, interface: 'l2tpeth0', slot: 0, ...live },
+    { tunnel_id: 10, session_id: 2, interface: 'we"ird\\if', slot: 3, ...live, up: 0, transitions: 3, mismatches: ['cookie'] },
   ];
   const sessionCounters = new Float64Array(8 * SESSION_ROW_WIDTH);
   const tunnelCounters = new Float64Array(8 * TUNNEL_ROW_WIDTH);
@@ -44,7 +45,8 @@ function source() {
   // Tunnel 10 (slot 0): field i holds 100 + i. The host row (slot 7) stays zero.
   TUNNEL_COUNTER_NAMES.forEach((_, i) => { tunnelCounters[i] = 100 + i; });
   const src: MetricsSource = {
-    metricSessions: () => sessions, metricTunnels: () => [{ tunnel_id: 10, slot: 0 }],
+    metricSessions: () => sessions,
+    metricTunnels: () => [{ tunnel_id: 10, slot: 0, up: 0, transitions: 2, rtt_ms: 12, mismatches: ['unknown_session', 'connection_id'] }],
     sessionCounters, tunnelCounters, hostRow: 7,
   };
   return { src, sessions, sessionCounters };
@@ -89,7 +91,7 @@ t.test('session families', async (t) => {
   t.equal(new Set(families).size, families.length, 'each family once');
 
   // Slot 3 reused by another session: new labels, not the cached ones. Session 1 deleted.
-  sessions.splice(0, 2, { tunnel_id: 20, session_id: 7, interface: 'pw7', slot: 3 });
+  sessions.splice(0, 2, { tunnel_id: 20, session_id: 7, interface: 'pw7', slot: 3, up: 1, transitions: 0, mismatches: [] });
   sessionCounters[3 * SESSION_ROW_WIDTH + S.RxPackets] = 1;
   text = await reg.metrics();
   t.ok(text.includes('l2tp_session_rx_packets_total{tunnel_id="20",session_id="7",interface="pw7"} 1\n'), 'reused slot relabelled');
@@ -97,3 +99,22 @@ t.test('session families', async (t) => {
   t.notOk(text.includes('we\\"ird'), 'old labels gone');
   t.match(text, /^l2tp_sessions 1$/m);
 });
+
+t.test('liveness families: up, transitions, Hello RTT, mismatches', async (t) => {
+  const { src } = source();
+  const text = await createRegistry(src, '9.9.9').metrics();
+  const weird = 'tunnel_id="10",session_id="2",interface="we\\"ird\\\\if"';
+  t.match(text, /^# TYPE l2tp_session_up gauge$/m);
+  t.ok(text.includes('l2tp_session_up{tunnel_id="10",session_id="1",interface="l2tpeth0"} 1\n'), 'session 1 up');
+  t.ok(text.includes(`l2tp_session_up{${weird}} 0\n`), 'session 2 down');
+  t.ok(text.includes(`l2tp_session_transitions_total{${weird}} 3\n`), 'session transitions');
+  t.ok(text.includes(`l2tp_session_mismatch{${weird},kind="cookie"} 1\n`), 'session mismatch by kind');
+  t.notOk(/l2tp_session_mismatch\{tunnel_id="10",session_id="1"/.test(text), 'none for a session without one');
+  t.match(text, /^l2tp_tunnel_up\{tunnel_id="10"\} 0$/m);
+  t.match(text, /^l2tp_tunnel_transitions_total\{tunnel_id="10"\} 2$/m);
+  t.match(text, /^# TYPE l2tp_tunnel_hello_rtt_seconds gauge$/m);
+  t.match(text, /^l2tp_tunnel_hello_rtt_seconds\{tunnel_id="10"\} 0\.012$/m);
+  t.match(text, /^l2tp_tunnel_mismatch\{tunnel_id="10",kind="unknown_session"\} 1$/m);
+  t.match(text, /^l2tp_tunnel_mismatch\{tunnel_id="10",kind="connection_id"\} 1$/m);
+});
+
