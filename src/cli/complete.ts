@@ -16,8 +16,10 @@ export interface CompletionSource {
 }
 
 export const FILES = '@files';
-const GLOBAL_OPTIONS = ['--socket', '--json', '-j', '--help', '--version'];
-const FIRST_WORDS = ['add', 'del', 'show', 'reload', 'status', 'import', 'help', 'tunnel', 'session'];
+/** l2tpctl's own options (l2tpctl(8) documents each). */
+export const GLOBAL_OPTIONS = ['--socket', '--json', '-j', '--help', '--version'];
+/** What a command line may start with: the commands and the objects. */
+export const FIRST_WORDS = ['add', 'del', 'show', 'reload', 'status', 'import', 'help', 'tunnel', 'session'];
 
 /** Candidates for words[cword] (words[0] is the program), filtered by what is typed so far. */
 export async function complete(words: string[], cword: number, src: CompletionSource): Promise<string[]> {

@@ -1,8 +1,8 @@
 /**
  * Documentation generated from the word tables, so that it cannot drift from them: the README's
  * l2tpctl synopsis and its tables of words. `scripts/sync-docs.mjs` rewrites the README from
- * these; `test/unit/readme.test.ts` fails when the README differs. Man pages and shell completion
- * can be built the same way from the same tables.
+ * these; `test/unit/readme.test.ts` fails when the README differs. The man pages
+ * (docs/manpages.ts) and shell completion (cli/complete.ts) read the same tables.
  */
 import { wordTableMarkdown } from '../control/vocabulary.js';
 import { TUNNEL_WORDS } from '../control/tunnel-words.js';

@@ -4,7 +4,7 @@
  * CLI placeholder), aliases, whether it is required and where it applies, its default, its help
  * text and how it compiles into what the data plane is given. This file derives from such a
  * table: the config object's TypeScript type, validation with defaults applied once, the
- * config file's field order, and text for USAGE, the README and (later) man pages and shell
+ * config file's field order, and text for USAGE, the README, the man pages and shell
  * completion. The CLI grammar (cli/words.ts) and `show` (cli/format.ts) read the same tables.
  *
  * Input decisions, for every word: numbers are JSON numbers or decimal strings ("3000"), nothing

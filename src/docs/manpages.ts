@@ -8,10 +8,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_SOCKET } from '../control/api.js';
 import { packageVersion } from '../control/version.js';
-import { SESSION_ROW_WIDTH, TUNNEL_COUNTERS, TUNNEL_ROW_WIDTH } from '../dataplane/counters.js';
-import { DAEMON_OPTIONS } from '../daemon/options.js';
+import { wrapWords, type WordDef } from '../control/vocabulary.js';
+import { TUNNEL_WORDS } from '../control/tunnel-words.js';
+import { SESSION_WORDS } from '../control/session-words.js';
+import { SESSION_COUNTERS, SESSION_ROW_WIDTH, TUNNEL_COUNTERS, TUNNEL_ROW_WIDTH } from '../dataplane/counters.js';
+import { DAEMON_OPTIONS, DEFAULT_CONFIG } from '../daemon/options.js';
+import { grammarLines, STATS_FLAGS } from '../cli/words.js';
 import { createRegistry } from '../metrics/index.js';
-import { ManPage, roffText, term } from './roff.js';
+import { ManPage, placeholder, roffText, term } from './roff.js';
 
 /** One metric family as /metrics serves it: name, type, help and the labels of its samples. */
 export interface MetricFamily {
@@ -118,10 +122,136 @@ export async function l2tpdPage(version = packageVersion()): Promise<string> {
   return page.toString();
 }
 
+type AnyWord = WordDef<string, any, boolean, any>;
+
+/** The word tables the l2tpctl(8) and l2tpd.json(5) pages are written from (a test passes others). */
+export interface WordTables {
+  tunnel: readonly AnyWord[];
+  session: readonly AnyWord[];
+}
+export const WORD_TABLES: WordTables = { tunnel: TUNNEL_WORDS, session: SESSION_WORDS };
+
+/** `Required.`, or the default, and when the word is required only in some cases. */
+function defaultSentence(w: AnyWord): string {
+  if (w.required === true) return 'Required.';
+  // A word required only in some cases says when (`required with encap udp`).
+  const note = typeof w.required === 'object' ? w.required.note : undefined;
+  if (note !== undefined) return `${note[0].toUpperCase()}${note.slice(1)}.`;
+  return `Default: ${w.defaultText}.`;
+}
+
+/** An enum word's values, or what its placeholder stands for. */
+function valueSentence(w: AnyWord, withPlaceholder: boolean): string {
+  const t = w.type;
+  if (t.values) return ` One of ${t.values.map((v: string) => `\`${v}\``).join(', ')}.`;
+  return withPlaceholder ? ` ${t.placeholder}: ${t.means ?? t.allowed}.` : ` Allowed: ${t.allowed}.`;
+}
+
+/** The command lines l2tpctl(8) shows as examples; the test parses each. */
+export const L2TPCTL_EXAMPLES: readonly string[] = [
+  'l2tpctl add tunnel tunnel_id 3000 peer_tunnel_id 4000 encap udp local 192.0.2.1 remote 192.0.2.2 udp_sport 5000 udp_dport 6000',
+  'l2tpctl add session name pw0 tunnel_id 3000 session_id 1000 peer_session_id 2000 bridge br0',
+  'l2tpctl show session -s',
+  'l2tpctl del session tunnel_id 3000 session_id 1000',
+  'l2tpctl import --dry-run site-a.sh',
+];
+
+export function l2tpctlPage(tables: WordTables = WORD_TABLES, version = packageVersion()): string {
+  const page = new ManPage('l2tpctl', 8, version, 'System Manager\'s Manual');
+  page.section('name').raw('l2tpctl \\- control l2tpd with the words of ip l2tp');
+  page.section('synopsis').raw('.nf', ...grammarLines('l2tpctl ', 8, 78).map(roffText), '.fi');
+  page.section('description')
+    .paragraph('l2tpctl asks the running l2tpd(8) to add, delete and show static L2TPv3 tunnels and sessions, with the '
+      + 'words of `ip l2tp` (ip-l2tp(8)): a line that works with `ip l2tp` works with l2tpctl. Words may be '
+      + 'abbreviated as iproute2 allows for the commands (`del`, `sh`, `list`, `lst`), and the object may come before '
+      + 'the command (`l2tpctl tunnel show`). Each change is validated by the daemon, applied and written to its '
+      + 'configuration file (l2tpd.json(5)); a refused command changes nothing and says which word, which value and '
+      + 'what is allowed.');
+  page.section('options')
+    .item(term('--socket', 'PATH'), `The control socket of l2tpd. Default: \`${DEFAULT_SOCKET}\`, or $L2TPD_SOCKET when set.`)
+    .item(`${term('-j')}, ${term('--json')}, ${term('-json')}`, 'Print complete objects as JSON instead of the `ip l2tp` layout.')
+    .item([...STATS_FLAGS].map((f) => term(f)).join(', '),
+      'With `show`: print the counters too (see COUNTERS). Allowed anywhere on the command line, as iproute2 allows it.')
+    .item(`${term('-V')}, ${term('--version')}`, 'Print the version and exit.')
+    .item(`${term('-h')}, ${term('--help')}, ${term('help')}`, 'Print the command lines and the words, and exit.');
+  page.section('commands')
+    .item(term('add tunnel', 'WORDS'), 'Create a tunnel: its socket is opened at once (see TUNNEL WORDS).')
+    .item(term('add session', 'WORDS'), 'Create a session in a tunnel, with its tap interface (see SESSION WORDS).')
+    .item(term('del tunnel tunnel_id', 'ID'), 'Delete a tunnel; refused while it has sessions, as in the kernel.')
+    .item(`${term('del session tunnel_id', 'ID')} ${term('session_id', 'ID')}`,
+      'Delete a session and the tap interface l2tpd created for it.')
+    .item(`${term('show tunnel')} [${term('tunnel_id', 'ID')}] [${term('-s')}]`, 'Print the tunnels (or one) in `ip l2tp show tunnel`\'s layout, with their state.')
+    .item(`${term('show session')} [${term('tunnel_id', 'ID')}] [${term('session_id', 'ID')}] [${term('-s')}]`,
+      'Print the sessions (of a tunnel, or one) in `ip l2tp show session`\'s layout, with interface, MTU and state.')
+    .item(term('reload'), 'Make the daemon read its configuration file again and apply only the difference (as SIGHUP).')
+    .item(term('status'), 'Print the daemon\'s version, uptime and how many tunnels and sessions run.')
+    .item(`${term('import')} [${term('--dry-run')}] ${placeholder('FILE')}...`,
+      'Read `ip l2tp` commands (a script, with `\\` continuations and comments, and the `ip link set` lines that go with '
+      + 'them) or systemd-networkd `.netdev` files (`[L2TP]`, `[L2TPSession]`) and apply them through the daemon, '
+      + 'or with `--dry-run` print the configuration they give. A word that cannot be mapped is named with its file '
+      + 'and line, and then nothing is applied. FILE `-` is standard input.');
+  for (const object of ['tunnel', 'session'] as const) {
+    page.section(`${object} words`);
+    for (const w of tables[object]) {
+      const names = [term(w.word, w.type.placeholder), ...(w.aliases ?? []).map((a: string) => term(a))].join(', ');
+      page.item(names, `${w.help}${valueSentence(w, true)} ${defaultSentence(w)}`);
+    }
+  }
+  page.section('counters').paragraph('`show -s` prints these counters of each session, as its metrics (l2tpd(8)) count them:');
+  for (const c of SESSION_COUNTERS) page.item(term(c.name), c.help);
+  page.paragraph('and of each tunnel:');
+  for (const c of TUNNEL_COUNTERS) page.item(term(c.name), c.help);
+  page.section('environment').item(term('L2TPD_SOCKET'), 'The control socket, when `--socket` is not given.');
+  page.section('exit status')
+    .item(term('0'), 'Done.')
+    .item(term('1'), 'The daemon refused the command, or could not be reached.')
+    .item(term('2'), 'A bad command line (an unknown word, a bad value, a missing word); nothing was sent.');
+  // Long lines are continued with `\\`, so that each example still pastes into a shell.
+  page.section('examples').example(L2TPCTL_EXAMPLES.flatMap((cmd) => {
+    const [head, ...words] = cmd.split(' ');
+    return wrapWords(head, words, 4, 72).map((l, i, all) => (i < all.length - 1 ? `${l} \\` : l));
+  }));
+  page.section('see also').raw(SEE_ALSO('l2tpctl(8)'));
+  return page.toString();
+}
+
+/** The configuration l2tpd.json(5) shows; the test validates it. */
+export const EXAMPLE_CONFIG = {
+  tunnels: [{ tunnel_id: 3000, peer_tunnel_id: 4000, encap: 'udp', local: '192.0.2.1', remote: '192.0.2.2', udp_sport: 5000, udp_dport: 6000 }],
+  sessions: [{ tunnel_id: 3000, session_id: 1000, peer_session_id: 2000, name: 'pw0', bridge: 'br0' }],
+};
+
+export function l2tpdJsonPage(tables: WordTables = WORD_TABLES, version = packageVersion()): string {
+  const page = new ManPage('l2tpd.json', 5, version, 'File Formats Manual');
+  page.section('name').raw('l2tpd.json \\- configuration file of l2tpd');
+  page.section('synopsis').raw(term(DEFAULT_CONFIG));
+  page.section('description')
+    .paragraph('The tunnels and sessions l2tpd(8) runs: a JSON object with two arrays, `tunnels` and `sessions` (both '
+      + 'optional), whose entries have the words of l2tpctl(8) as fields, under their full names (not the short '
+      + 'aliases). Any other field is refused.')
+    .paragraph('Numbers are JSON numbers or decimal strings (`"3000"`); enum values are case-insensitive; `on`/`off` '
+      + 'fields also take `true`/`false`. The daemon fills in the defaults and, after every change made through '
+      + 'l2tpctl(8), rewrites the file atomically (a new file renamed over the old) with the fields in the order below.')
+    .paragraph('The file is read at start, on SIGHUP and on `l2tpctl reload`. A file with any error is refused whole, '
+      + 'with a message naming the entry, the field, the value and what is allowed '
+      + '(`sessions[1].session_id 1000: session 1000 already exists in tunnel 3000`), and what runs is kept. A missing '
+      + 'file means no tunnels and no sessions.');
+  for (const [object, title] of [['tunnel', 'tunnels'], ['session', 'sessions']] as const) {
+    page.section(`fields of ${title}`);
+    for (const w of tables[object]) page.item(term(`"${w.word}"`), `${w.help}${valueSentence(w, false)} ${defaultSentence(w)}`);
+  }
+  page.section('example').example(JSON.stringify(EXAMPLE_CONFIG, null, 2).split('\n'));
+  page.section('files').item(term(DEFAULT_CONFIG), 'The default path (`l2tpd --config`).');
+  page.section('see also').raw(SEE_ALSO('l2tpd.json(5)'));
+  return page.toString();
+}
+
 /** Write every page into `dir` (dist/man when built). */
 export async function writeManPages(dir: string): Promise<string[]> {
   fs.mkdirSync(dir, { recursive: true });
-  const pages: Array<[string, string]> = [['l2tpd.8', await l2tpdPage()]];
+  const pages: Array<[string, string]> = [
+    ['l2tpd.8', await l2tpdPage()], ['l2tpctl.8', l2tpctlPage()], ['l2tpd.json.5', l2tpdJsonPage()],
+  ];
   for (const [name, text] of pages) fs.writeFileSync(path.join(dir, name), text);
   return pages.map(([name]) => path.join(dir, name));
 }

@@ -62,8 +62,13 @@ export class ManPage {
   }
 }
 
+/** A placeholder (`FILE`) as a man page writes it: italic. */
+export function placeholder(text: string): string {
+  return `\\fI${roffText(text)}\\fR`;
+}
+
 /** `word PLACEHOLDER` as a man page writes it: the word bold, the placeholder italic. */
-export function term(word: string, placeholder?: string): string {
+export function term(word: string, metavar?: string): string {
   const w = `\\fB${roffText(word)}\\fR`;
-  return placeholder === undefined ? w : `${w} \\fI${roffText(placeholder)}\\fR`;
+  return metavar === undefined ? w : `${w} ${placeholder(metavar)}`;
 }
