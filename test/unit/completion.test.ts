@@ -11,6 +11,9 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { startApiServer } from '../../src/control/api.js';
 import { validateConfig } from '../../src/control/validate.js';
+import { commandLineOrder } from '../../src/control/vocabulary.js';
+import { TUNNEL_WORDS } from '../../src/control/tunnel-words.js';
+import { SESSION_WORDS } from '../../src/control/session-words.js';
 import { FakeEngine } from '../helpers/fake-engine.js';
 import { hasCommand } from '../helpers/netns.js';
 import { ROOT } from '../helpers/paths.js';
@@ -46,6 +49,9 @@ t.test('completing l2tpctl command lines in bash', { skip }, async (t) => {
     ['add tunnel encap', '', ['ip', 'udp']],
     ['add tunnel udp_csum', '', ['on', 'off']],
     ['add session', 'l2', ['l2spec_type']],
+    // Every word of the table, so a word added there is completed with no other change.
+    ['add session', '', commandLineOrder(SESSION_WORDS).map((w) => w.word)],
+    ['add tunnel tid 10 peer_tunnel_id 20', '', TUNNEL_WORDS.map((w) => w.word).filter((w) => !['tunnel_id', 'peer_tunnel_id'].includes(w))],
     ['add session l2spec_type', '', ['none', 'default']],
     ['session add seq', '', ['none', 'send', 'recv', 'both']],
     ['add session tunnel_id', '', ['3000', '3001']],
