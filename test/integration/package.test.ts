@@ -18,10 +18,14 @@ import { shortDir } from '../helpers/tmp.js';
 const VERSION = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 const built = existsSync(path.join(ROOT, 'dist', 'daemon', 'main.js'));
 const skip = !built ? 'dist/ not built (npm run build)' : !hasCommand('npm') ? 'npm is not installed' : false;
+// npm install -g compiles the native addon: minutes on a busy 2-vCPU machine, beyond tap's default.
+t.setTimeout(900_000);
 const BASH_COMPLETION = '/usr/share/bash-completion/bash_completion';
 /** Each page, its section, and a line its NAME section has. */
 const MAN_PAGES: Array<[string, string, RegExp]> = [
   ['l2tpd.8', '8', /l2tpd - userspace L2TPv3 pseudowire daemon/],
+  ['l2tpctl.8', '8', /l2tpctl - control l2tpd with the words of ip l2tp/],
+  ['l2tpd.json.5', '5', /l2tpd\.json - configuration file of l2tpd/],
 ];
 
 /** Run a command, fail the test with its output unless it exits 0; returns stdout. */
@@ -56,7 +60,7 @@ t.test('npm pack + npm install -g give a daemon and CLI that run', { skip }, asy
   const prefix = path.join(tmp, 'prefix');
   mkdirSync(path.join(prefix, 'lib', 'node_modules'), { recursive: true });
   ok(t, 'npm', ['install', '-g', '--prefix', prefix, `--allow-scripts=netlink,${tarball}`, '--strict-allow-scripts',
-    '--prefer-offline', '--no-audit', '--no-fund', tarball], { cwd: tmp, timeoutMs: 300000 });
+    '--prefer-offline', '--no-audit', '--no-fund', tarball], { cwd: tmp, timeoutMs: 600000 });
   const pkg = path.join(prefix, 'lib', 'node_modules', 'l2tpd');
   const bin = (name: string) => path.join(prefix, 'bin', name);
   t.ok(existsSync(path.join(pkg, 'native-bindings', 'build', 'Release', 'l2tpd_native.node')), 'the native addon was built at install');
@@ -129,6 +133,21 @@ t.test('npm pack + npm install -g give a daemon and CLI that run', { skip }, asy
     }
     t.match(cli(['show', 'session']).stdout, /Session 1 in tunnel 10\n[^]*interface name: pkpw0/, 'show session lists it');
     t.match(nsExec(ns, 'ip', ['-d', 'link', 'show', 'pkpw0']), /tun type tap/, 'the session tap exists');
+    if (existsSync(BASH_COMPLETION)) {
+      // Tab completion, loaded by bash-completion from the prefix, offers the running daemon's IDs.
+      const script = [
+        `source ${BASH_COMPLETION}`, '_completion_loader l2tpctl',
+        'comp() { COMP_WORDS=("$@"); COMP_CWORD=$(( $# - 1 )); _l2tpctl; echo "${COMPREPLY[*]}"; }',
+        `comp l2tpctl --socket ${socket} del session tunnel_id ""`,
+        `comp l2tpctl --socket ${socket} del session tid 10 session_id ""`,
+      ].join('\n');
+      const r = spawnSync('bash', ['--norc', '--noprofile', '-c', script], {
+        encoding: 'utf8', timeout: 60000, env: { ...env, HOME: tmp, XDG_DATA_DIRS: path.join(prefix, 'share') },
+      });
+      t.same(r.stdout.split('\n'), ['10', '1', ''], `completion offers the daemon's tunnel and session IDs ${r.stderr}`);
+    } else {
+      t.comment(`${BASH_COMPLETION} is not installed: IDs not completed`);
+    }
     t.equal(await stopProcess(daemon), 0, 'SIGTERM: clean exit');
     t.same(validateConfig(JSON.parse(readFileSync(config, 'utf8'))).sessions.map((s) => s.name), ['pkpw0'], 'config written');
   });
