@@ -112,6 +112,8 @@ class SessionFamilies {
     live('l2tp_session_up', 'gauge', 'Whether the session works: 1 up, 0 down (its tunnel down, or nothing from the peer for peer_timeout).',
       (s) => s.up);
     live('l2tp_session_transitions_total', 'counter', 'Changes between up and down since the session started.', (s) => s.transitions);
+    live('l2tp_session_mismatches', 'gauge', 'Kinds of configuration mismatch with the peer the diagnostics see now (show session -s says which).',
+      (s) => s.mismatches.length);
     let text = '# HELP l2tp_session_mismatch A configuration mismatch with the peer that the diagnostics see now (show session -s says which).\n'
       + '# TYPE l2tp_session_mismatch gauge\n';
     for (let i = 0; i < sessions.length; i++) {
@@ -158,6 +160,8 @@ export function createRegistry(src: MetricsSource, version: string): client.Regi
   reg.registerMetric(family('l2tp_tunnel_hello_rtt_seconds', 'Round-trip time of the last Hello answered at its first transmission.',
     'gauge', () => snapshot.tunnels().filter((t) => t.rtt_ms !== undefined)
       .map((t) => ({ labels: { tunnel_id: t.tunnel_id }, value: t.rtt_ms! / 1000 }))));
+  reg.registerMetric(family('l2tp_tunnel_mismatches', 'Kinds of configuration mismatch with the peer the diagnostics see now (show tunnel -s says which).',
+    'gauge', () => snapshot.tunnels().map((t) => ({ labels: { tunnel_id: t.tunnel_id }, value: t.mismatches.length }))));
   reg.registerMetric(family('l2tp_tunnel_mismatch', 'A configuration mismatch with the peer that the diagnostics see now (show tunnel -s says which).',
     'gauge', () => snapshot.tunnels().flatMap((t) => t.mismatches.map((kind) => ({ labels: { tunnel_id: t.tunnel_id, kind }, value: 1 })))));
   reg.registerMetric(family('l2tp_tunnels', 'Tunnels running.', 'gauge', () => [{ labels: {}, value: snapshot.tunnels().length }]));

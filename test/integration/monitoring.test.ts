@@ -31,7 +31,8 @@ function curl(ns: string, url: string): string {
 async function pseudowire(sites: Sites): Promise<void> {
   for (const [d, local, remote] of [[sites.a, UNDERLAY.a4, UNDERLAY.b4], [sites.b, UNDERLAY.b4, UNDERLAY.a4]] as [Daemon, string, string][]) {
     await sites.start(d, ['--metrics-listen', METRICS]);
-    sites.ok(d, tunnelWords(50, 'udp', local, remote, [1701, 1701]));
+    // Hello on, so the liveness families (the Hello round-trip time) have samples too.
+    sites.ok(d, [...tunnelWords(50, 'udp', local, remote, [1701, 1701]), 'hello_interval', '1']);
     for (const sid of ['1', '2']) {
       sites.ok(d, ['add', 'session', 'name', `pwd${sid}`, 'tunnel_id', '50', 'session_id', sid, 'peer_session_id', sid, 'bridge', `brd${sid}`]);
     }
@@ -42,7 +43,9 @@ t.test('what the dashboard and the rules read exists on a live /metrics', { skip
   const sites = new Sites();
   t.teardown(() => sites.close());
   await pseudowire(sites);
-  const exposition = parseExposition(curl(sites.a.ns, `http://${METRICS}/metrics`));
+  const scrape = (): string => curl(sites.a.ns, `http://${METRICS}/metrics`);
+  t.ok(await waitUntil(() => /^l2tp_tunnel_hello_rtt_seconds\{/m.test(scrape()), 15000, 500), 'a Hello round trip measured');
+  const exposition = parseExposition(scrape());
 
   const queries = loadDashboard();
   for (const q of queries) t.same(missingFrom(exposition, q.expr, q.labels), [], `dashboard ${q.where}: ${q.expr}`);

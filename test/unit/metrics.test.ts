@@ -110,6 +110,9 @@ t.test('liveness families: up, transitions, Hello RTT, mismatches', async (t) =>
   t.ok(text.includes(`l2tp_session_transitions_total{${weird}} 3\n`), 'session transitions');
   t.ok(text.includes(`l2tp_session_mismatch{${weird},kind="cookie"} 1\n`), 'session mismatch by kind');
   t.notOk(/l2tp_session_mismatch\{tunnel_id="10",session_id="1"/.test(text), 'none for a session without one');
+  t.ok(text.includes(`l2tp_session_mismatches{${weird}} 1\n`), 'how many kinds, per session');
+  t.ok(text.includes('l2tp_session_mismatches{tunnel_id="10",session_id="1",interface="l2tpeth0"} 0\n'), 'zero too');
+  t.match(text, /^l2tp_tunnel_mismatches\{tunnel_id="10"\} 2$/m, 'and per tunnel');
   t.match(text, /^l2tp_tunnel_up\{tunnel_id="10"\} 0$/m);
   t.match(text, /^l2tp_tunnel_transitions_total\{tunnel_id="10"\} 2$/m);
   t.match(text, /^# TYPE l2tp_tunnel_hello_rtt_seconds gauge$/m);
