@@ -94,9 +94,3 @@ export const enum DropReason {
 /** Number of DropReason values (for sizing per-reason tables). */
 export const DROP_REASON_COUNT = 15;
 
-/** Names for logs and metrics labels, indexed by DropReason. */
-export const DROP_REASON_NAMES: readonly string[] = [
-  'none', 'short_packet', 'bad_ip_header', 'bad_version', 'control', 'unknown_session',
-  'foreign_source', 'cookie_mismatch', 'short_frame', 'oversize', 'seq_discard', 'window',
-  'flushed', 'control_malformed', 'control_wrong_id',
-];

@@ -10,7 +10,7 @@
  */
 import t from 'tap';
 import {
-  DROP_REASON_NAMES, DecodeResult, DropReason, EncapKind, IP_WIRE, SequenceState, UDP_WIRE, decodeSession, makeRxContext,
+  DecodeResult, DropReason, EncapKind, IP_WIRE, SequenceState, UDP_WIRE, decodeSession, makeRxContext,
   type RxParams,
 } from '../../src/protocol/index.js';
 
@@ -203,7 +203,7 @@ t.test('fuzz decodeCommon + decodeSession', async (t) => {
     } else if (!(stage === 1 ? COMMON_REASONS : SESSION_REASONS).has(r)) {
       fail(i, `stage ${stage} gave reason ${r}`);
     }
-    const key = `${c.name} ${DROP_REASON_NAMES[r]}`;
+    const key = `${c.name} ${r}`;
     counts.set(key, (counts.get(key) ?? 0) + 1);
 
     // ---- guard never written ----
@@ -242,9 +242,10 @@ t.test('fuzz decodeCommon + decodeSession', async (t) => {
   }
   const ms = Date.now() - started;
   t.equal(failures, 0, `no failures in ${iterations} packets (${ms} ms)`);
-  const reasons = new Set([...counts.keys()].map((k) => k.split(' ')[1]));
-  for (const want of ['none', 'short_packet', 'bad_ip_header', 'bad_version', 'control', 'unknown_session', 'cookie_mismatch', 'short_frame']) {
-    t.ok(reasons.has(want), `outcome ${want} was produced`);
-  }
+  const reasons = new Set([...counts.keys()].map((k) => Number(k.split(' ')[1])));
+  const wanted: Array<[DropReason, string]> = [[DropReason.None, 'None'], [DropReason.ShortPacket, 'ShortPacket'],
+    [DropReason.BadIpHeader, 'BadIpHeader'], [DropReason.BadVersion, 'BadVersion'], [DropReason.Control, 'Control'],
+    [DropReason.UnknownSession, 'UnknownSession'], [DropReason.CookieMismatch, 'CookieMismatch'], [DropReason.ShortFrame, 'ShortFrame']];
+  for (const [want, name] of wanted) t.ok(reasons.has(want), `outcome ${name} was produced`);
   t.comment([...counts.entries()].sort().map(([k, v]) => `${k}: ${v}`).join('\n'));
 });

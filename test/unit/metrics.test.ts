@@ -6,8 +6,9 @@
  */
 import t from 'tap';
 import { createRegistry, type MetricsSource } from '../../src/metrics/index.js';
+import { DROP_REASON_COUNT, DropReason } from '../../src/protocol/index.js';
 import {
-  SESSION_COUNTER_NAMES, SESSION_ROW_WIDTH, SessionCounter as S, TUNNEL_COUNTER_NAMES, TUNNEL_ROW_WIDTH,
+  DROPS, SESSION_COUNTER_NAMES, SESSION_ROW_WIDTH, SessionCounter as S, TUNNEL_COUNTER_NAMES, TUNNEL_ROW_WIDTH,
 } from '../../src/dataplane/counters.js';
 
 /** Fields of slot 3 whose values the test sets by hand; every other field gets 1000 + index. */
@@ -121,3 +122,11 @@ t.test('liveness families: up, transitions, Hello RTT, mismatches', async (t) =>
   t.match(text, /^l2tp_tunnel_mismatch\{tunnel_id="10",kind="connection_id"\} 1$/m);
 });
 
+t.test('every drop reason is counted by a counter /metrics exports', async (t) => {
+  // The families above carry every counter; DROPS says which counter each reason increments.
+  // None is a delivered frame and Flushed a frame handed back on a reset: neither is a drop.
+  for (let r = 0; r < DROP_REASON_COUNT; r++) {
+    if (r === DropReason.None || r === DropReason.Flushed) continue;
+    t.ok(DROPS.some((d) => d.reason === r), `drop reason ${r} has a DROPS row`);
+  }
+});
