@@ -78,7 +78,7 @@ export class Sites {
     const collect = (b: Buffer) => { d.log.push(...b.toString().split('\n').filter(Boolean)); };
     proc.stdout!.on('data', collect);
     proc.stderr!.on('data', collect);
-    const deadline = Date.now() + 15000;
+    const deadline = Date.now() + 60000;
     while (Date.now() < deadline) {
       if (proc.exitCode !== null) throw new Error(`l2tpd exited ${proc.exitCode}: ${d.log.join('\n')}`);
       if (existsSync(d.socket) && this.cli(d, ['show', 'tunnel']).status === 0) return;
