@@ -2,7 +2,7 @@
 // Runs the whole suite with node-tap and ends with one plain line "N passed, N failed, N skipped",
 // so a run that tested nothing is visible. Installs (npm ci) and builds (addon, dist/) first if needed.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 
 const root = new URL('..', import.meta.url).pathname;
 // A fresh checkout: npm ci installs the pinned dependencies and builds the addon and dist/.
@@ -10,7 +10,10 @@ if (!existsSync(`${root}node_modules/.package-lock.json`)) {
   const r = spawnSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
   if (r.status !== 0) { console.log('0 passed, 1 failed'); process.exit(r.status ?? 1); }
 }
-if (!existsSync(`${root}native-bindings/build/Release/l2tpd_native.node`)) {
+// The addon is rebuilt when it is missing or older than a source (a checkout that moved on).
+const addon = `${root}native-bindings/build/Release/l2tpd_native.node`;
+const addonSources = [`${root}native-bindings/binding.gyp`, ...readdirSync(`${root}native-bindings/src`).map((f) => `${root}native-bindings/src/${f}`)];
+if (!existsSync(addon) || addonSources.some((f) => statSync(f).mtimeMs > statSync(addon).mtimeMs)) {
   const r = spawnSync('npx', ['node-gyp', 'rebuild', '--directory', 'native-bindings'], { cwd: root, stdio: 'inherit' });
   if (r.status !== 0) process.exit(r.status ?? 1);
 }

@@ -38,6 +38,8 @@ Native::Native(Napi::Env env, Napi::Object exports) : env_(env) {
       InstanceMethod("pollWake", &Native::PollWake, napi_enumerable),
       InstanceMethod("wakeOpen", &Native::WakeOpen, napi_enumerable),
       InstanceMethod("wakeSignal", &Native::WakeSignal, napi_enumerable),
+      InstanceMethod("notifySend", &Native::NotifySend, napi_enumerable),
+      InstanceMethod("setThreadName", &Native::SetThreadName, napi_enumerable),
   });
 }
 

@@ -1,4 +1,5 @@
-// l2tpd_native: syscalls and loops only (tap, UDP/raw sockets, batched I/O, readiness).
+// l2tpd_native: syscalls and loops only (tap, UDP/raw sockets, batched I/O, readiness, service
+// notifications and thread names).
 // No L2TP knowledge lives here. One instance per Node environment (main thread, each worker):
 // all state is in this class, nothing is static.
 #pragma once
@@ -73,6 +74,9 @@ class Native : public Napi::Addon<Native> {
   Napi::Value PollWake(const Napi::CallbackInfo& info);
   Napi::Value WakeOpen(const Napi::CallbackInfo& info);
   Napi::Value WakeSignal(const Napi::CallbackInfo& info);
+  // service.cc
+  Napi::Value NotifySend(const Napi::CallbackInfo& info);
+  Napi::Value SetThreadName(const Napi::CallbackInfo& info);
 
   Napi::Value OpenSocket(const Napi::CallbackInfo& info, int type);
   bool RequirePool(Napi::Env env);

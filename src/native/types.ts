@@ -4,7 +4,8 @@
  * thread (control plane: open/close fds) and in the data-plane worker (I/O and readiness).
  *
  * Split by who uses it: `Setup` is the control plane's (taps, sockets, path MTU, wake fds);
- * `PacketIo` and `Readiness` are all the forwarder needs; `SliceControl` is the worker's loop.
+ * `PacketIo` and `Readiness` are all the forwarder needs; `SliceControl` is the worker's loop;
+ * `ServiceProcess` is the daemon's (service notifications, thread names).
  *
  * Conventions:
  * - Set-up calls (open, bind, setsockopt) throw an Error with `code` (e.g. 'EADDRINUSE'),
@@ -160,8 +161,20 @@ export interface SliceControl {
   pollWake(fd: number): void;
 }
 
+/** The daemon's process: service-manager notifications and thread names. Throw on error. */
+export interface ServiceProcess {
+  /**
+   * One sd_notify(3) datagram (`READY=1`, `WATCHDOG=1`, ... newline-separated) to the service
+   * manager's socket: an absolute path, or `@name` in the abstract namespace. Non-blocking;
+   * throws (EAGAIN when the manager's queue is full, ECONNREFUSED, ENOENT, ...).
+   */
+  notifySend(socket: string, message: string): void;
+  /** PR_SET_NAME for the calling thread: what ps, top -H and /proc/PID/task/TID/comm show (1..15 bytes). */
+  setThreadName(name: string): void;
+}
+
 /** What the forwarder is given: packet I/O and readiness, nothing that opens or closes. */
 export type ForwarderIo = PacketIo & Readiness;
 
 /** The whole addon, as loaded in each thread. */
-export type NativeAddon = Setup & PacketIo & Readiness & SliceControl;
+export type NativeAddon = Setup & PacketIo & Readiness & SliceControl & ServiceProcess;
