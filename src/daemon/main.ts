@@ -3,19 +3,20 @@
  * l2tpd: the daemon. Starts the data-plane worker, restores the config file, serves the control
  * API on a UNIX socket and Prometheus metrics on TCP, reloads on SIGHUP, stops on SIGTERM.
  */
-import { execFile } from 'node:child_process';
 import type { Server } from 'node:net';
 import { Command, InvalidArgumentError } from 'commander';
 import { ConfigStore } from '../control/store.js';
 import { DEFAULT_SOCKET, startApiServer } from '../control/api.js';
 import { packageVersion } from '../control/version.js';
 import { DataPlane } from '../dataplane/index.js';
+import { native } from '../native/index.js';
 import { Rtnl } from '../netlink/index.js';
 import { createRegistry, startMetricsServer } from '../metrics/index.js';
 import { createLogger } from './logger.js';
 import { DaemonEngine } from './engine.js';
 import { AlreadyRunningError, claimNamespace } from './claim.js';
 import { DAEMON_OPTIONS, DEFAULT_CONFIG, DEFAULT_METRICS, optionDefault, optionKey, refuseValue } from './options.js';
+import { ServiceNotifier, startWatchdog } from './service.js';
 
 export { DEFAULT_SOCKET, DEFAULT_CONFIG, DEFAULT_METRICS };
 const VERSION = packageVersion();
@@ -28,12 +29,6 @@ function parseListen(value: string): { host: string; port: number } | null {
     throw new InvalidArgumentError(`"${value}": expected HOST:PORT (port 1..65535) or off`);
   }
   return { host: m[1].replace(/^\[|\]$/g, ''), port };
-}
-
-/** Tell systemd (Type=notify) without a native dependency; a no-op outside systemd. */
-function sdNotify(...args: string[]): void {
-  if (!process.env.NOTIFY_SOCKET) return;
-  execFile('systemd-notify', [`--pid=${process.pid}`, ...args], () => undefined);
 }
 
 async function main(): Promise<void> {
@@ -57,6 +52,8 @@ async function main(): Promise<void> {
     console.error(`l2tpd: --metrics-listen ${(err as Error).message}`);
     process.exit(2);
   }
+  // The main thread's name (comm): `l2tpd` in ps, top and pgrep rather than `node`.
+  native.setThreadName('l2tpd');
   const log = createLogger(opts.logLevel);
   // Nothing may be touched before this instance knows it is the only one in the namespace.
   let claim: Server;
@@ -69,6 +66,7 @@ async function main(): Promise<void> {
     log.fatal({ err: (err as Error).message, holder: (err as AlreadyRunningError).holder }, (err as Error).message);
     process.exit(1);
   }
+  const service = new ServiceNotifier(native.notifySend, log);
   const store = new ConfigStore(opts.config);
   const rtnl = await Rtnl.open();
   let stopping = false;
@@ -102,7 +100,10 @@ async function main(): Promise<void> {
   }
   started();
   log.info({ socket: opts.socket, config: opts.config, metrics: opts.metricsListen, offload: opts.offload }, 'l2tpd ready');
-  sdNotify('--ready', '--status=running');
+  service.notify('READY=1', 'STATUS=running');
+  const watchdogMs = service.watchdogMs();
+  const watchdog = watchdogMs === undefined ? undefined
+    : startWatchdog({ notifier: service, intervalMs: watchdogMs, probe: () => dataplane.ping(), log });
 
   process.on('SIGHUP', () => {
     engine.exclusive(() => engine.reload()).then(
@@ -114,7 +115,8 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down');
-    sdNotify('--stopping');
+    service.notify('STOPPING=1');
+    watchdog?.stop();
     api.close();
     metricsServer?.close();
     await engine.stop();

@@ -87,6 +87,8 @@ export class DataPlane {
   delTunnel(slot: number): Promise<void> { return this.request({ op: 'delTunnel', slot }); }
   addSession(session: SessionSpec): Promise<void> { return this.request({ op: 'addSession', session }); }
   delSession(slot: number): Promise<void> { return this.request({ op: 'delSession', slot }); }
+  /** Resolves when the worker has answered: it is reading its messages (the service watchdog). */
+  ping(): Promise<void> { return this.request({ op: 'ping' }); }
 
   async stop(): Promise<void> {
     if (this.exited) return;

@@ -1,6 +1,9 @@
 import type { SessionSpec, TunnelSpec } from './forwarder.js';
 import type { StatusBuffers } from './status.js';
 
+/** The worker thread's name (PR_SET_NAME, at most 15 bytes). */
+export const DATAPLANE_THREAD_NAME = 'l2tpd-dataplane';
+
 export interface WorkerInit {
   pool: SharedArrayBuffer;
   sessionCounters: SharedArrayBuffer;
@@ -16,6 +19,7 @@ export type DataPlaneRequest =
   | { id: number; op: 'delTunnel'; slot: number }
   | { id: number; op: 'addSession'; session: SessionSpec }
   | { id: number; op: 'delSession'; slot: number }
+  | { id: number; op: 'ping' }
   | { id: number; op: 'stop' };
 
 export type DataPlaneReply = { id: number; ok: true } | { id: number; ok: false; error: string };

@@ -6,7 +6,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { native } from '../native/index.js';
 import { Forwarder } from './forwarder.js';
-import type { DataPlaneRequest, DataPlaneReply, WorkerInit } from './messages.js';
+import { DATAPLANE_THREAD_NAME, type DataPlaneRequest, type DataPlaneReply, type WorkerInit } from './messages.js';
 
 /**
  * How long one readiness callback keeps forwarding before the worker's libuv loop gets a turn.
@@ -16,6 +16,8 @@ import type { DataPlaneRequest, DataPlaneReply, WorkerInit } from './messages.js
 const SLICE_MS = 50;
 
 const init = workerData as WorkerInit;
+// Named so `top -H`, `ps -L` and a debugger can tell the forwarding thread from Node's own.
+native.setThreadName(DATAPLANE_THREAD_NAME);
 native.pollSlice(SLICE_MS);
 native.pollWake(init.wakeFd);
 const forwarder = new Forwarder(native, init.pool, init.sessionCounters, init.tunnelCounters, init.status);
@@ -26,6 +28,7 @@ function apply(req: DataPlaneRequest): void {
     case 'delTunnel': forwarder.delTunnel(req.slot); break;
     case 'addSession': forwarder.addSession(req.session); break;
     case 'delSession': forwarder.delSession(req.slot); break;
+    case 'ping': break; // liveness: the reply is the answer
     case 'stop': forwarder.stop(); parentPort!.close(); break;
   }
 }

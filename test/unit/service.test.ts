@@ -26,7 +26,9 @@ t.test('l2tpd.service declares the service contract', async (t) => {
   const unit = readFileSync(UNIT, 'utf8');
   const has = (line: string) => t.match(unit, new RegExp(`^${line.replace(/[$]/g, '\\$')}$`, 'm'), line);
   has('Type=notify');
+  has('NotifyAccess=main');
   has('ExecReload=/bin/kill -HUP $MAINPID');
+  has('WatchdogSec=30s');
   has('User=l2tpd');
   has('AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW');
   has('CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW');
