@@ -294,9 +294,18 @@ export class DaemonEngine implements Engine, MetricsSource {
     this.log.info({ tunnel_id: tid, session_id: sid }, 'session deleted');
   }
 
-  /** Re-read the config file and apply only the difference; a bad file changes nothing. */
+  /**
+   * Re-read the config file and apply only the difference; a bad file changes nothing. A refused
+   * file is logged here, whoever asked (SIGHUP, the API, ExecReload), and rethrown.
+   */
   async reload(): Promise<{ added: number; removed: number; changed: number }> {
-    const next = validateConfig(this.store.loadRaw('reload'));
+    let next: Config;
+    try {
+      next = validateConfig(this.store.loadRaw('reload'));
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'configuration reload refused; running state kept');
+      throw err;
+    }
     const same = (a: object, b: object) => JSON.stringify(a) === JSON.stringify(b);
     const oldT = new Map(this.config.tunnels.map((t) => [t.tunnel_id, t]));
     const newT = new Map(next.tunnels.map((t) => [t.tunnel_id, t]));

@@ -27,7 +27,7 @@ t.test('l2tpd.service declares the service contract', async (t) => {
   const has = (line: string) => t.match(unit, new RegExp(`^${line.replace(/[$]/g, '\\$')}$`, 'm'), line);
   has('Type=notify');
   has('NotifyAccess=main');
-  has('ExecReload=/bin/kill -HUP $MAINPID');
+  has('ExecReload=/usr/bin/node /usr/lib/node_modules/l2tpd/dist/cli/main.js --socket /run/l2tpd/l2tpd.sock reload');
   has('WatchdogSec=30s');
   has('User=l2tpd');
   has('AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW');
@@ -45,6 +45,8 @@ t.test('l2tpd.service declares the service contract', async (t) => {
   const sock = readFileSync(SOCKET, 'utf8');
   t.match(sock, /^ListenStream=\/run\/l2tpd\/l2tpd\.sock$/m, 'socket unit listens where --socket points');
   t.match(sock, /^SocketMode=0660$/m);
+  const socketArg = (line: string) => / --socket (\S+)/.exec(unit.split('\n').find((l) => l.startsWith(line)) ?? '')?.[1];
+  t.equal(socketArg('ExecReload='), socketArg('ExecStart='), 'ExecReload talks to the socket ExecStart serves');
 });
 
 t.test('systemd-analyze verify passes with no warnings', {
