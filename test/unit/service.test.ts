@@ -29,6 +29,7 @@ t.test('l2tpd.service declares the service contract', async (t) => {
   has('NotifyAccess=main');
   has('ExecReload=/usr/bin/node /usr/lib/node_modules/l2tpd/dist/cli/main.js --socket /run/l2tpd/l2tpd.sock reload');
   has('WatchdogSec=30s');
+  has('SyslogIdentifier=l2tpd');
   has('User=l2tpd');
   has('AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW');
   has('CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW');
