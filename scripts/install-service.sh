@@ -6,6 +6,8 @@
 #                                    package's dist/daemon/main.js in ExecStart
 #   $CONFDIR/l2tpd.json              (default /etc/l2tpd) empty config, only if absent;
 #                                    l2tpd.json.example beside it
+#   $TMPFILESDIR/l2tpd.conf          (default /etc/tmpfiles.d) /run/l2tpd owned by l2tpd at
+#                                    boot, before l2tpd.socket binds in it
 #   system user and group l2tpd      owner of $CONFDIR (the daemon rewrites its config)
 #   /dev/net/tun                     group l2tpd 0660 where it is not world read-write
 # then `systemctl daemon-reload` when systemd is PID 1. Nothing is started or enabled:
@@ -18,7 +20,8 @@
 #
 # DESTDIR=/some/dir stages the units and config under that directory instead (packaging,
 # tests): no user is created, nothing is chowned, systemctl is not called.
-# Environment: DESTDIR, CONFDIR, UNITDIR, NODE (absolute path of node; default: `command -v node`).
+# Environment: DESTDIR, CONFDIR, UNITDIR, TMPFILESDIR, NODE (absolute path of node; default:
+# `command -v node`).
 set -euo pipefail
 
 say() { printf 'l2tpd-install-service: %s\n' "$*"; }
@@ -30,6 +33,7 @@ PKGDIR=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
 DESTDIR=${DESTDIR:-}
 CONFDIR=${CONFDIR:-/etc/l2tpd}
 UNITDIR=${UNITDIR:-/etc/systemd/system}
+TMPFILESDIR=${TMPFILESDIR:-/etc/tmpfiles.d}
 NODE=${NODE:-$(command -v node || true)}
 
 # ---------------------------------------------------------------- from a source checkout
@@ -50,7 +54,7 @@ fi
 
 # ---------------------------------------------------------------- checks
 [[ -n "$NODE" && "$NODE" == /* ]] || die "node not found in PATH (set NODE=/absolute/path/to/node)"
-for p in "$CONFDIR" "$UNITDIR"; do
+for p in "$CONFDIR" "$UNITDIR" "$TMPFILESDIR"; do
   [[ "$p" == /* ]] || die "\"$p\": paths must be absolute"
 done
 for f in "$PKGDIR/dist/daemon/main.js" "$PKGDIR/native-bindings/build/Release/l2tpd_native.node"; do
@@ -79,6 +83,9 @@ for unit in l2tpd.service l2tpd.socket; do
   mv "$DESTDIR$UNITDIR/$unit.tmp" "$DESTDIR$UNITDIR/$unit"
   say "installed $UNITDIR/$unit (ExecStart: $NODE $PKGDIR/dist/daemon/main.js)"
 done
+mkdir -p "$DESTDIR$TMPFILESDIR"
+install -m 0644 "$PKGDIR/systemd/l2tpd.tmpfiles" "$DESTDIR$TMPFILESDIR/l2tpd.conf"
+say "installed $TMPFILESDIR/l2tpd.conf (/run/l2tpd for l2tpd.socket at boot)"
 
 # ---------------------------------------------------------------- config
 mkdir -p "$DESTDIR$CONFDIR"
@@ -114,6 +121,8 @@ if [[ -c /dev/net/tun && $tunmode != 666 ]]; then
   say "/dev/net/tun was $tunmode: now group l2tpd 0660 (and udev rule 60-l2tpd-tun.rules)"
 fi
 if [[ -d /run/systemd/system ]]; then
+  # Now, not only at the next boot: l2tpd.socket may be started before the service ever runs.
+  systemd-tmpfiles --create "$TMPFILESDIR/l2tpd.conf"
   systemctl daemon-reload
   say "systemctl daemon-reload done. Start with: systemctl enable --now l2tpd (optionally l2tpd.socket)"
 else

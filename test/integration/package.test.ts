@@ -164,6 +164,8 @@ t.test('npm pack + npm install -g give a daemon and CLI that run', { skip }, asy
     t.equal(validateConfig(JSON.parse(readFileSync(path.join(dest, 'etc/l2tpd/l2tpd.json.example'), 'utf8'))).sessions.length, 1,
       'example config is valid');
     t.same(readdirSync(path.join(dest, 'etc/systemd/system')).sort(), ['l2tpd.service', 'l2tpd.socket'], 'no temporary files left');
+    t.equal(readFileSync(path.join(dest, 'etc/tmpfiles.d/l2tpd.conf'), 'utf8'), readFileSync(path.join(pkg, 'systemd/l2tpd.tmpfiles'), 'utf8'),
+      'tmpfiles.d entry for /run/l2tpd staged from the package');
 
     if (hasCommand('systemd-analyze')) {
       const units = ['l2tpd.service', 'l2tpd.socket'].map((u) => path.join(dest, 'etc/systemd/system', u));

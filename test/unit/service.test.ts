@@ -50,6 +50,17 @@ t.test('l2tpd.service declares the service contract', async (t) => {
   t.equal(socketArg('ExecReload='), socketArg('ExecStart='), 'ExecReload talks to the socket ExecStart serves');
 });
 
+t.test('l2tpd.tmpfiles creates the socket directory as the service owns it', async (t) => {
+  const unit = readFileSync(UNIT, 'utf8');
+  const setting = (text: string, key: string) => new RegExp(`^${key}=(.*)$`, 'm').exec(text)?.[1];
+  const entries = readFileSync(path.join(ROOT, 'systemd', 'l2tpd.tmpfiles'), 'utf8').split('\n')
+    .filter((l) => l.trim() && !l.startsWith('#')).map((l) => l.trim().split(/\s+/));
+  const listen = setting(readFileSync(SOCKET, 'utf8'), 'ListenStream')!;
+  t.same(entries, [['d', path.dirname(listen), setting(unit, 'RuntimeDirectoryMode'), setting(unit, 'User'), setting(unit, 'Group'), '-']],
+    "one directory: the socket's, with the service's RuntimeDirectoryMode, User and Group");
+  t.equal(path.dirname(listen), `/run/${setting(unit, 'RuntimeDirectory')}`, 'which is the RuntimeDirectory');
+});
+
 t.test('systemd-analyze verify passes with no warnings', {
   skip: !hasAnalyze ? 'systemd-analyze is not installed' : !built ? 'dist/ not built (npm run build)' : false,
 }, async (t) => {
