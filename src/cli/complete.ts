@@ -17,7 +17,7 @@ export interface CompletionSource {
 
 export const FILES = '@files';
 /** l2tpctl's own options (l2tpctl(8) documents each). */
-export const GLOBAL_OPTIONS = ['--socket', '--json', '-j', '--help', '--version'];
+export const GLOBAL_OPTIONS = ['--socket', '--json', '-j', '--help', '--version', '-V'];
 /** What a command line may start with: the commands and the objects. */
 export const FIRST_WORDS = ['add', 'del', 'show', 'reload', 'status', 'import', 'help', 'tunnel', 'session'];
 

@@ -40,7 +40,7 @@ t.test('completing l2tpctl command lines in bash', { skip }, async (t) => {
 
   // Each case: the words before the cursor, the word being completed, what must be offered.
   const cases: Array<[string, string, string[]]> = [
-    ['', '', ['add', 'del', 'show', 'reload', 'status', 'import', 'help', 'tunnel', 'session', '--socket', '--json', '-j', '--help', '--version']],
+    ['', '', ['add', 'del', 'show', 'reload', 'status', 'import', 'help', 'tunnel', 'session', '--socket', '--json', '-j', '--help', '--version', '-V']],
     ['', 'sh', ['show']],
     ['add', '', ['tunnel', 'session']],
     ['session', '', ['add', 'del', 'show']],
