@@ -42,6 +42,8 @@ const NAME_MEANS = 'interface name (1..15 bytes; "l2tpeth%d" allowed for session
 
 /** The interfaces a session's words name, as the daemon creates or uses them. */
 export interface SessionInterfaceNames {
+  /** The name the tap is asked for: `name`, or the pattern the kernel numbers (`l2tpeth%d`). */
+  tap: string;
   /** The session interface, when `name` fixes it (not a `%d` pattern the kernel numbers). */
   own?: string;
   /** The bridge it joins: `bridge`, or the per-VLAN bridge `brvlanVLAN` with `vlan`. */
@@ -52,10 +54,12 @@ export interface SessionInterfaceNames {
 }
 
 const vlanInterface = (dev: string, vlan: number): string => `${dev}.${vlan}`;
+/** A session without `name` gets the kernel's next `l2tpeth0`, `l2tpeth1`, ... as `ip l2tp` does. */
+const TAP_NAME_PATTERN = 'l2tpeth%d';
 
 /** The names a session's words imply; the one place the daemon's naming rules are written. */
 export function interfaceNames(s: { name?: string; bridge?: string; vlan?: number; dev?: string }): SessionInterfaceNames {
-  const out: SessionInterfaceNames = {};
+  const out: SessionInterfaceNames = { tap: s.name ?? TAP_NAME_PATTERN };
   if (s.name !== undefined && !s.name.includes('%')) out.own = s.name;
   if (s.bridge !== undefined) out.bridge = s.bridge;
   else if (s.vlan !== undefined) out.bridge = `brvlan${s.vlan}`;
@@ -82,7 +86,7 @@ export const SESSION_WORDS = [
     compile: (v, p) => { p.peerSessionId = v; },
   }),
   word({
-    word: 'name', type: ifname('NAME', NAME_MEANS, true), always: false, defaultText: '`l2tpeth%d`', lead: true,
+    word: 'name', type: ifname('NAME', NAME_MEANS, true), always: false, defaultText: `\`${TAP_NAME_PATTERN}\``, lead: true,
     help: 'The session interface (a tap), created and brought up by l2tpd. Without a name the kernel numbers it '
       + '(`l2tpeth0`, …), as `ip l2tp` does; a restarted daemon finds it again.',
   }),

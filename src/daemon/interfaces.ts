@@ -137,9 +137,10 @@ export class SessionInterfaces {
    */
   private async openTap(s: SessionConfig, mtu: number, undos: Undo[], existing?: LinkInfo[]): Promise<{ tap: TapHandle; link: LinkInfo }> {
     const alias = sessionAlias(s.tunnel_id, s.session_id);
-    const explicit = interfaceNames(s).own;
+    const names = interfaceNames(s);
+    const explicit = names.own;
     const mine = (existing ?? await this.rtnl.listLinks()).filter((l) => l.alias === alias);
-    let name = s.name ?? 'l2tpeth%d';
+    let name = names.tap;
     // Re-attach (keep the device) when ours already exists: by its fixed name, or as found by alias.
     let reattach = false;
     if (explicit) {
@@ -161,7 +162,7 @@ export class SessionInterfaces {
     try {
       tap = native.tapOpen(name, false, this.offload);
     } catch (err) {
-      throw new ConfigError('name', s.name ?? 'l2tpeth%d', `an interface name l2tpd can create (${(err as Error).message})`);
+      throw new ConfigError('name', names.tap, `an interface name l2tpd can create (${(err as Error).message})`);
     }
     undos.push(reattach ? () => native.close(tap.fd) : () => dropTap(tap));
     if (this.offload && !tap.offload) this.log.warn({ interface: tap.name }, 'the kernel refused tap offload (IFF_VNET_HDR + TSO): plain tap');
