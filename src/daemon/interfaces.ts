@@ -30,13 +30,12 @@ import type { Logger } from 'pino';
 import type { SessionConfig } from '../control/model.js';
 import { ConfigError, ConflictError } from '../control/errors.js';
 import { interfaceNames } from '../control/session-words.js';
+import { sessionKey } from '../control/conflicts.js';
 import { GSO_MAX_SEGS } from '../dataplane/layout.js';
 import { native, type TapHandle } from '../native/index.js';
 import { NetlinkError, type LinkInfo, type Rtnl } from '../netlink/index.js';
 
 export const SHARED_ALIAS = 'l2tpd';
-/** How a session is keyed in maps and messages: `<tunnel_id>/<session_id>`. */
-export const sessionKey = (tid: number, sid: number): string => `${tid}/${sid}`;
 export const sessionAlias = (tid: number, sid: number): string => `l2tpd:${sessionKey(tid, sid)}`;
 
 /** Parse a session tap's alias; undefined for anything else. */
