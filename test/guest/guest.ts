@@ -93,8 +93,11 @@ export class Guest {
       return g;
     } catch (e) {
       server.close();
+      const output = g.console;
       await g.close();
-      throw e;
+      // The console says why (a failed mount, a panic, an agent that could not start).
+      if ((e as Error).message.includes('--- console ---')) throw e;
+      throw new Error(`guest ${o.name} did not boot: ${(e as Error).message}\n--- console ---\n${output.slice(-6000)}`);
     }
   }
 

@@ -1,7 +1,8 @@
 /**
  * The guest harness's pure parts (test/guest/), without booting anything: the QEMU command line,
  * the initramfs archive (listed by the system's cpio when it is installed), module load order
- * from a modules.dep, and the command channel's framing over a real UNIX socket.
+ * from a modules.dep, the command channel's framing over a real UNIX socket, and the Debian
+ * mirror found in apt sources.
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -13,6 +14,7 @@ import { agentScript, CommandChannel } from '../guest/channel.js';
 import { RELAY_JS, SocketForward } from '../guest/forward.js';
 import { BASE_HOST_PATHS, checkoutRuntime, hostRootScript, hostShares } from '../guest/hostroot.js';
 import { ROOT } from '../helpers/paths.js';
+import { mirrorFromSources } from '../guest/debian.js';
 import { Initramfs } from '../guest/initramfs.js';
 import { extractVmlinux, GuestKernel, hasPvhEntry } from '../guest/kernel.js';
 import { qemuArgv } from '../guest/qemu.js';
@@ -328,4 +330,29 @@ t.test('extractVmlinux', { skip: !hasCommand('xz') && 'xz is not installed' }, a
   const bz = Buffer.concat([Buffer.alloc(512, 0x90), Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00, 1, 2]), xz, Buffer.alloc(64, 0xee)]);
   t.same(extractVmlinux(bz), payload, 'found past a false start, trailing bytes ignored');
   t.equal(extractVmlinux(Buffer.alloc(1024, 0x41)), undefined, 'nothing to extract');
+});
+
+t.test('mirrorFromSources: the Debian mirror in apt sources, one-line or deb822', async (t) => {
+  const deb822 = [
+    'Types: deb',
+    '# http://snapshot.debian.org/archive/debian/20250520T000000Z',
+    'URIs: http://deb.debian.org/debian',
+    'Suites: bookworm bookworm-updates',
+    'Components: main',
+    '',
+    'Types: deb',
+    'URIs: http://deb.debian.org/debian-security',
+    'Suites: bookworm-security',
+    'Components: main',
+  ].join('\n');
+  t.equal(mirrorFromSources([{ path: '/etc/apt/sources.list.d/debian.sources', text: deb822 }]), 'http://deb.debian.org/debian');
+  t.equal(mirrorFromSources([{ path: '/etc/apt/sources.list', text: [
+    '# deb http://old.example/debian bookworm main',
+    'deb http://security.debian.org/debian-security bookworm-security main',
+    'deb-src http://src.example/debian bookworm main',
+    'deb [arch=amd64 signed-by=/k.gpg] http://mirror.example/debian bookworm main contrib',
+  ].join('\n') }]), 'http://mirror.example/debian', 'comments, deb-src and security skipped; options read past');
+  t.equal(mirrorFromSources([{ path: '/etc/apt/sources.list.d/x.sources', text: 'Types: deb\nEnabled: no\nURIs: http://off.example/\nSuites: bookworm\nComponents: main\n' },
+    { path: '/etc/apt/sources.list.d/y.list', text: 'deb http://contrib-only.example/debian bookworm contrib\n' }]), undefined,
+  'a disabled stanza and a source without main give nothing');
 });
