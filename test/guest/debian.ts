@@ -9,14 +9,14 @@
  *     .modules(['tun', 'bridge']).program('/usr/bin/node')
  *     .step('my-install', digest, (root) => { ... })  // any host-side step, keyed by its inputs
  *     .build();                                         // cached ext4 image
- *   const disk = privateCopy(image, dir);               // writes survive a reboot (two boots)
+ *   const disk = privateCopy(image, dir);               // written to; the cached image stays clean
  *   const guest = await bootDebianGuest({ name: 'sd', kernel, disk });
  *
  * Both the rootfs and the image are kept in cacheDir() under a digest of their inputs: the first
  * debootstrap takes ~40 s on an idle machine (minutes on a loaded one); after that an image is
  * an extraction, the caller's steps and mkfs.ext4 -d.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -105,32 +105,69 @@ function run(cmd: string, args: string[], what: string, timeoutMs = 600000): str
   return r.stdout;
 }
 
+/** run(), without blocking: the test does other work while debootstrap downloads and unpacks. */
+function runAsync(cmd: string, args: string[], what: string, timeoutMs = 900000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs });
+    let out = ''; let err = '';
+    child.stdout.on('data', (d: Buffer) => { out = (out + d.toString()).slice(-4000); });
+    child.stderr.on('data', (d: Buffer) => { err = (err + d.toString()).slice(-4000); });
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      if (code === 0) resolve(out);
+      else reject(new Error(`${what}: ${cmd} ${args.join(' ')} exited ${code ?? signal}: ${err}${out}`));
+    });
+  });
+}
+
+/**
+ * Where a root tree is assembled before it is archived: tmpfs when the host has it. dpkg syncs
+ * every file it unpacks and mkfs.ext4 -d reads the whole tree back; on tmpfs neither waits for a
+ * disk. The tree is removed as soon as it is archived.
+ */
+function scratchDir(prefix: string): string {
+  const shm = '/dev/shm';
+  let base = cacheDir();
+  try {
+    fs.accessSync(shm, fs.constants.W_OK);
+    if (fs.statfsSync(shm).bavail * fs.statfsSync(shm).bsize > 2 * 1024 ** 3) base = shm;
+  } catch { /* no usable tmpfs: the cache's disk */ }
+  return fs.mkdtempSync(path.join(base, `l2tpd-${prefix}-`));
+}
+
 function touch(file: string): void {
   const now = new Date();
   fs.utimesSync(file, now, now);
 }
 
-/**
- * A debootstrapped root filesystem as a tarball in cacheDir(), named by suite, mirror, package
- * list and debootstrap version. Built once (through a temporary name, so concurrent or
- * interrupted runs never see half of one).
- */
-export function debianRootfs(spec: RootfsSpec): string {
+/** The cache entry debianRootfs() builds: named by suite, mirror, packages and debootstrap version. */
+export function debianRootfsPath(spec: RootfsSpec): string {
   const suite = spec.suite ?? 'bookworm';
   const mirror = hostDebianMirror();
   if (!mirror) throw new Error('no Debian mirror configured (L2TPD_GUEST_MIRROR)');
   const include = [...spec.include].sort();
   const version = spawnSync('dpkg-query', ['-W', '-f', '${Version}', 'debootstrap'], { encoding: 'utf8' }).stdout ?? '';
-  const file = path.join(cacheDir(), `debian-rootfs-${suite}-${digest(suite, mirror, include.join(','), version, process.arch)}.tar`);
+  return path.join(cacheDir(), `debian-rootfs-${suite}-${digest(suite, mirror, include.join(','), version, process.arch)}.tar`);
+}
+
+/**
+ * A debootstrapped root filesystem as a tarball in cacheDir() (debianRootfsPath()). Built once,
+ * on tmpfs, and archived through a temporary name, so concurrent or interrupted runs never see
+ * half of one.
+ */
+export async function debianRootfs(spec: RootfsSpec): Promise<string> {
+  const file = debianRootfsPath(spec);
   if (fs.existsSync(file)) { touch(file); return file; }
-  const work = fs.mkdtempSync(path.join(cacheDir(), 'debootstrap-'));
+  const suite = spec.suite ?? 'bookworm';
+  const mirror = hostDebianMirror()!;
+  const work = scratchDir('debootstrap');
   try {
     const root = path.join(work, 'root');
-    run('debootstrap', ['--variant=minbase', `--include=${include.join(',')}`, suite, root, mirror], `debootstrap ${suite} from ${mirror}`);
+    await runAsync('debootstrap', ['--variant=minbase', `--include=${[...spec.include].sort().join(',')}`, suite, root, mirror], `debootstrap ${suite} from ${mirror}`);
     // Downloaded packages are not part of the image.
     fs.rmSync(path.join(root, 'var/cache/apt/archives'), { recursive: true, force: true });
     fs.mkdirSync(path.join(root, 'var/cache/apt/archives/partial'), { recursive: true });
-    run('tar', ['--numeric-owner', '--xattrs', '-C', root, '-cf', `${file}.${process.pid}.tmp`, '.'], 'archive the rootfs');
+    await runAsync('tar', ['--numeric-owner', '--xattrs', '-C', root, '-cf', `${file}.${process.pid}.tmp`, '.'], 'archive the rootfs');
     fs.renameSync(`${file}.${process.pid}.tmp`, file);
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
@@ -237,7 +274,7 @@ export class DebianImage {
   build(): string {
     const file = path.join(cacheDir(), `debian-image-${this.key()}.img`);
     if (fs.existsSync(file)) { touch(file); return file; }
-    const work = fs.mkdtempSync(path.join(cacheDir(), 'image-'));
+    const work = scratchDir('image');
     try {
       const root = path.join(work, 'root');
       fs.mkdirSync(root);
