@@ -17,7 +17,7 @@
  * systemctl) run in the guest, as root, under systemd.
  *
  * One boot of a private copy of the image; each check prints what it saw. Runs alone with
- * `npm test -- test/integration/service-guest.test.ts`.
+ * `npm test -- test/vm/service-guest.test.ts`.
  */
 import t from 'tap';
 import type tap from 'tap';
