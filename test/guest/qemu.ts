@@ -10,8 +10,12 @@ export const AGENT_PORT = 'l2tpd.agent';
 
 export type Accel = 'kvm' | 'tcg';
 
-/** A NIC backed by a tap QEMU creates (in the network namespace QEMU runs in). */
-export interface Nic { tap: string; mac?: string }
+/**
+ * A NIC backed by a tap QEMU creates (in the network namespace QEMU runs in). `offload: false`
+ * turns off checksum and segmentation offload both ways, so every packet on the tap is complete
+ * as a wire would carry it (captures show real checksums); default on.
+ */
+export interface Nic { tap: string; mac?: string; offload?: boolean }
 /** A host directory handed to the guest over virtio-9p (mount -t 9p -o trans=virtio TAG DIR). */
 export interface Share { tag: string; path: string; readonly?: boolean }
 /** A disk image as a virtio-blk device (/dev/vda, /dev/vdb, ...). `snapshot` discards writes. */
@@ -64,7 +68,7 @@ export function qemuArgv(m: Machine): string[] {
   });
   (m.nics ?? []).forEach((nic, i) => {
     argv.push('-netdev', `tap,id=nic${i},ifname=${nic.tap},script=no,downscript=no`,
-      '-device', `virtio-net-pci,netdev=nic${i},mac=${nic.mac ?? guestMac(i)}`);
+      '-device', `virtio-net-pci,netdev=nic${i},mac=${nic.mac ?? guestMac(i)}${nic.offload === false ? ',csum=off,guest_csum=off' : ''}`);
   });
   (m.shares ?? []).forEach((s, i) => {
     argv.push('-fsdev', `local,id=fs${i},path=${s.path},security_model=none${s.readonly ? ',readonly=on' : ''}`,

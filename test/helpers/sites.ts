@@ -41,6 +41,53 @@ export interface Daemon {
 
 export interface CliResult { status: number; stdout: string; stderr: string }
 
+/** A daemon to run in `ns`, its socket and config file in `dir` (created by l2tpd when missing). */
+export function newDaemon(ns: string, dir: string): Daemon {
+  return { ns, dir, socket: path.join(dir, 'l2tpd.sock'), config: path.join(dir, 'l2tpd.json'), proc: null, log: [] };
+}
+
+/** Start (or restart) a daemon and wait until its API answers. */
+export async function startDaemon(d: Daemon, extra: string[] = []): Promise<void> {
+  const proc = spawn('ip', ['netns', 'exec', d.ns, process.execPath, DAEMON, '--config', d.config,
+    '--socket', d.socket, '--metrics-listen', 'off', '--log-level', 'debug', ...extra],
+  { stdio: ['ignore', 'pipe', 'pipe'] });
+  d.proc = proc;
+  const collect = (b: Buffer) => { d.log.push(...b.toString().split('\n').filter(Boolean)); };
+  proc.stdout!.on('data', collect);
+  proc.stderr!.on('data', collect);
+  const deadline = Date.now() + 60000;
+  while (Date.now() < deadline) {
+    if (proc.exitCode !== null) throw new Error(`l2tpd exited ${proc.exitCode}: ${d.log.join('\n')}`);
+    if (existsSync(d.socket) && l2tpctl(d, ['show', 'tunnel']).status === 0) return;
+    await sleep(100);
+  }
+  throw new Error(`l2tpd did not become ready: ${d.log.join('\n')}`);
+}
+
+export async function stopDaemon(d: Daemon, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+  const proc = d.proc;
+  if (!proc) return null;
+  const code = await stopProcess(proc, signal, 8000);
+  d.proc = null;
+  return code;
+}
+
+export function l2tpctl(d: Daemon, words: string[]): CliResult {
+  const r = spawnSync(process.execPath, [CLI, '--socket', d.socket, ...words], { encoding: 'utf8', timeout: 20000 });
+  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Run l2tpctl and fail loudly if it did not exit 0. */
+export function l2tpctlOk(d: Daemon, words: string[]): string {
+  const r = l2tpctl(d, words);
+  if (r.status !== 0) throw new Error(`l2tpctl ${words.join(' ')} -> ${r.status}: ${r.stderr}${r.stdout}`);
+  return r.stdout;
+}
+
+export function l2tpctlJson<T = unknown>(d: Daemon, words: string[]): T {
+  return JSON.parse(l2tpctlOk(d, ['-j', ...words])) as T;
+}
+
 export class Sites {
   readonly a: Daemon;
   readonly b: Daemon;
@@ -65,51 +112,16 @@ export class Sites {
   }
 
   private daemon(ns: string, tag: string): Daemon {
-    const dir = path.join(this.tmp, tag);
-    return { ns, dir, socket: path.join(dir, 'l2tpd.sock'), config: path.join(dir, 'l2tpd.json'), proc: null, log: [] };
+    return newDaemon(ns, path.join(this.tmp, tag));
   }
 
   /** Start (or restart) a daemon and wait until its API answers. */
-  async start(d: Daemon, extra: string[] = []): Promise<void> {
-    const proc = spawn('ip', ['netns', 'exec', d.ns, process.execPath, DAEMON, '--config', d.config,
-      '--socket', d.socket, '--metrics-listen', 'off', '--log-level', 'debug', ...extra],
-    { stdio: ['ignore', 'pipe', 'pipe'] });
-    d.proc = proc;
-    const collect = (b: Buffer) => { d.log.push(...b.toString().split('\n').filter(Boolean)); };
-    proc.stdout!.on('data', collect);
-    proc.stderr!.on('data', collect);
-    const deadline = Date.now() + 60000;
-    while (Date.now() < deadline) {
-      if (proc.exitCode !== null) throw new Error(`l2tpd exited ${proc.exitCode}: ${d.log.join('\n')}`);
-      if (existsSync(d.socket) && this.cli(d, ['show', 'tunnel']).status === 0) return;
-      await sleep(100);
-    }
-    throw new Error(`l2tpd did not become ready: ${d.log.join('\n')}`);
-  }
-
-  async stop(d: Daemon, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
-    const proc = d.proc;
-    if (!proc) return null;
-    const code = await stopProcess(proc, signal, 8000);
-    d.proc = null;
-    return code;
-  }
-
-  cli(d: Daemon, words: string[]): CliResult {
-    const r = spawnSync(process.execPath, [CLI, '--socket', d.socket, ...words], { encoding: 'utf8', timeout: 20000 });
-    return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-  }
-
+  start(d: Daemon, extra: string[] = []): Promise<void> { return startDaemon(d, extra); }
+  stop(d: Daemon, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> { return stopDaemon(d, signal); }
+  cli(d: Daemon, words: string[]): CliResult { return l2tpctl(d, words); }
   /** Run l2tpctl and fail loudly if it did not exit 0. */
-  ok(d: Daemon, words: string[]): string {
-    const r = this.cli(d, words);
-    if (r.status !== 0) throw new Error(`l2tpctl ${words.join(' ')} -> ${r.status}: ${r.stderr}${r.stdout}`);
-    return r.stdout;
-  }
-
-  json<T = unknown>(d: Daemon, words: string[]): T {
-    return JSON.parse(this.ok(d, ['-j', ...words])) as T;
-  }
+  ok(d: Daemon, words: string[]): string { return l2tpctlOk(d, words); }
+  json<T = unknown>(d: Daemon, words: string[]): T { return l2tpctlJson<T>(d, words); }
 
   /**
    * GET /v1/<what> through curl: for polling, where l2tpctl (a node process per call) is too slow

@@ -34,7 +34,7 @@ t.test('qemuArgv', async (t) => {
 
   const kvm = qemuArgv({
     kernel: '/boot/k', accel: 'kvm', memoryMb: 1024, cpus: 2, agentSocket: '/tmp/x/agent.sock',
-    nics: [{ tap: 'kt0' }, { tap: 'kt1', mac: '02:00:00:00:00:09' }],
+    nics: [{ tap: 'kt0' }, { tap: 'kt1', mac: '02:00:00:00:00:09', offload: false }],
     shares: [{ tag: 'hostroot', path: '/', readonly: true }],
     drives: [{ file: '/tmp/root.img', snapshot: true }], extra: ['-S'],
   });
@@ -44,7 +44,7 @@ t.test('qemuArgv', async (t) => {
   t.same(after(kvm, '-smp'), ['2']);
   t.same(after(kvm, '-netdev'), ['tap,id=nic0,ifname=kt0,script=no,downscript=no', 'tap,id=nic1,ifname=kt1,script=no,downscript=no']);
   t.same(after(kvm, '-device').filter((d) => d.startsWith('virtio-net')),
-    ['virtio-net-pci,netdev=nic0,mac=52:54:00:12:34:56', 'virtio-net-pci,netdev=nic1,mac=02:00:00:00:00:09']);
+    ['virtio-net-pci,netdev=nic0,mac=52:54:00:12:34:56', 'virtio-net-pci,netdev=nic1,mac=02:00:00:00:00:09,csum=off,guest_csum=off']);
   t.ok(kvm.includes('socket,id=agent,path=/tmp/x/agent.sock'));
   t.ok(kvm.includes('virtserialport,bus=vser0.0,chardev=agent,name=l2tpd.agent'));
   t.ok(kvm.includes('local,id=fs0,path=/,security_model=none,readonly=on'));
