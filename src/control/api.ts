@@ -59,6 +59,11 @@ export type SessionView = SessionConfig & {
   /** Why the session is not up, and since when (ISO 8601). */
   error?: string;
   since?: string;
+  /**
+   * Whether frames go out numbered right now (running sessions with l2spec_type default): `seq`
+   * says how a session starts, the peer's S bit may switch it since (docs/sequencing.md "Sending").
+   */
+  tx_seq?: 'on' | 'off';
   /** Session counters by SESSION_COUNTER_NAMES, present when asked for. */
   stats?: Record<string, number>;
   [extra: string]: unknown;

@@ -9,7 +9,7 @@
 import { ConfigError } from './errors.js';
 import type { SessionView } from './api.js';
 import {
-  HEX, ID, compileWords, ifname, integer, oneOf, wordsFor, type ConfigOf, type Draft, type WordTable,
+  HEX, ID, ON_OFF, compileWords, ifname, integer, oneOf, wordsFor, type ConfigOf, type Draft, type WordTable,
 } from './vocabulary.js';
 import { MAX_SESSION_MTU } from '../dataplane/layout.js';
 import { IFNAME_MAX } from '../netlink/ifname.js';
@@ -24,6 +24,7 @@ export interface SessionPlan {
   l2spec: 'none' | 'default';
   seqSend: boolean;
   seqRecv: boolean;
+  seqMirror: boolean;
   offset: number;
   peerOffset: number;
   reorderTimeoutMs: number;
@@ -109,7 +110,8 @@ export const SESSION_WORDS = [
   word({
     word: 'seq', type: oneOf(['none', 'send', 'recv', 'both']), always: true, default: 'none', defaultText: '`none`',
     help: '`send`/`both`: S bit set, numbers from 0 per session, wrapping at 2^24; `recv`/`both`: frames without a number '
-      + 'are dropped (`rx_seq_discards`). Needs `l2spec_type default` (the numbers live in the sublayer); `ip l2tp` '
+      + 'are dropped (`rx_seq_discards`). As on Linux, this is how sending *starts*: the peer\'s S bit switches it (see '
+      + '`seq_mirror` and Sequencing). Needs `l2spec_type default` (the numbers live in the sublayer); `ip l2tp` '
       + 'accepts the combination with `none`, where it can only drop every frame, so l2tpd refuses it.',
     // Sequence numbers live in the default sublayer: without it `send` has no effect on the wire
     // and `recv`/`both` would drop every frame (Linux accepts both and behaves exactly so).
@@ -119,6 +121,13 @@ export const SESSION_WORDS = [
       }
     },
     compile: (v, p) => { p.seqSend = v === 'send' || v === 'both'; p.seqRecv = v === 'recv' || v === 'both'; },
+  }),
+  word({
+    word: 'seq_mirror', type: ON_OFF, always: false, defaultText: '`on`',
+    help: '`on`: as a Linux static session, the peer\'s S bit switches sending numbers on (a numbered frame) and off (an '
+      + 'unnumbered one, unless `seq` has `recv`); `seq` is how sending starts. `off`: send exactly as `seq` says '
+      + '(Cisco\'s `sequencing transmit`). `show session` prints what is sent now (`tx sequencing`).',
+    compile: (v, p) => { p.seqMirror = v === 'on'; },
   }),
   word({
     word: 'offset', type: integer('N', 0, MAX_OFFSET), always: true, default: 0, defaultText: '0',
@@ -190,6 +199,19 @@ function checkNames(o: Draft): void {
   }
 }
 
+/**
+ * What a running session sends now (`tx_seq`, l2spec_type default only) and, when it differs
+ * from `seq`, why; a session not running shows `seq_mirror off` if it is set.
+ */
+function txSequencingLine(s: SessionView): string | undefined {
+  if (s.tx_seq === undefined) return s.seq_mirror === 'off' ? '  seq_mirror: off' : undefined;
+  const configured = s.seq === 'send' || s.seq === 'both' ? 'on' : 'off';
+  const why = s.seq_mirror === 'off' ? " (seq_mirror off: the peer's S bit is not followed)"
+    : s.tx_seq === configured ? ''
+      : s.tx_seq === 'on' ? " (the peer's numbered frames turned it on)" : " (the peer's unnumbered frames turned it off)";
+  return `  tx sequencing: ${s.tx_seq}${why}`;
+}
+
 export const SESSION: WordTable<typeof SESSION_WORDS, SessionView> = {
   object: 'session',
   words: SESSION_WORDS,
@@ -214,6 +236,7 @@ export const SESSION: WordTable<typeof SESSION_WORDS, SessionView> = {
       line: (s) => (s.seq === 'none' ? undefined
         : `  sequence numbering:${s.seq === 'send' || s.seq === 'both' ? ' send' : ''}${s.seq === 'recv' || s.seq === 'both' ? ' recv' : ''}`),
     },
+    { words: ['seq_mirror'], line: txSequencingLine },
     { words: ['l2spec_type'], line: (s) => `  l2spec_type: ${s.l2spec_type}` },
     { words: ['mtu'], line: (s) => (s.mtu === undefined ? undefined : `  mtu: ${s.mtu}`) },
     { words: ['bridge'], line: (s) => (s.bridge === undefined ? undefined : `  bridge: ${s.bridge}`) },
@@ -230,7 +253,7 @@ export const SESSION: WordTable<typeof SESSION_WORDS, SessionView> = {
 export function compileSession(s: SessionConfig, wire: WireEncap): CompiledSession {
   const p = compileWords(SESSION_WORDS, s, {
     peerSessionId: 0, cookie: new Uint8Array(0), peerCookie: new Uint8Array(0), l2spec: 'default',
-    seqSend: false, seqRecv: false, offset: 0, peerOffset: 0, reorderTimeoutMs: 0,
+    seqSend: false, seqRecv: false, seqMirror: true, offset: 0, peerOffset: 0, reorderTimeoutMs: 0,
   });
   return {
     tx: buildTxTemplate({ encap: wire, peerSessionId: p.peerSessionId, cookie: p.cookie, l2spec: p.l2spec, offset: p.offset }),
@@ -238,6 +261,7 @@ export function compileSession(s: SessionConfig, wire: WireEncap): CompiledSessi
     // Without the sublayer there is nowhere to put a number (validation refuses the combination).
     seqSend: p.seqSend && p.l2spec === 'default',
     seqRecv: p.seqRecv,
+    seqMirror: p.seqMirror && p.l2spec === 'default',
     reorderTimeoutMs: p.reorderTimeoutMs,
   };
 }

@@ -106,27 +106,7 @@ export class ConfigStore {
    * gets mode 0640. Throws (and leaves the old file untouched) on any failure.
    */
   save(cfg: Config): void {
-    const text = serializeConfig(validateConfig(cfg));
-    const dir = path.dirname(this.path);
-    fs.mkdirSync(dir, { recursive: true, mode: CONFIG_DIR_MODE });
-    const tmp = `${this.path}.tmp-${process.pid}`;
-    let fd: number | undefined;
-    try {
-      fd = fs.openSync(tmp, 'w', CONFIG_FILE_MODE);
-      fs.fchmodSync(fd, CONFIG_FILE_MODE); // umask may have narrowed it; never widened beyond 0640
-      fs.writeFileSync(fd, text);
-      fs.fsyncSync(fd);
-      fs.closeSync(fd);
-      fd = undefined;
-      fs.renameSync(tmp, this.path);
-    } catch (err) {
-      if (fd !== undefined) {
-        try { fs.closeSync(fd); } catch { /* already failing */ }
-      }
-      try { fs.unlinkSync(tmp); } catch { /* may not exist */ }
-      throw err;
-    }
-    syncDir(dir);
+    writeFileAtomic(this.path, serializeConfig(validateConfig(cfg)), CONFIG_FILE_MODE, CONFIG_DIR_MODE);
   }
 }
 
@@ -138,6 +118,34 @@ function processRuns(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/**
+ * Write `text` to `file` so that a crash at any point leaves the old file or the new one, never
+ * a partial one: temp file in the same directory (created with `dirMode` if missing), fsync,
+ * rename over the target, fsync the directory. Throws, leaving the old file, on any failure.
+ */
+export function writeFileAtomic(file: string, text: string, mode: number, dirMode: number): void {
+  const dir = path.dirname(file);
+  fs.mkdirSync(dir, { recursive: true, mode: dirMode });
+  const tmp = `${file}.tmp-${process.pid}`;
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(tmp, 'w', mode);
+    fs.fchmodSync(fd, mode); // umask may have narrowed it; never widened beyond `mode`
+    fs.writeFileSync(fd, text);
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    fd = undefined;
+    fs.renameSync(tmp, file);
+  } catch (err) {
+    if (fd !== undefined) {
+      try { fs.closeSync(fd); } catch { /* already failing */ }
+    }
+    try { fs.unlinkSync(tmp); } catch { /* may not exist */ }
+    throw err;
+  }
+  syncDir(dir);
 }
 
 function syncDir(dir: string): void {

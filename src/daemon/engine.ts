@@ -12,6 +12,7 @@ import {
 } from '../control/validate.js';
 import { ConfigIndex, sessionKey } from '../control/conflicts.js';
 import type { ConfigStore } from '../control/store.js';
+import type { TxSeqStore } from '../control/tx-seq-store.js';
 import { serialQueue, type Engine, type SessionView, type TunnelView } from '../control/api.js';
 import { DataPlane, type SessionSpec } from '../dataplane/index.js';
 import { MAX_SESSIONS, MAX_TUNNELS } from '../dataplane/layout.js';
@@ -25,6 +26,7 @@ import { compileSession, interfaceNames } from '../control/session-words.js';
 import { SessionInterfaces, type SessionLinks } from './interfaces.js';
 import type { MetricsSource } from '../metrics/index.js';
 import { Liveness } from './liveness.js';
+import { TxSequencing, type TxSession } from './tx-sequencing.js';
 
 /** Backoff of retries of entries that could not start: from 1 s, doubling, at most a minute. */
 const RETRY_MIN_MS = 1000;
@@ -97,16 +99,20 @@ export class DaemonEngine implements Engine, MetricsSource {
   /** Up or down, and why, for every running tunnel and session; the taps' carrier follows it. */
   private readonly liveness: Liveness;
   private unwatch: (() => void) | undefined;
+  /** Sending of sequence numbers: where each session's numbering resumes, the peer's S bit. */
+  private readonly tx: TxSequencing;
+  private txTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly store: ConfigStore,
     readonly dataplane: DataPlane,
     private readonly rtnl: Rtnl,
     private readonly log: Logger,
-    opts: { offload?: boolean } = {},
+    opts: { offload?: boolean; txSeq?: TxSeqStore } = {},
   ) {
     this.ifaces = new SessionInterfaces(rtnl, log, opts.offload ?? true);
     this.liveness = new Liveness(dataplane, log, (fd, on) => native.tapSetCarrier(fd, on));
+    this.tx = new TxSequencing(opts.txSeq, dataplane, log);
   }
 
   /** Load the config file and start everything in it; entries that fail are logged and kept. */
@@ -114,11 +120,15 @@ export class DaemonEngine implements Engine, MetricsSource {
     for (const name of this.store.removeStaleTemps()) this.log.info({ file: name }, 'removed a config temp file an interrupted write left');
     this.config = this.store.load();
     this.index = ConfigIndex.of(this.config);
+    this.tx.load(new Set(this.config.sessions.map((s) => sessionKey(s.tunnel_id, s.session_id))));
     await this.startMissing(this.config);
     await this.sweepInterfaces();
     this.watchLinks();
     this.watchAddresses();
     this.scheduleRetry();
+    this.tx.flush(this.txSessions());
+    this.txTimer = setInterval(() => this.tx.check(this.txSessions()), 1000);
+    this.txTimer.unref();
     this.log.info({ tunnels: this.tunnels.size, sessions: this.sessions.size, failed: this.failures.size }, 'configuration applied');
   }
 
@@ -192,11 +202,14 @@ export class DaemonEngine implements Engine, MetricsSource {
     this.unwatchAddresses = undefined;
     if (this.repairTimer) clearTimeout(this.repairTimer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.txTimer) clearInterval(this.txTimer);
     await this.exclusive(async () => undefined);
     for (const s of [...this.sessions.values()]) await this.stopSession(s).catch(() => undefined);
     for (const t of [...this.tunnels.values()]) await this.stopTunnel(t).catch(() => undefined);
     this.liveness.stop();
     await this.dataplane.stop();
+    // Every session is out of the data plane: its next number is exact.
+    this.tx.flush([], true);
   }
 
   // ------------------------------------------------------------------ API
@@ -266,6 +279,8 @@ export class DaemonEngine implements Engine, MetricsSource {
       restored: rt?.restored ?? 0,
       ...liveFields(rt ? this.liveness.session(sessionKey(s.tunnel_id, s.session_id)) : undefined, failure),
       ...(failure ? { error: failure.error } : {}),
+      // Numbering lives in the default sublayer; whether it is on now, the peer's S bit may have decided.
+      ...(rt && rt.cfg.l2spec_type === 'default' ? { tx_seq: this.dataplane.txState(rt.slot).numbered ? 'on' : 'off' } : {}),
       ...(withStats && rt ? {
         stats: this.dataplane.sessionStats(rt.slot), diagnostics: this.liveness.sessionDiagnostics(sessionKey(s.tunnel_id, s.session_id)),
       } : {}),
@@ -285,6 +300,7 @@ export class DaemonEngine implements Engine, MetricsSource {
       await this.sweepInterfaces();
     });
     this.index.addSession(s);
+    this.tx.flush(this.txSessions());
     this.log.info({ tunnel_id: s.tunnel_id, session_id: s.session_id, interface: this.sessions.get(key)?.links.ifname }, 'session added');
   }
 
@@ -298,6 +314,7 @@ export class DaemonEngine implements Engine, MetricsSource {
     const rt = this.sessions.get(sessionKey(tid, sid));
     if (rt) await this.stopSession(rt, true);
     await this.sweepInterfaces();
+    this.tx.flush(this.txSessions());
     this.log.info({ tunnel_id: tid, session_id: sid }, 'session deleted');
   }
 
@@ -346,6 +363,7 @@ export class DaemonEngine implements Engine, MetricsSource {
     await this.sweepInterfaces();
     this.retryDelayMs = RETRY_MIN_MS;
     this.scheduleRetry();
+    this.tx.flush(this.txSessions());
     this.log.info({ added, removed, changed }, 'configuration reloaded');
     return { added, removed, changed };
   }
@@ -496,10 +514,14 @@ export class DaemonEngine implements Engine, MetricsSource {
       const spec: SessionSpec = {
         ...compiled, slot, tunnelSlot: tunnel.slot, sessionId: s.session_id, tapFd: links.tap.fd, tapOffload: links.tap.offload, mtu,
       };
+      const key = sessionKey(s.tunnel_id, s.session_id);
       this.dataplane.resetSession(slot);
+      this.dataplane.seedTx(slot, this.tx.startAt(key), spec.seqSend);
       await this.dataplane.addSession(spec);
-      this.sessions.set(sessionKey(s.tunnel_id, s.session_id), { cfg: s, slot, links, spec, restored: 0 });
-      this.liveness.addSession(s, sessionKey(s.tunnel_id, s.session_id), slot, links.tap.fd, links.ifname);
+      const rs: RunningSession = { cfg: s, slot, links, spec, restored: 0 };
+      this.sessions.set(key, rs);
+      this.liveness.addSession(s, key, slot, links.tap.fd, links.ifname);
+      this.tx.started(txSession(rs));
     } catch (err) {
       if (slot !== undefined) this.sessionSlots.give(slot);
       await undo();
@@ -513,8 +535,13 @@ export class DaemonEngine implements Engine, MetricsSource {
     this.sessions.delete(sessionKey(rs.cfg.tunnel_id, rs.cfg.session_id));
     this.liveness.delSession(sessionKey(rs.cfg.tunnel_id, rs.cfg.session_id));
     await this.dataplane.delSession(rs.slot);
+    this.tx.stopped(txSession(rs), remove);
     await this.ifaces.release(rs.links, remove);
     this.sessionSlots.give(rs.slot);
+  }
+
+  private txSessions(): TxSession[] {
+    return [...this.sessions.values()].map(txSession);
   }
 
   /** Remove interfaces l2tpd marked that the config no longer names (see interfaces.ts). */
@@ -645,4 +672,8 @@ function liveFields(live: { state: string; reason: string; since: number } | und
   failure: { error: string; since: number } | undefined): Record<string, string> {
   if (live) return { state: live.state, reason: live.reason, since: new Date(live.since).toISOString() };
   return { state: 'down', ...(failure ? { since: new Date(failure.since).toISOString() } : {}) };
+}
+
+function txSession(rs: RunningSession): TxSession {
+  return { key: sessionKey(rs.cfg.tunnel_id, rs.cfg.session_id), tunnelId: rs.cfg.tunnel_id, sessionId: rs.cfg.session_id, slot: rs.slot };
 }

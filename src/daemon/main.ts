@@ -4,8 +4,10 @@
  * API on a UNIX socket and Prometheus metrics on TCP, reloads on SIGHUP, stops on SIGTERM.
  */
 import type { Server } from 'node:net';
+import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { ConfigStore } from '../control/store.js';
+import { TxSeqStore } from '../control/tx-seq-store.js';
 import { DEFAULT_SOCKET, startApiServer } from '../control/api.js';
 import { packageVersion } from '../control/version.js';
 import { DataPlane } from '../dataplane/index.js';
@@ -39,7 +41,7 @@ async function main(): Promise<void> {
   for (const o of DAEMON_OPTIONS) program.option(`${o.flag} <${o.placeholder.toLowerCase()}>`, o.summary, optionDefault(o));
   program.exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
   program.parse();
-  const opts = program.opts<{ config: string; socket: string; metricsListen: string; logLevel: string; offload: string }>();
+  const opts = program.opts<{ config: string; socket: string; stateDir: string; metricsListen: string; logLevel: string; offload: string }>();
   for (const o of DAEMON_OPTIONS) {
     const refused = refuseValue(o, program.getOptionValue(optionKey(o)) as string);
     if (refused) {
@@ -68,12 +70,14 @@ async function main(): Promise<void> {
   }
   const service = new ServiceNotifier(native.notifySend, log);
   const store = new ConfigStore(opts.config);
+  // systemd's StateDirectory= (/var/lib/l2tpd in the unit) arrives as $STATE_DIRECTORY.
+  const stateDir = opts.stateDir || process.env.STATE_DIRECTORY?.split(':')[0] || path.dirname(path.resolve(opts.config));
   const rtnl = await Rtnl.open();
   let stopping = false;
   const dataplane = new DataPlane((code) => {
     if (!stopping) { log.fatal({ code }, 'data plane worker died'); process.exit(1); }
   });
-  const engine = new DaemonEngine(store, dataplane, rtnl, log, { offload: opts.offload === 'on' });
+  const engine = new DaemonEngine(store, dataplane, rtnl, log, { offload: opts.offload === 'on', txSeq: new TxSeqStore(stateDir) });
   const listening: Array<{ close(): unknown }> = [claim];
   const abort = async (err: unknown, what: string): Promise<never> => {
     log.fatal({ err: (err as Error).message }, what);

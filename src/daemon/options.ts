@@ -14,6 +14,8 @@ export interface DaemonOption {
   /** How the value is written: `FILE`, `HOST:PORT|off`. */
   readonly placeholder: string;
   readonly default: string;
+  /** How the default reads when it is worked out at start (`--state-dir`); else `default`. */
+  readonly defaultText?: string;
   /** An environment variable that, when set and not empty, replaces the default. */
   readonly env?: string;
   /** The only values allowed, when they are fixed. */
@@ -35,6 +37,13 @@ export const DAEMON_OPTIONS: readonly DaemonOption[] = [
     flag: '--socket', placeholder: 'PATH', default: DEFAULT_SOCKET, env: 'L2TPD_SOCKET', summary: 'control API UNIX socket',
     help: 'The control API: HTTP/1.1 and JSON on this UNIX socket, mode 0660, which l2tpctl(8) talks to. Under systemd '
       + 'socket activation (LISTEN_FDS=1) the socket passed as fd 3 is used instead.',
+  },
+  {
+    flag: '--state-dir', placeholder: 'DIR', default: '',
+    defaultText: '$STATE_DIRECTORY (under systemd: `/var/lib/l2tpd`), else the configuration file\'s directory',
+    summary: 'where each session\'s send numbering is kept across restarts',
+    help: 'Where `tx-sequence.json` is kept: each sequenced session\'s next send number, written atomically, so that a '
+      + 'restart, a reload or a crash continues the numbering and a Linux peer drops nothing (after a crash, 5 frames).',
   },
   {
     flag: '--metrics-listen', placeholder: 'HOST:PORT|off', default: DEFAULT_METRICS, summary: 'Prometheus /metrics listener',

@@ -7,7 +7,8 @@
  * to which tunnel/session; this class only polls them and moves packets.
  */
 import {
-  BATCH, DATAGRAM_CAPACITY, FRAME_CAPACITY, GSO_MAX_SEGS, HEADROOM, MAX_SESSIONS, RX_HEADROOM, SLOT_COUNT,
+  BATCH, DATAGRAM_CAPACITY, FRAME_CAPACITY, GSO_MAX_SEGS, HEADROOM, MAX_SESSIONS, RX_HEADROOM, SESSION_TX_WIDTH, SLOT_COUNT,
+  SessionTx as TX,
 } from './layout.js';
 import {
   HOST_ROW, SESSION_DROP_COUNTER, SESSION_ROW_WIDTH, SessionCounter as S, TUNNEL_DROP_COUNTER,
@@ -59,8 +60,13 @@ export interface CompiledSession {
   tx: TxTemplate;
   /** What is expected after the session ID of every frame received. */
   rx: RxContext;
-  /** Number the frames sent (S bit set). */
+  /** Number the frames sent (S bit set) from the start; with seqMirror the peer's S bit may switch it. */
   seqSend: boolean;
+  /**
+   * Follow the peer's S bit on transmit as a Linux static session does (l2tp_recv_common): a
+   * numbered frame turns sending numbers on, an unnumbered one turns it off unless seqRecv.
+   */
+  seqMirror: boolean;
   /** Drop received frames without a number. */
   seqRecv: boolean;
   /** 0: out-of-order frames are dropped (as Linux); > 0: held this long for reordering. */
@@ -145,13 +151,17 @@ class TunnelState {
 class SessionState {
   readonly tpl: TxTemplate;
   readonly rx: RxContext;
-  readonly seqSend: boolean;
+  /** The sublayer carries numbers at all (l2spec_type default). */
+  readonly numbered: boolean;
+  /** numbered and seqMirror: received S bits switch sending. */
+  readonly mirror: boolean;
+  /** This session's row in the shared transmit state (layout.ts SessionTx). */
+  readonly txRow: number;
   /** Largest frame accepted in either direction: MTU + Ethernet header + one VLAN tag. */
   readonly maxFrame: number;
   /** Slots offered to one tap read, and the fewest worth a read (an offload tap needs room for a super-frame). */
   readonly readSlots: number;
   readonly minReadSlots: number;
-  ns = 0;
   readonly seq: SequenceState;
   /** Tap poll callback, made once (see SocketState.onEvent). */
   readonly onReadable: () => void;
@@ -161,7 +171,9 @@ class SessionState {
     this.onReadable = (): void => onReadable(this);
     this.tpl = spec.tx;
     this.rx = spec.rx;
-    this.seqSend = spec.seqSend;
+    this.numbered = spec.tx.l2ssOffset >= 0;
+    this.mirror = this.numbered && spec.seqMirror;
+    this.txRow = spec.slot * SESSION_TX_WIDTH;
     this.maxFrame = Math.min(spec.mtu + 18, FRAME_CAPACITY);
     this.readSlots = spec.tapOffload ? OFFLOAD_BATCH : BATCH;
     this.minReadSlots = spec.tapOffload ? GSO_MAX_SEGS : 1;
@@ -199,6 +211,8 @@ export class Forwarder implements ControlHost {
   private readonly bytes: Uint8Array;
   private readonly sc: Float64Array;
   private readonly tc: Float64Array;
+  /** Shared per-session transmit state (layout.ts SessionTx), seeded by the control plane. */
+  private readonly tx: Int32Array;
   private readonly slots: SlotAllocator;
   private readonly sockets = new Map<number, SocketState>();
   private readonly tunnels = new Map<number, TunnelState>();
@@ -263,6 +277,7 @@ export class Forwarder implements ControlHost {
     const readClock = (): void => this.io.readClock(this.clock);
     this.control = new ControlChannel(this.bytes, this.tc, new Float64Array(status.hello), new Int32Array(status.signal),
       this.diag, this.clock, readClock, this);
+    this.tx = new Int32Array(status.sessionTx);
     this.slots = new SlotAllocator(Math.min(SLOT_COUNT, Math.floor(pool.byteLength / slotOffset(1))));
     io.attachPool(pool);
     this.heldStart = new Uint32Array(this.slots.slotCount);
@@ -387,8 +402,12 @@ export class Forwarder implements ControlHost {
     const io = this.io;
     const sc = this.sc;
     const row = s.slot * SESSION_ROW_WIDTH;
+    const tx = this.tx;
+    const nextSeqAt = s.txRow + TX.NextSeq;
     const least = s.minReadSlots;
     for (let round = 0; round < ROUNDS && !sock.blocked; round++) {
+      // Read per batch: the peer's S bit may have switched it since the last one.
+      const numbering = s.numbered && tx[s.txRow + TX.Numbering] !== 0;
       const room = TXQ_CAP - sock.qCount;
       let want = s.readSlots < room ? s.readSlots : room;
       if (this.slots.free < want) want = this.slots.free;
@@ -424,9 +443,9 @@ export class Forwarder implements ControlHost {
           continue;
         }
         let seq = -1;
-        if (s.seqSend) {
-          seq = s.ns;
-          s.ns = nextSeq(seq);
+        if (numbering) {
+          seq = tx[nextSeqAt];
+          tx[nextSeqAt] = nextSeq(seq);
         }
         const start = writeHeader(this.bytes, this.tOffsets[i], s.tpl, seq);
         sock.qOffsets[q] = start;
@@ -629,6 +648,7 @@ export class Forwarder implements ControlHost {
       this.diag.sample(s.slot, this.bytes, dec.pos, start + len);
     }
     if (dec.hasSeq === 0 && s.seq.recvSeq) this.diag.unsequenced(s.slot);
+    if (s.mirror) this.followPeerSequencing(s, dec.hasSeq);
     if (dec.frameLength > s.maxFrame) {
       this.countSessionDrop(s.slot, DropReason.Oversize);
       return;
@@ -654,6 +674,22 @@ export class Forwarder implements ControlHost {
     // data: the session ID at 4; control: the connection ID at 4 (after flags and Length)
     const id = (b[start + 4] << 24) | (b[start + 5] << 16) | (b[start + 6] << 8) | b[start + 7];
     this.diag.foreignSource(tunnel.slot, this.rxSources, i, id, control);
+  }
+
+  /**
+   * Linux's rule for a static session (l2tp_recv_common), applied to every frame that passed the
+   * cookie check, before the sequence and size checks: a numbered frame switches our numbering
+   * on; an unnumbered one switches it off unless we require numbers (those frames are dropped).
+   * A switch is recorded in shared memory for the control plane, which reports it.
+   */
+  private followPeerSequencing(s: SessionState, hasSeq: number): void {
+    const tx = this.tx;
+    const at = s.txRow + TX.Numbering;
+    const on = tx[at] !== 0;
+    const numbered = hasSeq !== 0;
+    if (numbered === on || (!numbered && s.seq.recvSeq)) return;
+    tx[at] = numbered ? 1 : 0;
+    tx[s.txRow + TX.Switches] = (tx[s.txRow + TX.Switches] + 1) | 0;
   }
 
   /** Queue a frame for its tap; `release` is a slot to give back once written (a held frame), or -1. */

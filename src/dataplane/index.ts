@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { SLOT_COUNT, SLOT_SIZE } from './layout.js';
+import { SESSION_TX_WIDTH, SLOT_COUNT, SLOT_SIZE, SessionTx, seedSessionTx } from './layout.js';
 import {
   SESSION_COUNTER_BYTES, SESSION_COUNTER_NAMES, SESSION_ROW_WIDTH, TUNNEL_COUNTER_BYTES, TUNNEL_COUNTER_NAMES, TUNNEL_ROW_WIDTH,
 } from './counters.js';
@@ -37,6 +37,8 @@ export class DataPlane {
   /** Per tunnel slot (and HOST_ROW) and per session slot: the diagnostics rows (status.ts). */
   readonly tunnelDiag = new Float64Array(this.statusBuffers.tunnelDiag);
   readonly sessionDiag = new Float64Array(this.statusBuffers.sessionDiag);
+  /** Per-session transmit state (layout.ts SessionTx): seeded here, kept current by the worker. */
+  readonly sessionTx = new Int32Array(this.statusBuffers.sessionTx);
   private readonly worker: Worker;
   /** Ends the worker's forwarding slice so it reads our message now (see worker.ts). */
   private readonly wakeFd = native.wakeOpen();
@@ -116,6 +118,25 @@ export class DataPlane {
     this.tunnelDiag.fill(0, slot * TUNNEL_DIAG_WIDTH, (slot + 1) * TUNNEL_DIAG_WIDTH);
     this.helloStatus.fill(0, slot * HELLO_ROW_WIDTH, (slot + 1) * HELLO_ROW_WIDTH);
     this.helloStatus[slot * HELLO_ROW_WIDTH + HelloField.State] = -1;
+  }
+
+  /**
+   * Seed a session's transmit state before addSession: the next number to send and whether it
+   * starts out numbered (its configured `seq`). A session re-added with the same slot (a new
+   * tap fd) keeps what the worker left there.
+   */
+  seedTx(slot: number, nextSeq: number, numbered: boolean): void {
+    seedSessionTx(this.sessionTx, slot, nextSeq, numbered);
+  }
+
+  /** A session's transmit state as the worker has it now. */
+  txState(slot: number): { nextSeq: number; numbered: boolean; changes: number } {
+    const row = slot * SESSION_TX_WIDTH;
+    return {
+      nextSeq: this.sessionTx[row + SessionTx.NextSeq],
+      numbered: this.sessionTx[row + SessionTx.Numbering] !== 0,
+      changes: this.sessionTx[row + SessionTx.Switches],
+    };
   }
 }
 

@@ -35,3 +35,32 @@ export const GSO_MAX_SEGS = 64;
 /** Capacity of the counter tables (a session or tunnel gets a row index in [0, MAX)). */
 export const MAX_SESSIONS = 16384;
 export const MAX_TUNNELS = 4096;
+
+/**
+ * Per-session transmit state, an Int32Array row of SESSION_TX_WIDTH in shared memory. The
+ * control plane seeds a row when it starts a session (the number to resume at, the configured
+ * sequencing); the worker keeps it current and never resets it, so a session re-added for a new
+ * tap fd carries on; the control plane reads it to persist the numbering and to notice the peer
+ * switching sequencing (docs/sequencing.md "Sending").
+ */
+export const enum SessionTx {
+  /** The next sequence number to send (0..2^24-1). */
+  NextSeq = 0,
+  /** 1 while frames go out numbered: `seq send|both`, or switched by the peer's S bit. */
+  Numbering,
+  /** How often the peer's S bit switched Numbering (int32, wraps; compare differences). */
+  Switches,
+}
+export const SESSION_TX_WIDTH = 4;
+export const SESSION_TX_BYTES = MAX_SESSIONS * SESSION_TX_WIDTH * 4;
+
+/**
+ * Seed a session's row before it is added: the next number to send and whether it starts out
+ * numbered (its configured `seq`); the switch count starts at 0.
+ */
+export function seedSessionTx(state: Int32Array, slot: number, nextSeq: number, numbered: boolean): void {
+  const row = slot * SESSION_TX_WIDTH;
+  state[row + SessionTx.NextSeq] = nextSeq;
+  state[row + SessionTx.Numbering] = numbered ? 1 : 0;
+  state[row + SessionTx.Switches] = 0;
+}

@@ -4,7 +4,7 @@
  * The worker writes these rows (never allocating); the control plane reads them when it reports
  * a state change, answers `show`, or is scraped. Both threads import this file.
  */
-import { MAX_SESSIONS, MAX_TUNNELS } from './layout.js';
+import { MAX_SESSIONS, MAX_TUNNELS, SESSION_TX_BYTES } from './layout.js';
 
 /**
  * Per-tunnel Hello status (Float64Array rows of HELLO_ROW_WIDTH). Times are wall-clock ms.
@@ -140,6 +140,8 @@ export interface StatusBuffers {
   signal: SharedArrayBuffer;
   tunnelDiag: SharedArrayBuffer;
   sessionDiag: SharedArrayBuffer;
+  /** Per-session transmit state (layout.ts SessionTx): seeded by the control plane, kept by the worker. */
+  sessionTx: SharedArrayBuffer;
 }
 
 export function allocateStatusBuffers(): StatusBuffers {
@@ -148,5 +150,6 @@ export function allocateStatusBuffers(): StatusBuffers {
     signal: new SharedArrayBuffer(SIGNAL_BYTES),
     tunnelDiag: new SharedArrayBuffer(TUNNEL_DIAG_BYTES),
     sessionDiag: new SharedArrayBuffer(SESSION_DIAG_BYTES),
+    sessionTx: new SharedArrayBuffer(SESSION_TX_BYTES),
   };
 }

@@ -83,7 +83,7 @@ export async function l2tpdPage(version = packageVersion()): Promise<string> {
       + '`@l2tpd` of its namespace, and a second instance exits saying which one holds it.');
   page.section('options');
   for (const o of DAEMON_OPTIONS) {
-    const dflt = `Default: \`${o.default}\`${o.env ? `, or $${o.env} when set` : ''}.`;
+    const dflt = `Default: ${o.defaultText ?? `\`${o.default}\``}${o.env ? `, or $${o.env} when set` : ''}.`;
     const values = o.values ? ` One of ${o.values.map((v) => `\`${v}\``).join(', ')}.` : '';
     page.item(term(o.flag, o.placeholder), `${o.help}${values} ${dflt}`);
   }

@@ -51,6 +51,31 @@
  */
 import { DropReason, SEQ_MASK, SEQ_WINDOW } from './constants.js';
 
+/**
+ * Send numbering across a stop whose exact number was lost (a crash). A Linux receiver takes a
+ * numbered frame only when it lies less than SEQ_WINDOW ahead of the number it expects (nr), and
+ * never resynchronises on frames behind nr (docs/sequencing.md S9); a frame ahead costs a run of
+ * 5 out-of-sequence drops, after which it follows (S1). The control plane saves each session's
+ * next number whenever it has moved SEQ_SAVE_STRIDE since the last save (checked every second),
+ * so at a crash the peer's nr lies at most that, plus one second of traffic, past the saved
+ * number (and at most what was in flight behind it). Resuming SEQ_CRASH_SKIP (a quarter of the
+ * space) past the saved number lands at or ahead of nr, inside the window, while fewer than
+ * 2^22 frames went out since the save and the peer lags less than 2^22 − 1 behind it: 4 M
+ * frames, where the stride plus a second at line rate is about 1.3 M.
+ */
+export const SEQ_SAVE_STRIDE = 1 << 20;
+export const SEQ_CRASH_SKIP = 1 << 22;
+
+/** Where numbering resumes after a crash, from the last saved next number. */
+export function seqAfterCrash(saved: number): number {
+  return (saved + SEQ_CRASH_SKIP) & SEQ_MASK;
+}
+
+/** How far `to` is ahead of `from` in the 24-bit space (0..2^24 − 1). */
+export function seqAhead(from: number, to: number): number {
+  return (to - from) & SEQ_MASK;
+}
+
 export interface SequenceConfig {
   /** seq recv|both: unsequenced packets are dropped. */
   recvSeq: boolean;

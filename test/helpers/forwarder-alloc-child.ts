@@ -7,7 +7,8 @@
 import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { Forwarder, type TunnelSpec } from '../../src/dataplane/forwarder.js';
 import { sessionSpec } from './session-spec.js';
-import { BATCH, SLOT_COUNT, SLOT_SIZE } from '../../src/dataplane/layout.js';
+import { BATCH, SLOT_COUNT, SLOT_SIZE, SessionTx, seedSessionTx } from '../../src/dataplane/layout.js';
+import { allocateStatusBuffers } from '../../src/dataplane/status.js';
 import {
   SESSION_COUNTER_BYTES, SESSION_ROW_WIDTH, SessionCounter as S, TUNNEL_COUNTER_BYTES,
 } from '../../src/dataplane/counters.js';
@@ -24,10 +25,13 @@ const PEER_V4 = (192 << 24) | (0 << 16) | (2 << 8) | 2;
 
 /** The addon's forwarder side, with traffic: each call does what the syscall would, on the pool, without allocating. */
 class SimulatedAddon extends FakeIo {
-  // Decap traffic: session A (cookie), then session B (sequenced), alternating runs of 16.
+  // Decap traffic: session A (cookie; numbered every other frame, a peer flipping its S bit, which
+  // switches A's sending each time), then session B (sequenced), alternating runs of 16.
   readonly tplA = buildTxTemplate({ encap: UDP_WIRE, peerSessionId: 0x90000001, cookie: Uint8Array.of(9, 8, 7, 6), l2spec: 'default', offset: 0 });
   readonly tplB = buildTxTemplate({ encap: UDP_WIRE, peerSessionId: 7, cookie: new Uint8Array(0), l2spec: 'default', offset: 0 });
   seqB = 0;
+  seqA = 0;
+  framesA = 0;
   /** Every 32nd datagram is one of the drop or control paths, in turn (see recvBatch). */
   odd = 0;
   readonly tplUnknown = buildTxTemplate({ encap: UDP_WIRE, peerSessionId: 0x9abcdef0, cookie: new Uint8Array(0), l2spec: 'default', offset: 0 });
@@ -61,6 +65,9 @@ class SimulatedAddon extends FakeIo {
       if (useB) {
         seq = this.seqB;
         this.seqB = nextSeq(seq);
+      } else if ((this.framesA++ & 1) !== 0) {
+        seq = this.seqA;
+        this.seqA = nextSeq(seq);
       }
       writeHeader(this.bytes, frameStart, tpl, seq);
       lengths[i] = tpl.length + FRAME;
@@ -103,12 +110,14 @@ class SimulatedAddon extends FakeIo {
   }
 }
 
-function setup(): { fwd: Forwarder; addon: SimulatedAddon; sc: Float64Array; tc: Float64Array } {
+function setup(): { fwd: Forwarder; addon: SimulatedAddon; sc: Float64Array; tc: Float64Array; state: Int32Array } {
   const addon = new SimulatedAddon();
   const pool = new SharedArrayBuffer(SLOT_COUNT * SLOT_SIZE);
   const sessions = new SharedArrayBuffer(SESSION_COUNTER_BYTES);
   const tunnels = new SharedArrayBuffer(TUNNEL_COUNTER_BYTES);
-  const fwd = new Forwarder(addon, pool, sessions, tunnels);
+  const status = allocateStatusBuffers();
+  const state = new Int32Array(status.sessionTx);
+  const fwd = new Forwarder(addon, pool, sessions, tunnels, status);
   const tunnel: TunnelSpec = {
     slot: 3, tunnelId: 100, peerTunnelId: 200, encap: EncapKind.Udp, family: 4, fd: SOCK_FD, remote: '192.0.2.2', remotePort: 1701,
     helloIntervalMs: 1000, helloRetries: 3,
@@ -116,8 +125,10 @@ function setup(): { fwd: Forwarder; addon: SimulatedAddon; sc: Float64Array; tc:
   fwd.addTunnel(tunnel);
   fwd.addSession(sessionSpec({ session_id: 0x90000001, peer_session_id: 0x90000002, cookie: '01020304', peer_cookie: '09080706' },
     UDP_WIRE, { slot: 0, tunnelSlot: 3, tapFd: TAP_A, tapOffload: true }));
+  // As the control plane seeds them: session 1 (`seq both`) starts out numbered.
+  seedSessionTx(state, 1, 0, true);
   fwd.addSession(sessionSpec({ session_id: 7, peer_session_id: 8, seq: 'both' }, UDP_WIRE, { slot: 1, tunnelSlot: 3, tapFd: TAP_B }));
-  return { fwd, addon, sc: new Float64Array(sessions), tc: new Float64Array(tunnels) };
+  return { fwd, addon, sc: new Float64Array(sessions), tc: new Float64Array(tunnels), state };
 }
 
 export interface AllocResult {
@@ -137,13 +148,15 @@ export interface AllocResult {
   controlDrops: number;
   rxPacketsA: number;
   rxPacketsB: number;
+  /** Times the peer's S bit switched session A's sending. */
+  seqChangesA: number;
   gcs: number;
   ms: number;
   coverage: boolean;
 }
 
 async function main(frames: number): Promise<AllocResult> {
-  const { fwd, addon, sc, tc } = setup();
+  const { fwd, addon, sc, tc, state } = setup();
   const socketEvent = (events: number): void => addon.callbacks.get(SOCK_FD)!(SOCK_FD, events);
   let unblocks = 0;
   const run = (batches: number): void => {
@@ -191,6 +204,7 @@ async function main(frames: number): Promise<AllocResult> {
     controlDrops: oddAfter[5],
     rxPacketsA: sc[0 * SESSION_ROW_WIDTH + S.RxPackets],
     rxPacketsB: sc[1 * SESSION_ROW_WIDTH + S.RxPackets],
+    seqChangesA: state[SessionTx.Switches],
     gcs: gcs.filter((x) => x >= t0 && x <= t1).length,
     ms: t1 - t0,
     coverage: process.env.NODE_V8_COVERAGE !== undefined,

@@ -11,6 +11,7 @@
  * traffic crosses them and packet counts can be compared exactly.
  */
 import { spawn } from 'node:child_process';
+import type tap from 'tap';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,6 +19,7 @@ import { bootBusyboxGuest, busyboxGuestUnavailable } from '../guest/busybox.js';
 import type { Guest } from '../guest/guest.js';
 import { findGuestKernel, type GuestKernel } from '../guest/kernel.js';
 import type { SessionConfig, TunnelConfig } from '../../src/control/model.js';
+import { normalizeSession } from '../../src/control/validate.js';
 import { createNetns, deleteNetns, hasCommand, netnsUnavailable, nsExec, nsRun, stopProcess } from './netns.js';
 import { l2tpctlJson, newDaemon, startDaemon, stopDaemon, type Daemon } from './sites.js';
 
@@ -60,6 +62,8 @@ export interface PeerCase {
   zeroCsum6?: boolean;
   /** Session MTU on both sides (default: each side's own default, which must agree). */
   mtu?: number;
+  /** l2tpd's seq_mirror (absent: on, as Linux). */
+  seqMirror?: 'on' | 'off';
 }
 
 export const tunnelId = (c: PeerCase) => 100 + c.n;
@@ -90,13 +94,14 @@ export function l2tpdTunnel(c: PeerCase): TunnelConfig {
 }
 
 export function l2tpdSession(c: PeerCase): SessionConfig {
-  return {
+  return normalizeSession({
     tunnel_id: tunnelId(c), session_id: c.sidL2tpd, peer_session_id: c.sidKernel, name: ifL2tpd(c),
     l2spec_type: c.l2spec, seq: c.seqL2tpd,
     ...(c.cookieL2tpd ? { cookie: c.cookieL2tpd } : {}),
     ...(c.cookieKernel ? { peer_cookie: c.cookieKernel } : {}),
     ...(c.mtu ? { mtu: c.mtu } : {}),
-  };
+    ...(c.seqMirror ? { seq_mirror: c.seqMirror } : {}),
+  });
 }
 
 /** The kernel's side as `ip -batch` lines: tunnel, session, MTU, up, address. */
@@ -166,9 +171,27 @@ export function parseDebugfs(text: string): Map<number, KernelSession> {
 /** A session as l2tpd's API shows it (the fields the suites read). */
 export interface L2tpdSessionView {
   tunnel_id: number; session_id: number; interface: string; mtu: number; state: string; restored: number;
+  /** Whether l2tpd sends sequence numbers right now (the peer's S bit can switch it). */
+  tx_seq?: 'on' | 'off';
   stats: Record<string, number>;
 }
 export interface L2tpdTunnelView { tunnel_id: number; state: string; stats: Record<string, number> }
+
+/**
+ * A lab for test `t`, closed at its teardown, with a temp dir for captures (kept with
+ * L2TPD_KEEP_PCAP=1); says which kernel booted and how long it took.
+ */
+export async function openLab(t: tap.Test, name: string): Promise<{ lab: KernelPeerLab; tmp: string; started: number }> {
+  const started = Date.now();
+  const lab = await KernelPeerLab.open(name);
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), `l2tpd-k${name}-`));
+  t.teardown(async () => {
+    await lab.close();
+    if (!process.env.L2TPD_KEEP_PCAP) fs.rmSync(tmp, { recursive: true, force: true });
+  });
+  t.comment(`guest kernel ${lab.kernel.release}, booted in ${lab.guest.bootMs} ms (${lab.guest.accel})`);
+  return { lab, tmp, started };
+}
 
 /** The lab: a namespace with l2tpd and the guest's tap, and the guest. */
 export class KernelPeerLab {

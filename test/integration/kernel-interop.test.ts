@@ -21,14 +21,12 @@
  * Then iperf3 TCP both ways over two sessions (headers-only capture, counters).
  */
 import { spawn } from 'node:child_process';
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import type tap from 'tap';
 import { startCapture } from '../helpers/capture.js';
 import {
-  GUEST_PING, KernelPeerLab, inner, kernelBatch, kernelPeerUnavailable, l2tpdSession, l2tpdTunnel, portKernel, portL2tpd,
+  GUEST_PING, KernelPeerLab, inner, kernelBatch, openLab, kernelPeerUnavailable, l2tpdSession, l2tpdTunnel, portKernel, portL2tpd,
   underlay, ifKernel, type PeerCase,
 } from '../helpers/kernel-peer.js';
 import { decodeL2tp, type L2tpPacket } from '../helpers/l2tp-wire.js';
@@ -106,14 +104,7 @@ const largeArgs = (mtu: number) => ['-c', String(LARGE), '-i', '0.3', '-M', 'do'
 const smallArgs = ['-c', String(SMALL), '-i', '0.2'];
 
 t.test('l2tpd against the Linux kernel, live', { skip, timeout: 290000 }, async (t) => {
-  const started = Date.now();
-  const lab = await KernelPeerLab.open('interop');
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'l2tpd-kinterop-'));
-  t.teardown(async () => {
-    await lab.close();
-    if (!process.env.L2TPD_KEEP_PCAP) fs.rmSync(tmp, { recursive: true, force: true });
-  });
-  t.comment(`guest kernel ${lab.kernel.release}, booted in ${lab.guest.bootMs} ms (${lab.guest.accel})`);
+  const { lab, tmp, started } = await openLab(t, 'interop');
   const cases = buildCases();
 
   // The kernel's side first: a frame arriving before its session exists is answered with ICMP.

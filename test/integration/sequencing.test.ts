@@ -7,6 +7,7 @@
  * (ethertype 0x88b5) and are captured with tcpdump on the session interface.
  */
 import t from 'tap';
+import type tap from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { hasCommand, netnsUnavailable, stopProcess, waitUntil } from '../helpers/netns.js';
 import { Sites, UNDERLAY, sleep } from '../helpers/sites.js';
@@ -14,18 +15,29 @@ import { craft, diff, frameHex, l2ssHex, rawSocketUnavailable, sessionStats, udp
 
 const skip = netnsUnavailable() || (!hasCommand('ping') && 'ping (iputils-ping) is not installed');
 
-t.test('seq both carries traffic; seq recv against seq none drops and counts everything', { skip, timeout: 300000 }, async (t) => {
+/**
+ * Both daemons running, one UDP tunnel `id` (port 1600 + id) with a `seq both` session `sid`
+ * bridged to a host on each side: A's host at 198.51.100.(4n+1), B's at .(4n+2).
+ */
+async function seqBothPair(t: tap.Test, id: number, sid: number, n: number): Promise<{ sites: Sites; hA: string; addrB: string }> {
   const sites = new Sites();
   t.teardown(() => sites.close());
   const { a, b } = sites;
   await sites.start(a);
   await sites.start(b);
+  const port = String(1600 + id);
   for (const [d, local, remote] of [[a, UNDERLAY.a4, UNDERLAY.b4], [b, UNDERLAY.b4, UNDERLAY.a4]] as const) {
-    sites.ok(d, ['add', 'tunnel', 'tunnel_id', '100', 'peer_tunnel_id', '100', 'encap', 'udp', 'local', local, 'remote', remote, 'udp_sport', '1701', 'udp_dport', '1701']);
-    sites.ok(d, ['add', 'session', 'tunnel_id', '100', 'session_id', '11', 'peer_session_id', '11', 'seq', 'both', 'bridge', 'brq1']);
+    sites.ok(d, ['add', 'tunnel', 'tunnel_id', String(id), 'peer_tunnel_id', String(id), 'encap', 'udp', 'local', local, 'remote', remote, 'udp_sport', port, 'udp_dport', port]);
+    sites.ok(d, ['add', 'session', 'tunnel_id', String(id), 'session_id', String(sid), 'peer_session_id', String(sid), 'seq', 'both', 'bridge', `brq${n}`]);
   }
-  const hA = sites.host(a, 'brq1', '198.51.100.1/30');
-  sites.host(b, 'brq1', '198.51.100.2/30');
+  const hA = sites.host(a, `brq${n}`, `198.51.100.${4 * n + 1}/30`);
+  sites.host(b, `brq${n}`, `198.51.100.${4 * n + 2}/30`);
+  return { sites, hA, addrB: `198.51.100.${4 * n + 2}` };
+}
+
+t.test('seq both carries traffic; seq recv against seq none drops and counts everything', { skip, timeout: 300000 }, async (t) => {
+  const { sites, hA } = await seqBothPair(t, 100, 11, 0);
+  const { a, b } = sites;
   t.equal(sites.ping(hA, '198.51.100.2', 10, 10), 10, 'seq both: 10/10 pings');
   const sb = sessionStats(sites, b).get(11)!;
   t.ok(sb.rx_packets >= 10, `B received ${sb.rx_packets} sequenced frames`);
@@ -36,8 +48,8 @@ t.test('seq both carries traffic; seq recv against seq none drops and counts eve
   sites.ok(a, ['del', 'session', 'tunnel_id', '100', 'session_id', '11']);
   sites.ok(b, ['del', 'session', 'tunnel_id', '100', 'session_id', '11']);
   // B first, so that every frame A sends finds the session (and is counted there).
-  sites.ok(b, ['add', 'session', 'tunnel_id', '100', 'session_id', '12', 'peer_session_id', '12', 'seq', 'recv', 'bridge', 'brq1']);
-  sites.ok(a, ['add', 'session', 'tunnel_id', '100', 'session_id', '12', 'peer_session_id', '12', 'seq', 'none', 'bridge', 'brq1']);
+  sites.ok(b, ['add', 'session', 'tunnel_id', '100', 'session_id', '12', 'peer_session_id', '12', 'seq', 'recv', 'bridge', 'brq0']);
+  sites.ok(a, ['add', 'session', 'tunnel_id', '100', 'session_id', '12', 'peer_session_id', '12', 'seq', 'none', 'bridge', 'brq0']);
   t.equal(sites.ping(hA, '198.51.100.2', 5, 4), 0, 'seq recv facing seq none: nothing gets through');
   // Host A still sends now and then (ARP, IPv6 ND): compare at a moment when A's count did not
   // move while B's was read (bounded retries).
@@ -143,4 +155,28 @@ t.test('reorder_timeout live: crafted out-of-order packets, timer release, peer 
   t.equal(s4.rx_errors, 5, 'the 5 old-looking frames are counted as receive errors');
   await cap.stop();
   t.equal(b.proc?.exitCode ?? null, null, 'daemon still running');
+});
+
+t.test('send numbering across a restart and a crash of the sender (docs/sequencing.md "Across restarts")', { skip, timeout: 300000 }, async (t) => {
+  const { sites, hA, addrB } = await seqBothPair(t, 160, 161, 2);
+  const { a, b } = sites;
+  t.equal(sites.ping(hA, addrB, 20, 10), 20, 'before: 20/20 pings');
+  const atB = () => sessionStats(sites, b).get(161)!;
+
+  // A stops cleanly and starts again: its first frame carries the number after its last.
+  const s0 = atB();
+  await sites.stop(a);
+  await sites.start(a);
+  t.equal(sites.ping(hA, addrB, 10, 10), 10, 'after a restart: 10/10 pings');
+  const d1 = diff(atB(), s0);
+  t.same([d1.rx_window_drops, d1.rx_seq_discards, d1.rx_seq_resyncs], [0, 0, 0], 'B saw A\'s numbering continue: nothing dropped, no resync');
+
+  // A is killed: its last numbers were not saved exactly, so it resumes ahead, where B's window takes it.
+  const s1 = atB();
+  await sites.stop(a, 'SIGKILL');
+  await sites.start(a);
+  t.match(a.log.join('\n'), /did not stop cleanly/, 'A says it resumes ahead');
+  t.ok(sites.ping(hA, addrB, 10, 10) >= 8, 'after a crash: pings pass (B drops the first 5 frames, then follows)');
+  const d2 = diff(atB(), s1);
+  t.same([d2.rx_window_drops, d2.rx_seq_discards, d2.rx_seq_resyncs], [0, 5, 1], 'B: 5 out-of-sequence drops, then one resync (as Linux would)');
 });

@@ -70,6 +70,12 @@ t.test('session like iproute2 print_session, plus l2tpd lines', async (t) => {
   ].join('\n'));
   t.match(formatSession({ ...S, seq: 'send' }), /sequence numbering: send\n/);
   t.match(formatSession({ ...S, seq: 'recv' }), /sequence numbering: recv\n/);
+  // Sending now, as the peer's S bit may have switched it (running sessions, default sublayer).
+  t.match(formatSession({ ...S, seq: 'both', tx_seq: 'on' }), /\n {2}sequence numbering: send recv\n {2}tx sequencing: on\n {2}l2spec_type/);
+  t.match(formatSession({ ...S, tx_seq: 'off' }), /\n {2}tx sequencing: off\n/);
+  t.match(formatSession({ ...S, seq: 'recv', tx_seq: 'on' }), /\n {2}tx sequencing: on \(the peer's numbered frames turned it on\)\n/);
+  t.match(formatSession({ ...S, seq: 'send', tx_seq: 'off' }), /\n {2}tx sequencing: off \(the peer's unnumbered frames turned it off\)\n/);
+  t.match(formatSession({ ...S, seq: 'send', seq_mirror: 'off', tx_seq: 'on' }), /\n {2}tx sequencing: on \(seq_mirror off: the peer's S bit is not followed\)\n/);
   const { peer_tunnel_id: _p, ...noPeer } = S;
   t.match(formatSession(noPeer as SessionView), /Peer session 2000, tunnel \?\n/);
   t.equal(formatSessions([S, S]), formatSession(S) + formatSession(S));

@@ -94,6 +94,9 @@ t.test('usage errors name the word and what it accepts', async (t) => {
   usage(t, 'add session tunnel_id 1 session_id 2 peer_session_id 3 peer_cookie 0123456789', /peer_cookie 0123456789: expected 8 or 16 hex digits/, 'peer_cookie');
   usage(t, 'add session tunnel_id 1 session_id 2 peer_session_id 3 l2spec_type cisco', /^l2spec_type cisco: expected none or default$/, 'l2spec_type');
   usage(t, 'add session tunnel_id 1 session_id 2 peer_session_id 3 seq yes', /^seq yes: expected none or send or recv or both$/, 'seq');
+  usage(t, 'add session tunnel_id 1 session_id 2 peer_session_id 3 seq_mirror maybe', /^seq_mirror maybe: expected on or off$/, 'seq_mirror');
+  t.equal((parseCommand(w('add session tunnel_id 1 session_id 2 peer_session_id 3 seq send seq_mirror off')).params as { seq_mirror?: string }).seq_mirror,
+    'off', 'seq_mirror parsed');
   usage(t, 'add session tunnel_id 1 session_id 2 peer_session_id 3 offset 300', /^offset 300: expected an integer 0\.\.256$/, 'offset');
   usage(t, 'add session tunnel_id 1 session_id 2 peer_session_id 3 peer_offset x', /^peer_offset x: expected an integer 0\.\.256$/, 'peer_offset');
   usage(t, 'add session tunnel_id 1 session_id 2 peer_session_id 3 reorder_timeout 99999', /reorder_timeout 99999: expected an integer 0\.\.60000/, 'reorder_timeout');

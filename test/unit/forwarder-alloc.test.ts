@@ -1,7 +1,8 @@
 /**
  * The Forwarder's per-batch work allocates nothing: with a simulated addon (the syscalls replaced
  * by copies into the pool), 4 million frames each way — decapsulation for a session id ≥ 2^31 with
- * a cookie, a sequenced session, encapsulation with periodic EAGAIN backpressure (block and
+ * a cookie whose peer flips its S bit on every frame (so its sending switches each time), a
+ * sequenced session, encapsulation with periodic EAGAIN backpressure (block and
  * unblock), and every 32nd datagram a drop or control path (unknown session, wrong cookie,
  * foreign source, HELLOs answered and refused) — run without one garbage collection. Clock reads, closures on poll changes, boxed
  * numbers or Map keys that are heap numbers would all show up as scavenges within this many
@@ -43,5 +44,7 @@ t.test('forwarder: no garbage collection in 4M frames each way', { skip: childLo
   t.ok(res.controlOut > 0, `${res.controlOut} control messages sent (ACKs, within the rate limit)`);
   t.equal(res.rxErrors, res.cookieDiscards, 'the only session receive errors are the wrong cookies');
   t.ok(res.rxPacketsA > 0 && res.rxPacketsB > 0, 'both sessions received');
+  // Half of A's frames are numbered, every other one: each frame switches A's sending.
+  t.ok(res.seqChangesA >= res.rxPacketsA / 2, `the peer's S bit switched A's sending ${res.seqChangesA} times`);
   t.equal(res.gcs, 0, 'no GC while forwarding');
 });

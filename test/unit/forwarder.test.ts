@@ -1,10 +1,11 @@
 /**
  * Forwarder behaviour with a recording stand-in for the addon (no syscalls): what is queued
- * under backpressure on a raw IP socket that several tunnels share, and how an offload tap is read.
+ * under backpressure on a raw IP socket that several tunnels share, how an offload tap is read,
+ * and how the peer's S bit switches a session's sending.
  */
 import t from 'tap';
 import { Forwarder, type SessionSpec, type TunnelSpec } from '../../src/dataplane/forwarder.js';
-import { BATCH, GSO_MAX_SEGS, SLOT_COUNT, SLOT_SIZE } from '../../src/dataplane/layout.js';
+import { BATCH, GSO_MAX_SEGS, SESSION_TX_WIDTH, SLOT_COUNT, SLOT_SIZE, SessionTx, seedSessionTx } from '../../src/dataplane/layout.js';
 import {
   SESSION_COUNTER_BYTES, SESSION_ROW_WIDTH, SessionCounter as S, TUNNEL_COUNTER_BYTES,
 } from '../../src/dataplane/counters.js';
@@ -12,6 +13,7 @@ import { POLL_READABLE, POLL_WRITABLE, SOURCE_STRIDE } from '../../src/native/in
 import { FakeIo } from '../helpers/fake-io.js';
 import { EncapKind, IP_WIRE, UDP_WIRE, buildTxTemplate, writeHeader, type WireEncap } from '../../src/protocol/index.js';
 import { sessionSpec } from '../helpers/session-spec.js';
+import { allocateStatusBuffers } from '../../src/dataplane/status.js';
 
 const RAW_FD = 5;
 const UDP_FD = 6;
@@ -25,6 +27,8 @@ class RecordingAddon extends FakeIo {
   full = false;
   /** Peer address of every message the kernel accepted. */
   readonly sentTo: string[] = [];
+  /** The 32-bit word 8 bytes into every accepted message: the sublayer of a UDP header without cookie. */
+  readonly sentWord8: number[] = [];
   framesOnTap = 0;
   /** `count` of every readBatch call. */
   readonly offered: number[] = [];
@@ -85,9 +89,13 @@ class RecordingAddon extends FakeIo {
     this.framesOnTap -= n;
     return n;
   }
-  override sendBatch(_fd: number, _o: Uint32Array, _l: Uint32Array, peers: Uint32Array, first: number, count: number): number {
+  override sendBatch(_fd: number, offsets: Uint32Array, _l: Uint32Array, peers: Uint32Array, first: number, count: number): number {
     if (this.full) return 0;
-    for (let i = first; i < first + count; i++) this.sentTo.push(this.peers.get(peers[i])!);
+    for (let i = first; i < first + count; i++) {
+      this.sentTo.push(this.peers.get(peers[i])!);
+      const o = offsets[i];
+      this.sentWord8.push(((this.bytes[o + 8] << 24) | (this.bytes[o + 9] << 16) | (this.bytes[o + 10] << 8) | this.bytes[o + 11]) >>> 0);
+    }
     return count;
   }
 }
@@ -102,13 +110,15 @@ function session(slot: number, tunnelSlot: number, tapFd: number, tapOffload = f
   return sessionSpec({ session_id: 100 + slot, peer_session_id: 200 + slot, ...words }, wire, { slot, tunnelSlot, tapFd, tapOffload });
 }
 
-/** A Forwarder over a RecordingAddon, with its session counters. */
-function forwarderUnderTest(): { addon: RecordingAddon; fwd: Forwarder; sc: Float64Array } {
+/** A Forwarder over a RecordingAddon, with its session counters and transmit state. */
+function forwarderUnderTest(): { addon: RecordingAddon; fwd: Forwarder; sc: Float64Array; st: Int32Array } {
   const addon = new RecordingAddon();
   const sessions = new SharedArrayBuffer(SESSION_COUNTER_BYTES);
+  const status = allocateStatusBuffers();
+  const st = new Int32Array(status.sessionTx);
   const fwd = new Forwarder(addon, new SharedArrayBuffer(SLOT_COUNT * SLOT_SIZE),
-    sessions, new SharedArrayBuffer(TUNNEL_COUNTER_BYTES));
-  return { addon, fwd, sc: new Float64Array(sessions) };
+    sessions, new SharedArrayBuffer(TUNNEL_COUNTER_BYTES), status);
+  return { addon, fwd, sc: new Float64Array(sessions), st };
 }
 
 t.test('a tunnel of an unknown encapsulation is refused', async (t) => {
@@ -242,4 +252,60 @@ t.test('what the sequencer counts is in the session counters: resyncs, window dr
   t.equal(row(1, S.RxReorderOverflows), 1, 'session 1: the gap before 5 given up on because the queue was full');
   t.equal(row(1, S.RxPackets), 3 + 33, 'session 1: every frame delivered, none dropped');
   t.equal(row(1, S.RxErrors), 0, 'session 1: no errors');
+});
+
+t.test("the peer's S bit switches a session's sending, as a Linux static session's (l2tp_recv_common)", async (t) => {
+  const { addon, fwd, st } = forwarderUnderTest();
+  fwd.addTunnel({ slot: 1, tunnelId: 1, encap: EncapKind.Udp, family: 4, fd: UDP_FD, remote: '192.0.2.2', remotePort: 1701 });
+  // As the control plane seeds them: where numbering resumes, and the configured sending.
+  const seeds: Array<[slot: number, seq: 'none' | 'send' | 'recv' | 'both', next: number, mirror: boolean]> = [
+    [0, 'none', 1000, true], [1, 'recv', 0, true], [2, 'send', 50, false], [3, 'both', 7, true],
+  ];
+  for (const [slot, seq, next, mirror] of seeds) {
+    seedSessionTx(st, slot, next, seq === 'send' || seq === 'both');
+    fwd.addSession(session(slot, 1, 30 + slot, false, UDP_WIRE, { seq, seq_mirror: mirror ? 'on' : 'off' }));
+  }
+  const state = (slot: number, f: SessionTx) => st[slot * SESSION_TX_WIDTH + f];
+  /** What session `slot` sends for two frames from its tap: the sublayer words. */
+  const sends = (slot: number): string[] => {
+    addon.sentWord8.length = 0;
+    addon.framesOnTap = 2;
+    addon.fire(30 + slot, POLL_READABLE);
+    return addon.sentWord8.map((w) => (w & 0x40000000 ? `S${w & 0xffffff}` : w === 0 ? '-' : `?${w.toString(16)}`));
+  };
+  const receive = (slot: number, seq?: number) => {
+    addon.datagrams.push([100 + slot, 1, seq]);
+    addon.fire(UDP_FD, POLL_READABLE);
+  };
+
+  t.same(sends(0), ['-', '-'], 'seq none: unnumbered');
+  receive(0, 5);
+  t.same([state(0, SessionTx.Numbering), state(0, SessionTx.Switches)], [1, 1], 'a numbered frame switched it on (once)');
+  t.same(sends(0), ['S1000', 'S1001'], 'numbered, from where the control plane seeded it');
+  receive(0, 6);
+  t.equal(state(0, SessionTx.Switches), 1, 'more numbered frames change nothing');
+  receive(0);
+  t.same([state(0, SessionTx.Numbering), state(0, SessionTx.Switches)], [0, 2], 'an unnumbered frame switched it off');
+  t.same(sends(0), ['-', '-'], 'unnumbered again');
+  receive(0, 9);
+  t.same(sends(0), ['S1002', 'S1003'], 'on again: the numbering carried on, it did not restart');
+  t.equal(state(0, SessionTx.NextSeq), 1004, 'the next number is in shared memory');
+
+  receive(1);
+  t.same([state(1, SessionTx.Numbering), state(1, SessionTx.Switches)], [0, 0], 'seq recv: an unnumbered frame (dropped) changes nothing');
+  receive(1, 0);
+  t.same(sends(1), ['S0', 'S1'], 'seq recv: a numbered frame switched sending on');
+
+  receive(2);
+  t.same(sends(2), ['S50', 'S51'], 'seq_mirror off: seq send keeps numbering whatever the peer sends');
+  t.equal(state(2, SessionTx.Switches), 0, 'and nothing was switched');
+
+  receive(3);
+  t.same(sends(3), ['S7', 'S8'], 'seq both: an unnumbered frame is dropped and leaves sending on');
+
+  // The control plane re-adds a session for a new tap fd (a repaired tap) without seeding it.
+  fwd.delSession(0);
+  fwd.addSession(session(0, 1, 30, false, UDP_WIRE));
+  receive(0, 10);
+  t.same(sends(0), ['S1004', 'S1005'], 're-added: numbering continues where it was');
 });

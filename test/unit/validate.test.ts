@@ -133,6 +133,9 @@ t.test('session: every refusal names field, value and what is allowed', async (t
   refuses(t, () => normalizeSession({ ...S, peer_cookie: 'zzzzzzzz' }), 'peer_cookie', /peer_cookie zzzzzzzz: expected 8 or 16 hex digits/);
   refuses(t, () => normalizeSession({ ...S, l2spec_type: 'cisco' }), 'l2spec_type', /l2spec_type cisco: expected none or default/);
   refuses(t, () => normalizeSession({ ...S, seq: 'all' }), 'seq', /seq all: expected none or send or recv or both/);
+  t.equal(normalizeSession({ ...S, seq: 'send', seq_mirror: 'off' }).seq_mirror, 'off', 'seq_mirror off pins sending');
+  t.notOk('seq_mirror' in normalizeSession(S), 'seq_mirror is kept only when given (on, as Linux, without it)');
+  refuses(t, () => normalizeSession({ ...S, seq_mirror: 'yes' }), 'seq_mirror', /seq_mirror yes: expected on or off/);
   refuses(t, () => normalizeSession({ ...S, offset: 257 }), 'offset', /offset 257: expected an integer 0\.\.256/);
   refuses(t, () => normalizeSession({ ...S, peer_offset: -1 }), 'peer_offset', /peer_offset -1/);
   refuses(t, () => normalizeSession({ ...S, reorder_timeout: 60001 }), 'reorder_timeout', /reorder_timeout 60001: expected an integer 0\.\.60000/);

@@ -1,0 +1,128 @@
+/**
+ * The control plane's side of each session's sending of sequence numbers (docs/sequencing.md
+ * "Sending"): where a session's numbering starts (0 for a new session; where it stopped after a
+ * restart, a reload that re-creates it, or a crash), keeping that on disk, and reporting when the
+ * peer's S bit switches a session's numbering on or off. The worker keeps the live state in
+ * shared memory (layout.ts SessionTx); this reads it once a second, so nothing here runs per
+ * packet.
+ */
+import type { Logger } from 'pino';
+import { SEQ_CRASH_SKIP, SEQ_SAVE_STRIDE, seqAfterCrash, seqAhead } from '../protocol/index.js';
+import type { TxSeqStore } from '../control/tx-seq-store.js';
+
+/** What the data plane tells about a session's sending (DataPlane.txState). */
+export interface TxStateSource {
+  txState(slot: number): { nextSeq: number; numbered: boolean; changes: number };
+}
+
+/** A running session as the engine knows it. */
+export interface TxSession {
+  key: string;
+  tunnelId: number;
+  sessionId: number;
+  slot: number;
+}
+
+/** A session's S-bit switches are logged at most this often; the ones between are summed up. */
+export const SEQ_LOG_INTERVAL_MS = 10000;
+/** Sessions whose switches are logged one by one per check; the rest in one line. */
+export const SEQ_LOG_LINES_MAX = 20;
+
+export class TxSequencing {
+  /** Where sessions that are not running resume, by key. */
+  private readonly resume = new Map<string, number>();
+  /** What the file holds for running sessions, by key (the stride is measured from it). */
+  private readonly saved = new Map<string, number>();
+  /** Per running session: the switch count last reported and when. */
+  private readonly reported = new Map<string, { changes: number; at: number }>();
+  private dirty = false;
+  private saveFailed = false;
+
+  constructor(private readonly store: TxSeqStore | undefined, private readonly dp: TxStateSource,
+    private readonly log: Logger, private readonly now: () => number = Date.now) {}
+
+  /** At start-up, before any session starts: read the file; keep only sessions of `keys`. */
+  load(keys: Set<string>): void {
+    if (!this.store) return;
+    const r = this.store.load();
+    if (r.error) this.log.warn({ file: this.store.path, err: r.error }, 'send numbering file not used');
+    for (const [key, next] of r.next) if (keys.has(key)) this.resume.set(key, r.clean ? next : seqAfterCrash(next));
+    if (r.found && !r.clean && this.resume.size > 0) {
+      this.log.warn({ sessions: this.resume.size, skip: SEQ_CRASH_SKIP },
+        'l2tpd did not stop cleanly: numbered sessions resume ahead of their last saved number (a Linux peer drops 5 frames, then follows)');
+    }
+  }
+
+  /** The number a session starting now sends first. */
+  startAt(key: string): number {
+    return this.resume.get(key) ?? 0;
+  }
+
+  /** The session runs from `startAt(key)` on: the file must say so before it sends much. */
+  started(s: TxSession): void {
+    this.saved.set(s.key, this.startAt(s.key));
+    this.resume.delete(s.key);
+    this.reported.set(s.key, { changes: 0, at: 0 });
+    this.dirty = true;
+  }
+
+  /** The session stopped in the data plane; `removed`: deleted for good (a new one starts at 0). */
+  stopped(s: TxSession, removed: boolean): void {
+    if (removed) this.resume.delete(s.key);
+    else this.resume.set(s.key, this.dp.txState(s.slot).nextSeq);
+    this.saved.delete(s.key);
+    this.reported.delete(s.key);
+    this.dirty = true;
+  }
+
+  /** Write the file now if anything changed since the last write (or always, for a clean stop). */
+  flush(running: TxSession[], clean = false): void {
+    if (!this.store || (!this.dirty && !clean)) return;
+    const next = new Map(this.resume);
+    for (const s of running) next.set(s.key, this.dp.txState(s.slot).nextSeq);
+    try {
+      this.store.save(next, clean);
+      for (const s of running) this.saved.set(s.key, next.get(s.key)!);
+      this.dirty = false;
+      if (this.saveFailed) this.log.info({ file: this.store.path }, 'send numbering saved again');
+      this.saveFailed = false;
+    } catch (err) {
+      // Logged once per failing streak; the next check retries.
+      if (!this.saveFailed) {
+        this.log.error({ file: this.store.path, err: (err as Error).message },
+          'cannot save send numbering: after a restart, numbered sessions would start again at 0');
+      }
+      this.saveFailed = true;
+    }
+  }
+
+  /**
+   * Once a second: save when a session's numbering has moved SEQ_SAVE_STRIDE since the last save
+   * (the bound seqAfterCrash relies on), and report the peer's S bit switching a session's numbering.
+   */
+  check(running: TxSession[]): void {
+    const now = this.now();
+    const lines: { s: TxSession; numbered: boolean; changes: number }[] = [];
+    let more = 0;
+    for (const s of running) {
+      const tx = this.dp.txState(s.slot);
+      const saved = this.saved.get(s.key);
+      if (saved === undefined || seqAhead(saved, tx.nextSeq) >= SEQ_SAVE_STRIDE) this.dirty = true;
+      const r = this.reported.get(s.key) ?? { changes: 0, at: 0 };
+      const changes = (tx.changes - r.changes) | 0;
+      if (changes === 0 || now - r.at < SEQ_LOG_INTERVAL_MS) continue;
+      this.reported.set(s.key, { changes: tx.changes, at: now });
+      if (lines.length < SEQ_LOG_LINES_MAX) lines.push({ s, numbered: tx.numbered, changes });
+      else more++;
+    }
+    for (const { s, numbered, changes } of lines) {
+      const fields = { tunnel_id: s.tunnelId, session_id: s.sessionId, tx_seq: numbered ? 'on' : 'off', changes };
+      const what = numbered ? 'the peer sends sequence numbers: sending them too' : 'the peer stopped sending sequence numbers: sending none';
+      // More than one switch between two reports: a peer that keeps flipping its S bit.
+      if (changes > 1) this.log.warn(fields, `${what} (switched ${changes} times since the last report)`);
+      else this.log.info(fields, what);
+    }
+    if (more > 0) this.log.warn({ sessions: more }, 'the peer switched sequence numbers on or off for more sessions (not listed)');
+    this.flush(running);
+  }
+}

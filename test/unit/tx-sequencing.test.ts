@@ -1,0 +1,150 @@
+/**
+ * Each session's send numbering across stops (src/daemon/tx-sequencing.ts, the file in
+ * src/control/tx-seq-store.ts): exact after a clean stop, SEQ_CRASH_SKIP ahead after a crash,
+ * saved whenever it moved SEQ_SAVE_STRIDE, forgotten for a deleted session; and the peer's S bit
+ * switching a session's sending reported once per switch, at most every SEQ_LOG_INTERVAL_MS per
+ * session and SEQ_LOG_LINES_MAX sessions per check, however fast a peer flips it.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import pino from 'pino';
+import t from 'tap';
+import type tap from 'tap';
+import { TxSeqStore, TX_SEQ_FILE } from '../../src/control/tx-seq-store.js';
+import { SEQ_LOG_INTERVAL_MS, SEQ_LOG_LINES_MAX, TxSequencing, type TxSession } from '../../src/daemon/tx-sequencing.js';
+import { SEQ_CRASH_SKIP, SEQ_MASK, SEQ_SAVE_STRIDE } from '../../src/protocol/index.js';
+import { shortDir } from '../helpers/tmp.js';
+
+/** The data plane's shared state, as a table the test writes. */
+class FakeTx {
+  readonly rows = new Map<number, { nextSeq: number; numbered: boolean; changes: number }>();
+  txState(slot: number) { return this.rows.get(slot) ?? { nextSeq: 0, numbered: false, changes: 0 }; }
+  set(slot: number, v: Partial<{ nextSeq: number; numbered: boolean; changes: number }>) { this.rows.set(slot, { ...this.txState(slot), ...v }); }
+}
+
+function harness(t: tap.Test, files: Record<string, string> = {}) {
+  const dir = shortDir(t, files);
+  const logs: Array<{ level: number; msg: string; [k: string]: unknown }> = [];
+  const log = pino({ level: 'debug' }, { write: (line: string) => { logs.push(JSON.parse(line)); } });
+  const dp = new FakeTx();
+  let now = 1_000_000;
+  const store = new TxSeqStore(dir);
+  const tx = new TxSequencing(store, dp, log, () => now);
+  const file = () => JSON.parse(fs.readFileSync(path.join(dir, TX_SEQ_FILE), 'utf8')) as { clean: boolean; sessions: Record<string, number> };
+  return { dir, logs, dp, tx, store, file, advance: (ms: number) => { now += ms; } };
+}
+
+const sess = (n: number): TxSession => ({ key: `100/${n}`, tunnelId: 100, sessionId: n, slot: n });
+
+t.test('the file: exact numbers after a clean stop, and what is wrong in it is said and skipped', async (t) => {
+  const dir = shortDir(t);
+  const store = new TxSeqStore(dir);
+  t.same(store.load(), { next: new Map(), clean: false, found: false }, 'no file: nothing to resume, no complaint');
+  store.save(new Map([['100/2', 5], ['100/10', SEQ_MASK]]), true);
+  t.same(store.load(), { next: new Map([['100/2', 5], ['100/10', SEQ_MASK]]), clean: true, found: true });
+  t.equal((fs.statSync(store.path).mode & 0o777), 0o640, 'mode 0640');
+  t.same(fs.readdirSync(dir), [TX_SEQ_FILE], 'no temporary file left');
+  fs.writeFileSync(store.path, JSON.stringify({ clean: true, sessions: { '100/1': 3, x: 1, '100/2': -1, '100/3': 2 ** 24 } }));
+  const r = store.load();
+  t.same([...r.next], [['100/1', 3]], 'only well-formed entries');
+  t.match(r.error, /entries ignored .*: x, 100\/2, 100\/3/, 'the others are named');
+  fs.writeFileSync(store.path, '{"clean": tr');
+  t.match(store.load(), { found: true, clean: false, error: /invalid JSON/ }, 'a broken file is reported, not fatal');
+});
+
+t.test('resuming: exact after a clean stop, SEQ_CRASH_SKIP ahead after a crash, only for configured sessions', async (t) => {
+  const clean = harness(t, { [TX_SEQ_FILE]: JSON.stringify({ clean: true, sessions: { '100/1': 500, '100/9': 7 } }) });
+  clean.tx.load(new Set(['100/1', '100/2']));
+  t.same([clean.tx.startAt('100/1'), clean.tx.startAt('100/2'), clean.tx.startAt('100/9')], [500, 0, 0],
+    'exact; a session without a number starts at 0; one no longer configured is forgotten');
+  t.same(clean.logs.filter((l) => l.level >= 40), [], 'nothing to warn about');
+
+  const crashed = harness(t, { [TX_SEQ_FILE]: JSON.stringify({ clean: false, sessions: { '100/1': 500, '100/2': SEQ_MASK - 10 } }) });
+  crashed.tx.load(new Set(['100/1', '100/2']));
+  t.same([crashed.tx.startAt('100/1'), crashed.tx.startAt('100/2')], [500 + SEQ_CRASH_SKIP, SEQ_CRASH_SKIP - 11], 'skipped ahead, wrapping at 2^24');
+  t.match(crashed.logs.find((l) => l.level === 40), { sessions: 2, skip: SEQ_CRASH_SKIP, msg: /did not stop cleanly/ }, 'said once');
+});
+
+t.test('saving: at start, when numbering moved a stride, on a clean stop; a deleted session is forgotten', async (t) => {
+  const h = harness(t);
+  h.tx.load(new Set(['100/1', '100/2']));
+  const running = [sess(1), sess(2)];
+  for (const s of running) h.tx.started(s);
+  h.tx.flush(running);
+  t.same(h.file(), { clean: false, sessions: { '100/1': 0, '100/2': 0 } }, 'written at start, not clean');
+
+  const mtime = () => fs.statSync(path.join(h.dir, TX_SEQ_FILE)).mtimeMs;
+  const before = h.file();
+  h.dp.set(1, { nextSeq: SEQ_SAVE_STRIDE - 1 });
+  h.advance(1000);
+  const m0 = mtime();
+  h.tx.check(running);
+  t.same(h.file(), before, 'less than a stride: not written');
+  t.equal(mtime(), m0);
+  h.dp.set(1, { nextSeq: SEQ_SAVE_STRIDE });
+  h.tx.check(running);
+  t.same(h.file().sessions, { '100/1': SEQ_SAVE_STRIDE, '100/2': 0 }, 'a stride: written');
+  // Across the wrap: from SEQ_MASK - 5 to 2^20 - 10 is a stride minus 4.
+  h.dp.set(1, { nextSeq: SEQ_MASK - 5 });
+  h.tx.check(running);
+  h.dp.set(1, { nextSeq: SEQ_SAVE_STRIDE - 10 });
+  h.tx.check(running);
+  t.equal(h.file().sessions['100/1'], SEQ_MASK - 5, 'distance is measured modulo 2^24');
+
+  h.dp.set(2, { nextSeq: 42 });
+  h.tx.stopped(sess(2), false);
+  h.tx.flush([sess(1)]);
+  t.equal(h.file().sessions['100/2'], 42, 'stopped (reload, restart): its exact number is kept');
+  t.equal(h.tx.startAt('100/2'), 42, 'and it resumes there');
+  h.tx.stopped(sess(1), true);
+  h.tx.flush([]);
+  t.same(Object.keys(h.file().sessions), ['100/2'], 'deleted: forgotten (a new session starts at 0)');
+  t.equal(h.tx.startAt('100/1'), 0);
+  h.tx.flush([], true);
+  t.same(h.file(), { clean: true, sessions: { '100/2': 42 } }, 'a clean stop says so');
+});
+
+t.test('a state directory that cannot be written: one error, l2tpd keeps running, and recovers', async (t) => {
+  const h = harness(t);
+  fs.writeFileSync(path.join(h.dir, 'blocker'), '');
+  const tx = new TxSequencing(new TxSeqStore(path.join(h.dir, 'blocker')), h.dp, pino({ level: 'debug' }, { write: (l: string) => { h.logs.push(JSON.parse(l)); } }));
+  tx.started(sess(1));
+  tx.flush([sess(1)]);
+  tx.started(sess(2));
+  tx.flush([sess(1), sess(2)]);
+  t.equal(h.logs.filter((l) => l.level === 50 && /cannot save send numbering/.test(l.msg)).length, 1, 'one error for the streak');
+  fs.rmSync(path.join(h.dir, 'blocker'));
+  tx.flush([sess(1), sess(2)]);
+  t.match(h.logs.slice(-1)[0], { level: 30, msg: 'send numbering saved again' }, 'the next write that works says so');
+  t.ok(fs.existsSync(path.join(h.dir, 'blocker', TX_SEQ_FILE)), 'and the file is there');
+});
+
+t.test("the peer's S bit: each switch reported once, a flipping peer summed up, and bounded per check", async (t) => {
+  const h = harness(t);
+  const running = Array.from({ length: SEQ_LOG_LINES_MAX + 5 }, (_, i) => sess(i + 1));
+  for (const s of running) h.tx.started(s);
+  const switches = () => h.logs.filter((l) => /sequence numbers/.test(l.msg));
+
+  h.dp.set(1, { numbered: true, changes: 1 });
+  h.tx.check(running);
+  t.match(switches(), [{ level: 30, tunnel_id: 100, session_id: 1, tx_seq: 'on', changes: 1, msg: 'the peer sends sequence numbers: sending them too' }]);
+  h.tx.check(running);
+  t.equal(switches().length, 1, 'once per switch, not per check');
+
+  // A peer flipping: 999 more switches within the interval are held back, then summed up.
+  h.dp.set(1, { numbered: false, changes: 1000 });
+  h.advance(SEQ_LOG_INTERVAL_MS - 1);
+  h.tx.check(running);
+  t.equal(switches().length, 1, `nothing more within ${SEQ_LOG_INTERVAL_MS} ms`);
+  h.advance(1);
+  h.tx.check(running);
+  t.match(switches()[1], { level: 40, tx_seq: 'off', changes: 999, msg: /stopped sending sequence numbers: sending none \(switched 999 times/ });
+
+  // Many sessions switching at once: SEQ_LOG_LINES_MAX lines, and one for the rest.
+  const before = h.logs.length;
+  for (const s of running.slice(1)) h.dp.set(s.slot, { numbered: true, changes: 1 });
+  h.tx.check(running);
+  const lines = h.logs.slice(before);
+  t.equal(lines.filter((l) => l.session_id !== undefined).length, SEQ_LOG_LINES_MAX, `${SEQ_LOG_LINES_MAX} sessions listed`);
+  t.match(lines.find((l) => l.session_id === undefined), { sessions: running.length - 1 - SEQ_LOG_LINES_MAX, msg: /more sessions/ });
+});
