@@ -11,7 +11,8 @@
  * - `cookie64=off` still selects a 64-bit cookie (the option's presence is what counts);
  * - `counter=on` is a plain counter starting at 1 with no S bit, not RFC sequencing: l2tpd reads
  *   it as an unsequenced default sublayer; QEMU skips l2tpd's sublayer without checking it, so
- *   l2tpd may even send sequence numbers (`seq send`);
+ *   l2tpd may even send sequence numbers (`seq send`; with `seq_mirror off`, or QEMU's unnumbered
+ *   frames would switch them off, as they would a Linux session's);
  * - raw IPv4 receive in QEMU assumes a 20-byte IP header: the kernel builds l2tpd's outer header
  *   without options, so QEMU finds the session ID where it expects it;
  * - QEMU prints "hub 0 with no nics" at start-up (harmless; it does not count l2tpv3 as a nic).
@@ -44,8 +45,8 @@ const CASES: Case[] = [
   { label: 'udp/IPv4, 4-byte cookies (QEMU low 32 bits), l2spec default vs counter=on', encap: 'udp', v6: false,
     l2tpd: ['l2spec_type', 'default', 'cookie', 'a1b2c3d4', 'peer_cookie', '55667788'],
     qemu: ['txcookie=0x1122334455667788', 'rxcookie=0xa1b2c3d4', 'counter=on'], works: true },
-  { label: 'udp/IPv6, 8-byte cookies (cookie64=on), l2spec default + seq send vs counter=on', encap: 'udp', v6: true,
-    l2tpd: ['l2spec_type', 'default', 'seq', 'send', 'cookie', '014d3636deadbeef', 'peer_cookie', '0102030405060708'],
+  { label: 'udp/IPv6, 8-byte cookies (cookie64=on), l2spec default + seq send seq_mirror off vs counter=on', encap: 'udp', v6: true,
+    l2tpd: ['l2spec_type', 'default', 'seq', 'send', 'seq_mirror', 'off', 'cookie', '014d3636deadbeef', 'peer_cookie', '0102030405060708'],
     qemu: ['txcookie=0x0102030405060708', 'rxcookie=0x014d3636deadbeef', 'cookie64=on', 'counter=on'], works: true },
   { label: 'ip/IPv4, 8-byte cookies (cookie64=off still 64-bit), l2spec default vs counter=on', encap: 'ip', v6: false,
     l2tpd: ['l2spec_type', 'default', 'cookie', 'cafef00d12345678', 'peer_cookie', '8877665544332211'],

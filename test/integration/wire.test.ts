@@ -6,8 +6,11 @@
  * ID, the cookie, the S bit and consecutive sequence numbers from 0 (`seq send`/`both`) or S=0
  * (`seq none` with the default sublayer), and the inner Ethernet frame intact (ICMP echo requests
  * from host A's MAC/address to host B's). Covers UDP and IP encapsulation, IPv4 and IPv6
- * underlays, cookies of 0/4/8 bytes, l2spec none/default. Then the outer header: the tunnel words
- * `ttl` and `tos` show in every packet's IPv4 TTL/TOS or IPv6 hop limit/traffic class.
+ * underlays, cookies of 0/4/8 bytes, l2spec none/default. The `seq send` case faces a `seq recv`
+ * peer, which sends no numbers: it uses `seq_mirror off`, since with Linux's rule the peer's first
+ * unnumbered frame would switch A's numbering off (docs/sequencing.md "Sending"). Then the outer
+ * header: the tunnel words `ttl` and `tos` show in every packet's IPv4 TTL/TOS or IPv6 hop
+ * limit/traffic class.
  */
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
@@ -32,11 +35,13 @@ interface Case {
   /** Sequencing on A (the side captured) and on B. */
   seqA: 'none' | 'send' | 'both';
   seqB: 'none' | 'recv' | 'both';
+  /** A's seq_mirror, when not the default. */
+  mirrorA?: 'off';
 }
 
 const CASES: Case[] = [
   { label: 'udp/IPv4 cookie4 default seq both', encap: 'udp', v6: false, cookie: '0badcafe', l2spec: 'default', seqA: 'both', seqB: 'both' },
-  { label: 'udp/IPv6 cookie8 default seq send', encap: 'udp', v6: true, cookie: '014d3636deadbeef', l2spec: 'default', seqA: 'send', seqB: 'recv' },
+  { label: 'udp/IPv6 cookie8 default seq send seq_mirror off', encap: 'udp', v6: true, cookie: '014d3636deadbeef', l2spec: 'default', seqA: 'send', seqB: 'recv', mirrorA: 'off' },
   { label: 'udp/IPv4 cookie0 none', encap: 'udp', v6: false, cookie: '', l2spec: 'none', seqA: 'none', seqB: 'none' },
   { label: 'ip/IPv4 cookie8 default seq both', encap: 'ip', v6: false, cookie: '0102030405060708', l2spec: 'default', seqA: 'both', seqB: 'both' },
   { label: 'ip/IPv6 cookie4 none', encap: 'ip', v6: true, cookie: 'deadbeef', l2spec: 'none', seqA: 'none', seqB: 'none' },
@@ -101,7 +106,7 @@ t.test('tshark decodes what l2tpd sends', { skip }, async (t) => {
     const hostB = sites.host(sites.b, bridge, `${addrB}/30`);
     const cookie = c.cookie ? ['cookie', c.cookie, 'peer_cookie', c.cookie] : [];
     sites.ok(sites.a, ['add', 'session', 'name', `pww${n}`, 'tunnel_id', String(id), 'session_id', String(sidA),
-      'peer_session_id', String(sidB), 'l2spec_type', c.l2spec, 'seq', c.seqA, ...cookie, 'bridge', bridge]);
+      'peer_session_id', String(sidB), 'l2spec_type', c.l2spec, 'seq', c.seqA, ...(c.mirrorA ? ['seq_mirror', c.mirrorA] : []), ...cookie, 'bridge', bridge]);
     sites.ok(sites.b, ['add', 'session', 'name', `pww${n}`, 'tunnel_id', String(id), 'session_id', String(sidB),
       'peer_session_id', String(sidA), 'l2spec_type', c.l2spec, 'seq', c.seqB, ...cookie, 'bridge', bridge]);
 
