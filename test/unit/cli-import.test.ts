@@ -137,7 +137,7 @@ echo done > /tmp/x
   });
   t.same(problems(p), [
     'site.sh:3: udp_sport 70000: expected an integer 1..65535',
-    'site.sh:4: unknown word "bogus" for "add session"; expected one of: name, tunnel_id, session_id, peer_session_id, cookie, peer_cookie, l2spec_type, seq, offset, peer_offset, reorder_timeout, mtu, bridge, vlan, dev, peer_timeout',
+    'site.sh:4: unknown word "bogus" for "add session"; expected one of: name, tunnel_id, session_id, peer_session_id, cookie, peer_cookie, l2spec_type, seq, seq_mirror, offset, peer_offset, reorder_timeout, mtu, bridge, vlan, dev, peer_timeout',
     'site.sh:5: "$": shell expansions are not imported; write literal commands',
     'site.sh:7: eth0 master br0: l2tpd puts only its session interfaces (and a VLAN interface, with vlan ID dev TRUNK) in bridges; keep this line in the host\'s network configuration',
     'site.sh:8: ip link set l2tpeth1 txqueuelen: import maps only up, mtu and master (to the session words mtu and bridge)',
