@@ -256,27 +256,36 @@ async function iperfBothWays(t: tap.Test, lab: KernelPeerLab, tmp: string, after
     l2tpctlOk(lab.daemon, ['add', 'session', ...words(l2tpdSession(c))]);
   }
   lab.addressL2tpdSide(cases);
-  await lab.guest.ok(cases.map((c) => `/usr/bin/iperf3 -s -D -B ${inner(c).kernel} --pidfile /tmp/iperf${c.n}.pid`).join('\n'));
+  // One one-off server per run (ports 5201, 5202): a server reused right after a test can refuse
+  // or reset the next one while it tidies up.
+  await lab.guest.ok(cases.flatMap((c) => [5201, 5202].map((port) =>
+    `/usr/bin/iperf3 -s -1 -D -p ${port} -B ${inner(c).kernel} --pidfile /tmp/iperf${c.n}-${port}.pid`)).join('\n'));
   const pcap = path.join(tmp, 'iperf.pcap');
   const cap = await startCapture(lab.ns, pcap, 'kt0', 200);
   const results: { c: PeerCase; dir: string; bps: number; error?: string }[] = [];
   for (const c of cases) {
     for (const reverse of [false, true]) {
-      const r = nsRun(lab.ns, 'iperf3', ['-c', inner(c).kernel, '-n', '8M', '-J', ...(reverse ? ['-R'] : [])], 60000);
       let bps = 0;
       let error: string | undefined;
-      try {
-        const j = JSON.parse(r.stdout) as { end?: { sum_received?: { bits_per_second: number } }; error?: string };
-        bps = j.end?.sum_received?.bits_per_second ?? 0;
-        error = j.error;
-      } catch { error = `${r.stderr}${r.stdout}`.slice(0, 300); }
+      // A server that has just daemonised may not listen yet: a few bounded retries.
+      for (let attempt = 0; attempt < 5; attempt++) {
+        if (attempt > 0) await sleep(1000);
+        const r = nsRun(lab.ns, 'iperf3', ['-c', inner(c).kernel, '-p', reverse ? '5202' : '5201', '-n', '8M', '-J', ...(reverse ? ['-R'] : [])], 60000);
+        try {
+          const j = JSON.parse(r.stdout) as { end?: { sum_received?: { bits_per_second: number } }; error?: string };
+          bps = j.end?.sum_received?.bits_per_second ?? 0;
+          error = j.error;
+        } catch { error = `${r.stderr}${r.stdout}`.slice(0, 300); }
+        if (!error || !/refused/.test(error)) break;
+      }
       results.push({ c, dir: reverse ? 'kernel -> l2tpd' : 'l2tpd -> kernel', bps, error });
     }
   }
   await sleep(1000);
   const stopped = await stopProcess(cap.proc, 'SIGINT');
   const dropped = Number((/(\d+) packets dropped by kernel/.exec(cap.err.join('')) ?? [])[1] ?? -1);
-  await lab.guest.run(cases.map((c) => `kill "$(cat /tmp/iperf${c.n}.pid)"`).join('\n'));
+  // One-off servers exit after their test; any left (a failed run) are stopped.
+  await lab.guest.run(cases.flatMap((c) => [5201, 5202].map((port) => `kill "$(cat /tmp/iperf${c.n}-${port}.pid)" 2>/dev/null`)).join('\n'));
   const kernel = await lab.kernelSessions();
   const l2tpd = lab.l2tpdSessions();
   for (const r of results) {
