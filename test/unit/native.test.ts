@@ -74,7 +74,11 @@ if (!existsSync(ADDON)) {
     // smallest object) times the 100,000+ callbacks asserted above, over 1 MiB.
     t.ok(r.withSlice.heapGrowth < 256 * 1024, `heap grew ${r.withSlice.heapGrowth} bytes over ${r.withSlice.calls} callbacks (< 256 KiB)`);
     // The control: one libuv turn per callback makes garbage (Node's CheckImmediate), so GCs.
-    t.ok(r.withoutSlice.gcs > 0, `without a slice the same window GCs (${r.withoutSlice.gcs}, ${r.withoutSlice.calls} callbacks)`);
+    // Under heavy load the window may hold too few callbacks to fill the young generation, so garbage
+    // still on the heap counts too (at least 4 bytes per callback; a GC-free slice leaves ~0.02).
+    const without = r.withoutSlice;
+    t.ok(without.gcs > 0 || without.heapGrowth / without.calls >= 4,
+      `without a slice the same window makes garbage (${without.gcs} GCs, +${without.heapGrowth} bytes, ${without.calls} callbacks)`);
     t.same(r.pongs, [0, 1, 2, 3, 4], 'every request answered, in order');
     // Without the wake each request would wait for the 1000 ms slice to end.
     t.ok(r.fivePingsMs < 1000, `five requests took ${r.fivePingsMs} ms inside 1000 ms slices`);
