@@ -60,9 +60,9 @@ if (!existsSync(ADDON)) {
       `readClock monotonic clock advances in ms (${r.clock.monoStep} ms over a 5 ms spin)`);
     t.match(r.clockShort.message, /2 elements/, 'readClock needs room for both clocks');
     t.match(r.clockBadType.message, /out has the wrong type/, 'readClock takes a Float64Array');
-    t.same(r.enumerable, ['attachPool', 'close', 'localPort', 'pathMtu', 'pollPause', 'pollSlice', 'pollStart', 'pollStop',
-      'pollWake', 'rawOpen', 'readBatch', 'readClock', 'recvBatch', 'sendBatch', 'setPeer', 'tapOpen', 'tapSetCarrier', 'tapSetPersist',
-      'udpOpen', 'wakeOpen', 'wakeSignal', 'writeBatch']);
+    t.same(r.enumerable, ['attachPool', 'close', 'localPort', 'notifySend', 'pathMtu', 'pollPause', 'pollSlice', 'pollStart',
+      'pollStop', 'pollWake', 'rawOpen', 'readBatch', 'readClock', 'recvBatch', 'sendBatch', 'setPeer', 'setThreadName', 'tapOpen',
+      'tapSetCarrier', 'tapSetPersist', 'udpOpen', 'wakeOpen', 'wakeSignal', 'writeBatch']);
   });
 
   t.test('pollSlice: no garbage per readiness; wake fd, timers and terminate() still end a slice', async (t) => {
