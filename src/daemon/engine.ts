@@ -536,7 +536,7 @@ export class DaemonEngine implements Engine, MetricsSource {
     this.liveness.delSession(sessionKey(rs.cfg.tunnel_id, rs.cfg.session_id));
     await this.dataplane.delSession(rs.slot);
     this.tx.stopped(txSession(rs), remove);
-    await this.ifaces.release(rs.links, remove);
+    await this.ifaces.release(rs.links, remove, this.config.sessions);
     this.sessionSlots.give(rs.slot);
   }
 

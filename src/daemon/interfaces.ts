@@ -9,7 +9,10 @@
  * l2tpd only ever deletes interfaces carrying one of these marks; pre-existing bridges and VLAN
  * interfaces are used as they are (never brought up, resized, moved or deleted). A pre-existing
  * `TRUNK.ID` must be what the name says — a VLAN interface with that ID on that trunk — or the
- * session is refused.
+ * session is refused. When l2tpd enslaves a pre-existing VLAN interface to the session's bridge,
+ * the session tap's alias says so (`l2tpd:<tunnel_id>/<session_id> enslaved <ifname>`): the
+ * kernel keeps that note across daemon restarts, and the last session using the interface
+ * releases it again, so it is left as it was found.
  *
  * Lifecycle policy:
  *  - `del session` (and a reload that drops the session): the tap's persist flag is cleared so
@@ -36,12 +39,23 @@ import { native, type TapHandle } from '../native/index.js';
 import { NetlinkError, type LinkInfo, type Rtnl } from '../netlink/index.js';
 
 export const SHARED_ALIAS = 'l2tpd';
-export const sessionAlias = (tid: number, sid: number): string => `l2tpd:${sessionKey(tid, sid)}`;
+/** A session tap's alias; `enslaved`: the pre-existing VLAN interface l2tpd put in its bridge. */
+export const sessionAlias = (tid: number, sid: number, enslaved?: string): string =>
+  `l2tpd:${sessionKey(tid, sid)}${enslaved !== undefined ? ` enslaved ${enslaved}` : ''}`;
+
+export interface SessionAlias { tunnel_id: number; session_id: number; enslaved?: string }
 
 /** Parse a session tap's alias; undefined for anything else. */
-export function parseSessionAlias(alias: string | undefined): { tunnel_id: number; session_id: number } | undefined {
-  const m = alias === undefined ? null : /^l2tpd:(\d+)\/(\d+)$/.exec(alias);
-  return m ? { tunnel_id: Number(m[1]), session_id: Number(m[2]) } : undefined;
+export function parseSessionAlias(alias: string | undefined): SessionAlias | undefined {
+  const m = alias === undefined ? null : /^l2tpd:(\d+)\/(\d+)(?: enslaved (\S+))?$/.exec(alias);
+  if (!m) return undefined;
+  return { tunnel_id: Number(m[1]), session_id: Number(m[2]), ...(m[3] !== undefined ? { enslaved: m[3] } : {}) };
+}
+
+/** Does a link carry the tap mark of this session? */
+function isTapOf(l: LinkInfo, s: Pick<SessionConfig, 'tunnel_id' | 'session_id'>): boolean {
+  const a = parseSessionAlias(l.alias);
+  return a !== undefined && a.tunnel_id === s.tunnel_id && a.session_id === s.session_id;
 }
 
 /**
@@ -77,6 +91,8 @@ export interface SessionLinks {
   ifname: string;
   bridge?: string;
   vlanIf?: string;
+  /** The pre-existing VLAN interface l2tpd put in the bridge (noted in the tap's alias). */
+  enslavedVlan?: string;
 }
 
 /** A change made to restore the intended state, for logs and the `restored` counter. */
@@ -106,10 +122,12 @@ export class SessionInterfaces {
     try {
       const names = interfaceNames(s);
       const bridgeName = names.bridge;
+      const dump = existing ?? await this.rtnl.listLinks();
       let vlanLink: LinkInfo | undefined;
       if (s.vlan !== undefined) vlanLink = (await this.ensureVlan(s, mtu, undos)).link;
       let br: LinkInfo | undefined;
       if (bridgeName !== undefined) br = (await this.ensureBridge(bridgeName, mtu, undos)).link;
+      let enslavedVlan: string | undefined;
       if (vlanLink && br && vlanLink.master !== br.index) {
         if (vlanLink.master !== undefined && vlanLink.alias !== SHARED_ALIAS) {
           const other = await this.rtnl.linkByIndex(vlanLink.master);
@@ -119,10 +137,17 @@ export class SessionInterfaces {
         await this.rtnl.setLink(vlanLink.index, { master: br.index });
         const idx = vlanLink.index;
         undos.push(() => this.rtnl.setLink(idx, { master: prev ?? null }));
+        if (vlanLink.alias !== SHARED_ALIAS) enslavedVlan = vlanLink.name;
+      } else if (vlanLink && vlanLink.alias !== SHARED_ALIAS) {
+        // Already in the bridge: l2tpd's doing if a session tap says so (before a restart, or another session's).
+        if (dump.some((l) => parseSessionAlias(l.alias)?.enslaved === vlanLink.name)) enslavedVlan = vlanLink.name;
       }
-      const { tap, link } = await this.openTap(s, mtu, undos, existing);
+      const { tap, link } = await this.openTap(s, mtu, undos, dump, enslavedVlan);
       if (br && link.master !== br.index) await this.rtnl.setLink(link.index, { master: br.index });
-      const links: SessionLinks = { tap, ifindex: link.index, ifname: tap.name, bridge: bridgeName, vlanIf: names.vlanIf };
+      const links: SessionLinks = {
+        tap, ifindex: link.index, ifname: tap.name, bridge: bridgeName, vlanIf: names.vlanIf,
+        ...(enslavedVlan !== undefined ? { enslavedVlan } : {}),
+      };
       return { links, undo };
     } catch (err) {
       await undo();
@@ -134,11 +159,11 @@ export class SessionInterfaces {
    * The session's tap: re-attached if l2tpd left it persistent, created otherwise. `existing`: a
    * link dump to search (a batch of sessions shares one); without it, one is taken.
    */
-  private async openTap(s: SessionConfig, mtu: number, undos: Undo[], existing?: LinkInfo[]): Promise<{ tap: TapHandle; link: LinkInfo }> {
-    const alias = sessionAlias(s.tunnel_id, s.session_id);
+  private async openTap(s: SessionConfig, mtu: number, undos: Undo[], existing?: LinkInfo[], enslavedVlan?: string): Promise<{ tap: TapHandle; link: LinkInfo }> {
+    const alias = sessionAlias(s.tunnel_id, s.session_id, enslavedVlan);
     const names = interfaceNames(s);
     const explicit = names.own;
-    const mine = (existing ?? await this.rtnl.listLinks()).filter((l) => l.alias === alias);
+    const mine = (existing ?? await this.rtnl.listLinks()).filter((l) => isTapOf(l, s));
     let name = names.tap;
     // Re-attach (keep the device) when ours already exists: by its fixed name, or as found by alias.
     let reattach = false;
@@ -146,7 +171,7 @@ export class SessionInterfaces {
       // Ours under another name (config renamed while we were down): stale, remove it.
       for (const l of mine.filter((x) => x.name !== explicit)) await this.rtnl.deleteLink(l.index).catch(() => undefined);
       const existing = await this.rtnl.linkByName(explicit);
-      if (existing && existing.alias !== alias) {
+      if (existing && !isTapOf(existing, s)) {
         throw new ConflictError(`name ${explicit}: interface ${explicit} already exists and was not created by l2tpd for session ${s.session_id} in tunnel ${s.tunnel_id}`, 409, 'name', explicit);
       }
       reattach = existing !== undefined;
@@ -219,14 +244,33 @@ export class SessionInterfaces {
 
   /**
    * Stop using a session's tap. `remove`: clear its persist flag so the kernel deletes it
-   * (del session); otherwise it stays, with its bridge membership, for the next start.
+   * (del session), and give back a pre-existing VLAN interface l2tpd enslaved unless one of
+   * `keep` (the sessions still configured) uses it; otherwise the tap stays, with its bridge
+   * membership, for the next start.
    */
-  async release(links: SessionLinks, remove: boolean): Promise<void> {
+  async release(links: SessionLinks, remove: boolean, keep: SessionConfig[] = []): Promise<void> {
     if (!remove) { native.close(links.tap.fd); return; }
+    const l = await this.rtnl.linkByIndex(links.ifindex).catch(() => undefined);
+    if (links.enslavedVlan !== undefined && l?.master !== undefined) await this.giveBack(links.enslavedVlan, l.master, keep);
     dropTap(links.tap);
     // If the fd was no longer attached, the persist flag could not be cleared: delete by mark.
-    const l = await this.rtnl.linkByIndex(links.ifindex).catch(() => undefined);
     if (l && parseSessionAlias(l.alias)) await this.rtnl.deleteLink(l.index).catch(() => undefined);
+  }
+
+  /**
+   * Take the pre-existing VLAN interface `name` out of the bridge `bridgeIndex` that l2tpd put
+   * it in, unless a session of `keep` still uses it or it is no longer there.
+   */
+  private async giveBack(name: string, bridgeIndex: number, keep: SessionConfig[]): Promise<void> {
+    if (keep.some((k) => interfaceNames(k).vlanIf === name)) return;
+    try {
+      const v = await this.rtnl.linkByName(name);
+      if (!v || v.alias === SHARED_ALIAS || v.master !== bridgeIndex) return;
+      await this.rtnl.setLink(v.index, { master: null });
+      this.log.info({ interface: name }, 'released pre-existing VLAN interface from the bridge l2tpd had put it in');
+    } catch (err) {
+      this.log.warn({ interface: name, err: (err as Error).message }, 'cannot release pre-existing VLAN interface from its bridge');
+    }
   }
 
   /**
@@ -261,6 +305,7 @@ export class SessionInterfaces {
         stale = !shared.has(l.name);
       }
       if (!stale) continue;
+      if (owner?.enslaved !== undefined && l.master !== undefined) await this.giveBack(owner.enslaved, l.master, keep.sessions);
       try {
         await this.rtnl.deleteLink(l.index);
         removed.push(l.name);
@@ -284,7 +329,7 @@ export class SessionInterfaces {
       const what = tap ? `interface ${links.ifname} was renamed to ${tap.name}: recreated as ${links.ifname}`
         : `interface ${links.ifname} was deleted: recreated`;
       if (tap && parseSessionAlias(tap.alias)) await this.rtnl.deleteLink(tap.index).catch(() => undefined);
-      const opened = await this.openTap({ ...s, name: links.ifname }, mtu, []);
+      const opened = await this.openTap({ ...s, name: links.ifname }, mtu, [], undefined, links.enslavedVlan);
       tap = opened.link;
       links.ifindex = tap.index;
       repairs.push({ what, newTap: opened.tap });

@@ -1,11 +1,12 @@
 /**
  * The checks of src/daemon/interfaces.ts that need no kernel: what a pre-existing `TRUNK.ID`
- * must be (vlanMismatch), and the reading of real kernel replies that the check relies on. The
- * same checks run live on a kernel with 802.1Q in test/integration/vlan-guest.test.ts.
+ * must be (vlanMismatch), the session tap's alias with its note of an enslaved VLAN interface,
+ * and the reading of real kernel replies that the check relies on. The same checks run live on
+ * a kernel with 802.1Q in test/integration/vlan-guest.test.ts.
  */
 import t from 'tap';
 import { ConfigError } from '../../src/control/errors.js';
-import { vlanMismatch } from '../../src/daemon/interfaces.js';
+import { parseSessionAlias, sessionAlias, vlanMismatch } from '../../src/daemon/interfaces.js';
 import { parseLinkInfo, type LinkInfo } from '../../src/netlink/index.js';
 
 const link = (over: Partial<LinkInfo> & { name: string; index: number }): LinkInfo => ({ mtu: 1500, up: true, operstate: 'up', ...over });
@@ -33,6 +34,17 @@ t.test('vlanMismatch: a pre-existing TRUNK.ID must be that VLAN on that trunk', 
     t.equal(e?.value, field === 'vlan' ? 9 : 'eth1', `${what}: with the value given`);
     t.match(e?.message, message, `${what}: ${e?.message}`);
     t.match(e?.allowed, field === 'vlan' ? /^VLAN 9 on eth1 \(or no interface named eth1\.9\)$/ : /^the trunk eth1\.9 is on/, `${what}: says what is allowed`);
+  }
+});
+
+t.test('session alias: the tap mark, with the note of an enslaved VLAN interface', async (t) => {
+  t.equal(sessionAlias(100, 7), 'l2tpd:100/7');
+  t.equal(sessionAlias(100, 7, 'eth1.7'), 'l2tpd:100/7 enslaved eth1.7');
+  t.same(parseSessionAlias('l2tpd:100/7'), { tunnel_id: 100, session_id: 7 });
+  t.same(parseSessionAlias('l2tpd:100/7 enslaved eth1.7'), { tunnel_id: 100, session_id: 7, enslaved: 'eth1.7' });
+  t.same(parseSessionAlias(sessionAlias(4294967295, 4294967295, 'bond0.4094')), { tunnel_id: 4294967295, session_id: 4294967295, enslaved: 'bond0.4094' }, 'round trip');
+  for (const other of [undefined, '', 'l2tpd', 'l2tpd:100', 'l2tpd:100/7 ', 'l2tpd:100/7 enslaved', 'l2tpd:100/7 enslaved a b', 'x l2tpd:100/7']) {
+    t.equal(parseSessionAlias(other), undefined, `not a session mark: ${JSON.stringify(other)}`);
   }
 });
 
