@@ -1,8 +1,9 @@
 /**
  * Text output of l2tpctl. Pure. `show tunnel` and `show session` print the show lines of the word
  * tables (control/tunnel-words.ts, control/session-words.ts: iproute2 6.1 `print_tunnel` /
- * `print_session` line by line, then l2tpd's own words), then the run-time state and, with `-s`,
- * the counters in an `ip -s link`-like block.
+ * `print_session` line by line, then l2tpd's own words), then the run-time state (a warning
+ * about bridge ports over the MTU, state) and, with `-s`, the counters in an `ip -s link`-like
+ * block.
  *
  * Differences from iproute2, on purpose: offsets are the configured ones (l2tpd implements
  * them; Linux always prints 0), `reorder timeout` is always printed, and there are no stray
@@ -105,6 +106,10 @@ export function formatTunnel(t: TunnelView, opts: FormatOptions = {}): string {
 
 export function formatSession(s: SessionView, opts: FormatOptions = {}): string {
   const lines = showLines(SESSION.show, s);
+  if (s.ports_over_mtu?.length) {
+    const ports = s.ports_over_mtu.map((p) => `${p.interface} (mtu ${p.mtu})`).join(', ');
+    lines.push(`  warning: bridge ${s.bridge} drops frames over ${s.mtu} bytes from ${ports}`);
+  }
   if (s.state !== undefined) lines.push(stateLine(s));
   if (s.error !== undefined) lines.push(`  error: ${s.error}`);
   if (opts.stats && s.stats) lines.push(...formatCounters(s.stats, SESSION_COUNTER_NAMES));

@@ -53,6 +53,8 @@ export type SessionView = SessionConfig & {
   mtu: number;
   /** Bridge the interface is enslaved to (`bridge`, or `brvlanID` with `vlan`). */
   bridge?: string;
+  /** Ports of that bridge (or the bridge) with an MTU above `mtu`: their larger frames are dropped. */
+  ports_over_mtu?: { interface: string; mtu: number }[];
   /** The owning tunnel's peer_tunnel_id, for `show session` ("Peer session X, tunnel Y"). */
   peer_tunnel_id?: number;
   state?: string;

@@ -23,7 +23,7 @@ import { Rtnl, type LinkEvent, type LinkInfo } from '../netlink/index.js';
 import { defaultSessionMtu } from './mtu.js';
 import { compileTunnel, type TunnelPlan } from '../control/tunnel-words.js';
 import { compileSession, interfaceNames } from '../control/session-words.js';
-import { SessionInterfaces, type SessionLinks } from './interfaces.js';
+import { SessionInterfaces, type PortOverMtu, type SessionLinks } from './interfaces.js';
 import type { MetricsSource } from '../metrics/index.js';
 import { Liveness } from './liveness.js';
 import { TxSequencing, type TxSession } from './tx-sequencing.js';
@@ -58,6 +58,8 @@ interface RunningSession {
   spec: SessionSpec;
   /** Times the interfaces were put back after being changed behind l2tpd's back. */
   restored: number;
+  /** Bridge ports over the session's MTU as last warned about (checkPortMtus). */
+  portsOverMtu: PortOverMtu[];
 }
 
 class SlotPool {
@@ -123,6 +125,7 @@ export class DaemonEngine implements Engine, MetricsSource {
     this.tx.load(new Set(this.config.sessions.map((s) => sessionKey(s.tunnel_id, s.session_id))));
     await this.startMissing(this.config);
     await this.sweepInterfaces();
+    await this.checkPortMtus();
     this.watchLinks();
     this.watchAddresses();
     this.scheduleRetry();
@@ -258,14 +261,18 @@ export class DaemonEngine implements Engine, MetricsSource {
   }
 
   async listSessions(filter: { tunnel_id?: number; session_id?: number }, withStats: boolean): Promise<SessionView[]> {
-    return this.config.sessions
+    const list = this.config.sessions
       .filter((s) => (filter.tunnel_id === undefined || s.tunnel_id === filter.tunnel_id)
-        && (filter.session_id === undefined || s.session_id === filter.session_id))
-      .map((s) => this.sessionView(s, withStats));
+        && (filter.session_id === undefined || s.session_id === filter.session_id));
+    // Bridge ports as they are now: one dump, only when a listed session runs in a bridge.
+    const bridged = list.some((s) => this.sessions.get(sessionKey(s.tunnel_id, s.session_id))?.links.bridge !== undefined);
+    const dump = bridged ? await this.rtnl.listLinks().catch(() => undefined) : undefined;
+    return list.map((s) => this.sessionView(s, withStats, dump));
   }
 
-  private sessionView(s: SessionConfig, withStats: boolean): SessionView {
+  private sessionView(s: SessionConfig, withStats: boolean, dump?: LinkInfo[]): SessionView {
     const rt = this.sessions.get(sessionKey(s.tunnel_id, s.session_id));
+    const over = rt && dump ? SessionInterfaces.portsOverMtu(rt.links, rt.spec.mtu, dump) : [];
     const t = this.config.tunnels.find((x) => x.tunnel_id === s.tunnel_id);
     const failure = this.failures.get(`session ${sessionKey(s.tunnel_id, s.session_id)}`);
     const bridge = interfaceNames(s).bridge;
@@ -276,6 +283,7 @@ export class DaemonEngine implements Engine, MetricsSource {
       ...(rt ? { ifindex: rt.links.ifindex } : {}),
       mtu: rt?.spec.mtu ?? s.mtu ?? 0,
       ...(bridge !== undefined ? { bridge } : {}),
+      ...(over.length > 0 ? { ports_over_mtu: over } : {}),
       restored: rt?.restored ?? 0,
       ...liveFields(rt ? this.liveness.session(sessionKey(s.tunnel_id, s.session_id)) : undefined, failure),
       ...(failure ? { error: failure.error } : {}),
@@ -302,6 +310,7 @@ export class DaemonEngine implements Engine, MetricsSource {
     this.index.addSession(s);
     this.tx.flush(this.txSessions());
     this.log.info({ tunnel_id: s.tunnel_id, session_id: s.session_id, interface: this.sessions.get(key)?.links.ifname }, 'session added');
+    await this.checkPortMtus();
   }
 
   async delSession(tid: number, sid: number): Promise<void> {
@@ -316,6 +325,7 @@ export class DaemonEngine implements Engine, MetricsSource {
     await this.sweepInterfaces();
     this.tx.flush(this.txSessions());
     this.log.info({ tunnel_id: tid, session_id: sid }, 'session deleted');
+    await this.checkPortMtus();
   }
 
   /**
@@ -364,6 +374,7 @@ export class DaemonEngine implements Engine, MetricsSource {
     this.retryDelayMs = RETRY_MIN_MS;
     this.scheduleRetry();
     this.tx.flush(this.txSessions());
+    await this.checkPortMtus();
     this.log.info({ added, removed, changed }, 'configuration reloaded');
     return { added, removed, changed };
   }
@@ -518,7 +529,7 @@ export class DaemonEngine implements Engine, MetricsSource {
       this.dataplane.resetSession(slot);
       this.dataplane.seedTx(slot, this.tx.startAt(key), spec.seqSend);
       await this.dataplane.addSession(spec);
-      const rs: RunningSession = { cfg: s, slot, links, spec, restored: 0 };
+      const rs: RunningSession = { cfg: s, slot, links, spec, restored: 0, portsOverMtu: [] };
       this.sessions.set(key, rs);
       this.liveness.addSession(s, key, slot, links.tap.fd, links.ifname);
       this.tx.started(txSession(rs));
@@ -554,6 +565,27 @@ export class DaemonEngine implements Engine, MetricsSource {
     }
   }
 
+  /**
+   * Warn (once per change) about bridge ports whose MTU is above their session's: the kernel
+   * bridge drops their larger frames without a count anywhere (README "Session interfaces").
+   */
+  private async checkPortMtus(): Promise<void> {
+    const bridged = [...this.sessions.values()].filter((r) => r.links.bridge !== undefined);
+    if (bridged.length === 0) return;
+    let dump: LinkInfo[];
+    try { dump = await this.rtnl.listLinks(); } catch { return; }
+    for (const rs of bridged) {
+      const over = SessionInterfaces.portsOverMtu(rs.links, rs.spec.mtu, dump);
+      const same = over.length === rs.portsOverMtu.length && over.every((p, i) => p.interface === rs.portsOverMtu[i].interface && p.mtu === rs.portsOverMtu[i].mtu);
+      rs.portsOverMtu = over;
+      if (same || over.length === 0) continue;
+      this.log.warn({
+        tunnel_id: rs.cfg.tunnel_id, session_id: rs.cfg.session_id, interface: rs.links.ifname, bridge: rs.links.bridge,
+        mtu: rs.spec.mtu, ports_over_mtu: over,
+      }, `bridge ${rs.links.bridge} drops frames over ${rs.spec.mtu} bytes from ${over.map((p) => `${p.interface} (mtu ${p.mtu})`).join(', ')}: they never reach the session`);
+    }
+  }
+
   // ------------------------------------------------------------------ link events
 
   private repairTimer: NodeJS.Timeout | undefined;
@@ -572,8 +604,8 @@ export class DaemonEngine implements Engine, MetricsSource {
   }
 
   private onLinkEvent(ev: LinkEvent): void {
-    const { names, indexes } = SessionInterfaces.watched([...this.sessions.values()].map((r) => r.links));
-    if (indexes.has(ev.link.index) || names.has(ev.link.name)) this.scheduleRepair();
+    const { names, indexes, bridges } = SessionInterfaces.watched([...this.sessions.values()].map((r) => r.links));
+    if (indexes.has(ev.link.index) || names.has(ev.link.name) || (ev.link.master !== undefined && bridges.has(ev.link.master))) this.scheduleRepair();
     // A trunk, bridge or name a failed session waits for may have appeared or gone; events right
     // after a retry are that retry's own (set-up and undo of its interfaces).
     if (this.failures.size > 0 && Date.now() >= this.retryQuietUntil) this.scheduleRetry(EVENT_RETRY_MS);
@@ -625,6 +657,7 @@ export class DaemonEngine implements Engine, MetricsSource {
       }
     }
     if (any) await this.sweepInterfaces();
+    await this.checkPortMtus();
   }
 }
 

@@ -83,6 +83,9 @@ export function vlanMismatch(
   return undefined;
 }
 
+/** A port of a session's bridge (or the bridge itself) whose MTU is above the session's. */
+export interface PortOverMtu { interface: string; mtu: number }
+
 /** What a running session holds: the open tap and the interfaces it is wired to. */
 export interface SessionLinks {
   tap: TapHandle;
@@ -91,6 +94,8 @@ export interface SessionLinks {
   ifname: string;
   bridge?: string;
   vlanIf?: string;
+  /** ifindex of the bridge, for link events of its ports. */
+  bridgeIndex?: number;
   /** The pre-existing VLAN interface l2tpd put in the bridge (noted in the tap's alias). */
   enslavedVlan?: string;
 }
@@ -146,6 +151,7 @@ export class SessionInterfaces {
       if (br && link.master !== br.index) await this.rtnl.setLink(link.index, { master: br.index });
       const links: SessionLinks = {
         tap, ifindex: link.index, ifname: tap.name, bridge: bridgeName, vlanIf: names.vlanIf,
+        ...(br ? { bridgeIndex: br.index } : {}),
         ...(enslavedVlan !== undefined ? { enslavedVlan } : {}),
       };
       return { links, undo };
@@ -342,6 +348,7 @@ export class SessionInterfaces {
     const kept: Undo[] = [];
     const bridge = await this.ensureBridge(links.bridge, mtu, kept);
     const br = bridge.link;
+    links.bridgeIndex = br.index;
     if (bridge.created) repairs.push({ what: `bridge ${links.bridge} was missing: recreated` });
     if (tap.master !== br.index) {
       await this.rtnl.setLink(tap.index, { master: br.index });
@@ -359,17 +366,36 @@ export class SessionInterfaces {
     return repairs;
   }
 
-  /** Names and ifindexes whose link events may concern running sessions. */
-  static watched(all: Iterable<SessionLinks>): { names: Set<string>; indexes: Set<number> } {
+  /**
+   * The ports of the session's bridge (and the bridge itself) whose MTU is above the session's,
+   * from a link dump. The bridge drops, without a count anywhere, every frame larger than the
+   * port it leaves by, so frames from these larger than `mtu` never reach the pseudowire.
+   */
+  static portsOverMtu(links: SessionLinks, mtu: number, dump: LinkInfo[]): PortOverMtu[] {
+    if (links.bridge === undefined) return [];
+    const br = dump.find((l) => l.name === links.bridge && l.kind === 'bridge');
+    if (!br) return [];
+    return dump
+      .filter((l) => (l.index === br.index || l.master === br.index) && l.index !== links.ifindex && l.mtu > mtu)
+      .map((l) => ({ interface: l.name, mtu: l.mtu }));
+  }
+
+  /**
+   * Names and ifindexes whose link events may concern running sessions; `bridges`: the
+   * sessions' bridges, whose ports' events (a port joins, its MTU changes) matter too.
+   */
+  static watched(all: Iterable<SessionLinks>): { names: Set<string>; indexes: Set<number>; bridges: Set<number> } {
     const names = new Set<string>();
     const indexes = new Set<number>();
+    const bridges = new Set<number>();
     for (const l of all) {
       names.add(l.ifname);
       indexes.add(l.ifindex);
       if (l.bridge) names.add(l.bridge);
+      if (l.bridgeIndex !== undefined) bridges.add(l.bridgeIndex);
       if (l.vlanIf) names.add(l.vlanIf);
     }
-    return { names, indexes };
+    return { names, indexes, bridges };
   }
 }
 

@@ -12,7 +12,7 @@ import { Sites, UNDERLAY, sleep, type Daemon } from '../helpers/sites.js';
 
 const skip = netnsUnavailable() || (!hasCommand('ping') && 'ping (iputils-ping) is not installed');
 
-interface ShownSession { session_id: number; interface: string; ifindex?: number; mtu: number; bridge?: string; vlan?: number; dev?: string; state: string; restored: number }
+interface ShownSession { session_id: number; interface: string; ifindex?: number; mtu: number; bridge?: string; vlan?: number; dev?: string; state: string; restored: number; ports_over_mtu?: { interface: string; mtu: number }[] }
 
 function linkNames(ns: string): string[] {
   return (JSON.parse(nsExec(ns, 'ip', ['-j', 'link', 'show'])) as IpLink[]).map((l) => l.ifname).sort();
@@ -209,3 +209,30 @@ t.test('vlan ID dev TRUNK', { skip, timeout: 120000 }, async (t) => {
   });
 });
 
+t.test('a bridge port over the session MTU: warned in the log and in show, again when it changes', { skip, timeout: 120000 }, async (t) => {
+  const sites = new Sites();
+  t.teardown(() => sites.close());
+  await sites.start(sites.a);
+  await sites.start(sites.b);
+  tunnel(sites);
+  const br = uniqueName('brm');
+  sites.host(sites.a, br, '198.51.100.1/24');
+  const port = (JSON.parse(nsExec(sites.a.ns, 'ip', ['-j', 'link', 'show', 'master', br])) as IpLink[])[0].ifname;
+  t.equal(ipLink(sites.a.ns, port)?.mtu, 1500, `host port ${port} at the usual 1500`);
+  sites.ok(sites.a, ['add', 'session', 'tunnel_id', '100', 'session_id', '3', 'peer_session_id', '3', 'bridge', br]);
+  const warned = () => sites.a.log.filter((l) => l.includes('"ports_over_mtu"') && l.includes(`"interface":"${port}","mtu":`));
+  t.match(session(sites, sites.a, 3), { mtu: 1446, ports_over_mtu: [{ interface: port, mtu: 1500 }] }, 'show session -j lists the port');
+  t.match(sites.ok(sites.a, ['show', 'session', 'tunnel_id', '100', 'session_id', '3']),
+    `  warning: bridge ${br} drops frames over 1446 bytes from ${port} (mtu 1500)\n`, 'show session prints it');
+  // The daemon's output is read while the event loop runs (l2tpctl above is spawned synchronously).
+  t.ok(await waitUntil(() => warned().length > 0), 'warned in the log');
+  t.equal(warned().length, 1, 'once');
+  t.match(JSON.parse(warned()[0]), { level: 40, tunnel_id: 100, session_id: 3, bridge: br, mtu: 1446, msg: `bridge ${br} drops frames over 1446 bytes from ${port} (mtu 1500): they never reach the session` });
+
+  nsExec(sites.a.ns, 'ip', ['link', 'set', port, 'mtu', '1446']);
+  t.ok(await waitUntil(() => session(sites, sites.a, 3).ports_over_mtu === undefined), 'port lowered to 1446: no longer listed');
+  t.notMatch(sites.ok(sites.a, ['show', 'session']), /warning/, 'nor printed');
+  nsExec(sites.a.ns, 'ip', ['link', 'set', port, 'mtu', '9000']);
+  t.ok(await waitUntil(() => warned().length === 2), 'raised to 9000: warned again, from the link event');
+  t.match(warned()[1], `"ports_over_mtu":[{"interface":"${port}","mtu":9000}]`);
+});

@@ -68,6 +68,10 @@ t.test('session like iproute2 print_session, plus l2tpd lines', async (t) => {
     '  state: up',
     '',
   ].join('\n'));
+  const over = formatSession({ ...S, bridge: 'br7', vlan: 7, dev: 'eth1', ports_over_mtu: [{ interface: 'eth1.7', mtu: 1500 }, { interface: 'veth3', mtu: 9000 }], state: 'up' });
+  t.match(over, /  vlan: 7, dev eth1\n  warning: bridge br7 drops frames over 1446 bytes from eth1\.7 \(mtu 1500\), veth3 \(mtu 9000\)\n  state: up\n/,
+    'ports over the MTU: a warning line after vlan');
+  t.notMatch(formatSession({ ...S, bridge: 'br7', ports_over_mtu: [] }), /warning/, 'no line when no port is over');
   t.match(formatSession({ ...S, seq: 'send' }), /sequence numbering: send\n/);
   t.match(formatSession({ ...S, seq: 'recv' }), /sequence numbering: recv\n/);
   // Sending now, as the peer's S bit may have switched it (running sessions, default sublayer).

@@ -1,12 +1,13 @@
 /**
  * The checks of src/daemon/interfaces.ts that need no kernel: what a pre-existing `TRUNK.ID`
- * must be (vlanMismatch), the session tap's alias with its note of an enslaved VLAN interface,
- * and the reading of real kernel replies that the check relies on. The same checks run live on
- * a kernel with 802.1Q in test/integration/vlan-guest.test.ts.
+ * must be (vlanMismatch), which bridge ports are over a session's MTU (portsOverMtu), the
+ * session tap's alias with its note of an enslaved VLAN interface, and the reading of real
+ * kernel replies that the check relies on. The same checks run live on a kernel with 802.1Q in
+ * test/integration/vlan-guest.test.ts.
  */
 import t from 'tap';
 import { ConfigError } from '../../src/control/errors.js';
-import { parseSessionAlias, sessionAlias, vlanMismatch } from '../../src/daemon/interfaces.js';
+import { parseSessionAlias, sessionAlias, SessionInterfaces, vlanMismatch, type SessionLinks } from '../../src/daemon/interfaces.js';
 import { parseLinkInfo, type LinkInfo } from '../../src/netlink/index.js';
 
 const link = (over: Partial<LinkInfo> & { name: string; index: number }): LinkInfo => ({ mtu: 1500, up: true, operstate: 'up', ...over });
@@ -35,6 +36,24 @@ t.test('vlanMismatch: a pre-existing TRUNK.ID must be that VLAN on that trunk', 
     t.match(e?.message, message, `${what}: ${e?.message}`);
     t.match(e?.allowed, field === 'vlan' ? /^VLAN 9 on eth1 \(or no interface named eth1\.9\)$/ : /^the trunk eth1\.9 is on/, `${what}: says what is allowed`);
   }
+});
+
+t.test('portsOverMtu: the bridge and its ports above the session MTU, the session tap left out', async (t) => {
+  const links: SessionLinks = { tap: { fd: -1, name: 'l2tpeth0', offload: false }, ifindex: 20, ifname: 'l2tpeth0', bridge: 'br7' };
+  const dump = [
+    link({ name: 'br7', index: 5, kind: 'bridge', mtu: 1446 }),
+    link({ name: 'l2tpeth0', index: 20, kind: 'tun', mtu: 1446, master: 5 }),
+    link({ name: 'eth1.7', index: 21, kind: 'vlan', mtu: 1500, master: 5 }),
+    link({ name: 'veth1', index: 22, kind: 'veth', mtu: 1400, master: 5 }),
+    link({ name: 'eth1.8', index: 23, kind: 'vlan', mtu: 9000, master: 6 }),
+  ];
+  t.same(SessionInterfaces.portsOverMtu(links, 1446, dump), [{ interface: 'eth1.7', mtu: 1500 }], 'only the port over 1446 in br7');
+  t.same(SessionInterfaces.portsOverMtu(links, 1500, dump), [], 'none over 1500');
+  t.same(SessionInterfaces.portsOverMtu(links, 1400, dump), [{ interface: 'br7', mtu: 1446 }, { interface: 'eth1.7', mtu: 1500 }],
+    'the bridge itself counts (its own frames), the tap does not');
+  t.same(SessionInterfaces.portsOverMtu({ ...links, bridge: undefined }, 1000, dump), [], 'no bridge, nothing');
+  t.same(SessionInterfaces.portsOverMtu({ ...links, bridge: 'gone' }, 1000, dump), [], 'a bridge not in the dump, nothing');
+  t.same(SessionInterfaces.portsOverMtu(links, 1000, [link({ name: 'br7', index: 5, kind: 'veth' })]), [], 'a non-bridge of that name, nothing');
 });
 
 t.test('session alias: the tap mark, with the note of an enslaved VLAN interface', async (t) => {
