@@ -161,7 +161,8 @@ export const SESSION_WORDS = [
         `vlan: missing; dev ${String(input.dev)} needs vlan ID (${VLAN_MIN}..${VLAN_MAX})`),
     },
     help: 'With `dev TRUNK`: also create the VLAN interface `TRUNK.VLAN` and a per-VLAN bridge (`brvlanVLAN` unless '
-      + '`bridge` names one) holding it and the session interface.',
+      + '`bridge` names one) holding it and the session interface. Hosts on the VLAN need an MTU no larger than '
+      + 'the session\'s, or the bridge drops their larger frames (see "Session interfaces, bridges and VLANs").',
   }),
   word({
     word: 'dev', type: ifname('TRUNK', 'the interface carrying the VLANs'), always: false, defaultText: 'none', usage: null,
