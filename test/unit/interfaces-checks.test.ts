@@ -3,7 +3,7 @@
  * must be (vlanMismatch), which bridge ports are over a session's MTU (portsOverMtu), the
  * session tap's alias with its note of an enslaved VLAN interface, and the reading of real
  * kernel replies that the check relies on. The same checks run live on a kernel with 802.1Q in
- * test/integration/vlan-guest.test.ts.
+ * test/vm/vlan-guest.test.ts.
  */
 import t from 'tap';
 import { ConfigError } from '../../src/control/errors.js';
