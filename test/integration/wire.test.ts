@@ -17,6 +17,7 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
+import type tap from 'tap';
 import { hasCommand, linkAddress, netnsUnavailable, nsExec, stopProcess } from '../helpers/netns.js';
 import { startCapture } from '../helpers/capture.js';
 import { Sites, UNDERLAY, sleep, tunnelWords } from '../helpers/sites.js';
@@ -72,9 +73,10 @@ function decode(file: string, c: Case, port: number, src: string): { rows: Row[]
 
 const truthy = (v: string) => v === '1' || v.toLowerCase() === 'true';
 
-t.test('tshark decodes what l2tpd sends', { skip }, async (t) => {
+/** Two running sites, a temporary directory for captures, and a teardown that stops both. */
+async function capturingSites(t: tap.Test, prefix: string): Promise<{ sites: Sites; tmp: string; captures: ChildProcess[] }> {
   const sites = new Sites();
-  const tmp = mkdtempSync(path.join(os.tmpdir(), 'l2tpd-wire-'));
+  const tmp = mkdtempSync(path.join(os.tmpdir(), prefix));
   const captures: ChildProcess[] = [];
   t.teardown(async () => {
     for (const p of captures) await stopProcess(p, 'SIGINT');
@@ -83,6 +85,11 @@ t.test('tshark decodes what l2tpd sends', { skip }, async (t) => {
   });
   await sites.start(sites.a);
   await sites.start(sites.b);
+  return { sites, tmp, captures };
+}
+
+t.test('tshark decodes what l2tpd sends', { skip }, async (t) => {
+  const { sites, tmp, captures } = await capturingSites(t, 'l2tpd-wire-');
 
   let n = 0;
   for (const c of CASES) {
@@ -185,16 +192,7 @@ function outerHeaders(file: string, c: OuterCase, port: number, src: string): Ar
 }
 
 t.test('the outer header carries the tunnel\'s ttl and tos', { skip }, async (t) => {
-  const sites = new Sites();
-  const tmp = mkdtempSync(path.join(os.tmpdir(), 'l2tpd-outer-'));
-  const captures: ChildProcess[] = [];
-  t.teardown(async () => {
-    for (const p of captures) await stopProcess(p, 'SIGINT');
-    await sites.close();
-    if (!process.env.L2TPD_KEEP_PCAP) rmSync(tmp, { recursive: true, force: true });
-  });
-  await sites.start(sites.a);
-  await sites.start(sites.b);
+  const { sites, tmp, captures } = await capturingSites(t, 'l2tpd-outer-');
 
   let n = 0;
   for (const c of OUTER_CASES) {
