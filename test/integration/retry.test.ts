@@ -55,10 +55,14 @@ t.test('entries that could not start come up on address events and retries, and 
     'show tunnel prints why and since when');
 
   // The address appears: tunnel 1 and its session start without a reload.
+  const addressAdded = Date.now();
   nsExec(a.ns, 'ip', ['addr', 'add', `${late}/32`, 'dev', 'ul0']);
   t.ok(await waitUntil(() => tunnels()[0].state === 'up' && sessions()[0].state === 'up', 10000), 'tunnel 1 and session 1 up once the address is there');
   t.ok(ipLink(a.ns, 'pwlate'), 'session 1 has its interface');
-  t.notOk('error' in tunnels()[0] || 'since' in tunnels()[0], 'no error shown once it is up');
+  const up = tunnels()[0];
+  t.notOk('error' in up, 'no error shown once it is up');
+  // `since` now says since when it is up (the liveness state), not since when it failed.
+  t.ok(Date.parse(up.since ?? '') >= addressAdded - 1000, `up since ${up.since}, after the address appeared`);
   t.equal(tunnels()[1].state, 'down', 'tunnel 2 still down while its port is taken');
 
   // The port is freed: the retries with backoff bring tunnel 2 up.
