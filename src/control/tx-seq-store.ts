@@ -5,7 +5,11 @@
  * and holds numbers at most SEQ_SAVE_STRIDE (plus a second's traffic) behind the real ones, so a
  * start after a crash knows to resume SEQ_CRASH_SKIP ahead of them.
  *
- *   { "clean": true, "sessions": { "3000/1000": 123456, ... } }     keys: tunnel_id/session_id
+ *   { "clean": true, "sessions": { "3000/1000": { "next": 123456, "numbered": true }, ... } }
+ *
+ * Keys are tunnel_id/session_id. `numbered`: the session was sending numbers (its `seq`, or what
+ * the peer's S bit switched it to); without it the session starts as its `seq` says. A bare
+ * number (files from before `numbered` was kept) is read as `{ "next": number }`.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -16,9 +20,17 @@ export const TX_SEQ_FILE = 'tx-sequence.json';
 const FILE_MODE = 0o640;
 const DIR_MODE = 0o750;
 
+/** Where one session's sending resumes. */
+export interface TxSeqEntry {
+  /** The next number to send. */
+  next: number;
+  /** Whether it was sending numbers; unknown for an entry from an older file. */
+  numbered?: boolean;
+}
+
 export interface TxSeqSaved {
-  /** The next number to send, by session key; what a file has is kept even if parts are bad. */
-  next: Map<string, number>;
+  /** Where each session resumes, by session key; what a file has is kept even if parts are bad. */
+  next: Map<string, TxSeqEntry>;
   /** The last run stopped cleanly: the numbers are exact. */
   clean: boolean;
   /** A file was there. */
@@ -48,20 +60,33 @@ export class TxSeqStore {
     }
     const obj = (typeof data === 'object' && data !== null ? data : {}) as { clean?: unknown; sessions?: unknown };
     const sessions = (typeof obj.sessions === 'object' && obj.sessions !== null ? obj.sessions : {}) as Record<string, unknown>;
-    const next = new Map<string, number>();
+    const next = new Map<string, TxSeqEntry>();
     const bad: string[] = [];
     for (const [key, value] of Object.entries(sessions)) {
-      if (/^\d+\/\d+$/.test(key) && Number.isInteger(value) && (value as number) >= 0 && (value as number) <= SEQ_MASK) next.set(key, value as number);
+      const entry = parseEntry(value);
+      if (/^\d+\/\d+$/.test(key) && entry) next.set(key, entry);
       else bad.push(key);
     }
     return {
       next, clean: obj.clean === true, found: true,
-      ...(bad.length ? { error: `entries ignored (not tunnel_id/session_id: 0..${SEQ_MASK}): ${bad.slice(0, 5).join(', ')}` } : {}),
+      ...(bad.length ? { error: `entries ignored (not tunnel_id/session_id: { next: 0..${SEQ_MASK}, numbered: true|false }): ${bad.slice(0, 5).join(', ')}` } : {}),
     };
   }
 
-  save(next: Map<string, number>, clean: boolean): void {
-    const sessions = Object.fromEntries([...next].sort(([a], [b]) => a.localeCompare(b, 'en', { numeric: true })));
+  save(next: Map<string, TxSeqEntry>, clean: boolean): void {
+    const sessions = Object.fromEntries([...next].sort(([a], [b]) => a.localeCompare(b, 'en', { numeric: true }))
+      .map(([key, e]) => [key, e.numbered === undefined ? { next: e.next } : { next: e.next, numbered: e.numbered }]));
     writeFileAtomic(this.path, `${JSON.stringify({ clean, sessions }, null, 2)}\n`, FILE_MODE, DIR_MODE);
   }
+}
+
+/** An entry as written, or a bare number from an older file; undefined if it is neither. */
+function parseEntry(value: unknown): TxSeqEntry | undefined {
+  const isSeq = (n: unknown): n is number => Number.isInteger(n) && (n as number) >= 0 && (n as number) <= SEQ_MASK;
+  if (isSeq(value)) return { next: value };
+  if (typeof value !== 'object' || value === null) return undefined;
+  const { next, numbered } = value as { next?: unknown; numbered?: unknown };
+  if (!isSeq(next)) return undefined;
+  if (numbered === undefined) return { next };
+  return typeof numbered === 'boolean' ? { next, numbered } : undefined;
 }

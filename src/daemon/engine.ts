@@ -354,6 +354,8 @@ export class DaemonEngine implements Engine, MetricsSource {
       if (!n || !same(n, s) || changedTunnels.has(s.tunnel_id)) {
         const rt = this.sessions.get(key);
         if (rt) await this.stopSession(rt);
+        // A changed `seq` or `seq_mirror` says again how sending starts; otherwise it goes on as it was.
+        if (n && (n.seq !== s.seq || n.seq_mirror !== s.seq_mirror)) this.tx.forgetNumbering(key);
         this.failures.delete(`session ${key}`);
         if (!n) removed++; else changed++;
       }
@@ -527,7 +529,8 @@ export class DaemonEngine implements Engine, MetricsSource {
       };
       const key = sessionKey(s.tunnel_id, s.session_id);
       this.dataplane.resetSession(slot);
-      this.dataplane.seedTx(slot, this.tx.startAt(key), spec.seqSend);
+      const start = this.tx.startAt(key, spec);
+      this.dataplane.seedTx(slot, start.nextSeq, start.numbered);
       await this.dataplane.addSession(spec);
       const rs: RunningSession = { cfg: s, slot, links, spec, restored: 0, portsOverMtu: [] };
       this.sessions.set(key, rs);

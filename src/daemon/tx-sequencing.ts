@@ -8,7 +8,7 @@
  */
 import type { Logger } from 'pino';
 import { SEQ_CRASH_SKIP, SEQ_SAVE_STRIDE, seqAfterCrash, seqAhead } from '../protocol/index.js';
-import type { TxSeqStore } from '../control/tx-seq-store.js';
+import type { TxSeqEntry, TxSeqStore } from '../control/tx-seq-store.js';
 
 /** What the data plane tells about a session's sending (DataPlane.txState). */
 export interface TxStateSource {
@@ -30,7 +30,7 @@ export const SEQ_LOG_LINES_MAX = 20;
 
 export class TxSequencing {
   /** Where sessions that are not running resume, by key. */
-  private readonly resume = new Map<string, number>();
+  private readonly resume = new Map<string, TxSeqEntry>();
   /** What the file holds for running sessions, by key (the stride is measured from it). */
   private readonly saved = new Map<string, number>();
   /** Per running session: the switch count last reported and when. */
@@ -46,21 +46,32 @@ export class TxSequencing {
     if (!this.store) return;
     const r = this.store.load();
     if (r.error) this.log.warn({ file: this.store.path, err: r.error }, 'send numbering file not used');
-    for (const [key, next] of r.next) if (keys.has(key)) this.resume.set(key, r.clean ? next : seqAfterCrash(next));
+    for (const [key, e] of r.next) if (keys.has(key)) this.resume.set(key, r.clean ? e : { ...e, next: seqAfterCrash(e.next) });
     if (r.found && !r.clean && this.resume.size > 0) {
       this.log.warn({ sessions: this.resume.size, skip: SEQ_CRASH_SKIP },
         'l2tpd did not stop cleanly: numbered sessions resume ahead of their last saved number (a Linux peer drops 5 frames, then follows)');
     }
   }
 
-  /** The number a session starting now sends first. */
-  startAt(key: string): number {
-    return this.resume.get(key) ?? 0;
+  /**
+   * How a session starting now sends: its first number, and whether it numbers. It numbers as
+   * it did when it stopped if the peer's S bit may switch it (`seqMirror`), as `seqSend` says
+   * otherwise or when that is not known.
+   */
+  startAt(key: string, seq: { seqSend: boolean; seqMirror: boolean }): { nextSeq: number; numbered: boolean } {
+    const e = this.resume.get(key);
+    return { nextSeq: e?.next ?? 0, numbered: seq.seqMirror && e?.numbered !== undefined ? e.numbered : seq.seqSend };
+  }
+
+  /** A stopped session starts again numbering as its `seq` says (the word changed). */
+  forgetNumbering(key: string): void {
+    const e = this.resume.get(key);
+    if (e) this.resume.set(key, { next: e.next });
   }
 
   /** The session runs from `startAt(key)` on: the file must say so before it sends much. */
   started(s: TxSession): void {
-    this.saved.set(s.key, this.startAt(s.key));
+    this.saved.set(s.key, this.resume.get(s.key)?.next ?? 0);
     this.resume.delete(s.key);
     this.reported.set(s.key, { changes: 0, at: 0 });
     this.dirty = true;
@@ -68,8 +79,9 @@ export class TxSequencing {
 
   /** The session stopped in the data plane; `removed`: deleted for good (a new one starts at 0). */
   stopped(s: TxSession, removed: boolean): void {
+    const { nextSeq, numbered } = this.dp.txState(s.slot);
     if (removed) this.resume.delete(s.key);
-    else this.resume.set(s.key, this.dp.txState(s.slot).nextSeq);
+    else this.resume.set(s.key, { next: nextSeq, numbered });
     this.saved.delete(s.key);
     this.reported.delete(s.key);
     this.dirty = true;
@@ -79,10 +91,13 @@ export class TxSequencing {
   flush(running: TxSession[], clean = false): void {
     if (!this.store || (!this.dirty && !clean)) return;
     const next = new Map(this.resume);
-    for (const s of running) next.set(s.key, this.dp.txState(s.slot).nextSeq);
+    for (const s of running) {
+      const { nextSeq, numbered } = this.dp.txState(s.slot);
+      next.set(s.key, { next: nextSeq, numbered });
+    }
     try {
       this.store.save(next, clean);
-      for (const s of running) this.saved.set(s.key, next.get(s.key)!);
+      for (const s of running) this.saved.set(s.key, next.get(s.key)!.next);
       this.dirty = false;
       if (this.saveFailed) this.log.info({ file: this.store.path }, 'send numbering saved again');
       this.saveFailed = false;

@@ -3,7 +3,8 @@
  * src/control/tx-seq-store.ts): exact after a clean stop, SEQ_CRASH_SKIP ahead after a crash,
  * saved whenever it moved SEQ_SAVE_STRIDE, forgotten for a deleted session; and the peer's S bit
  * switching a session's sending reported once per switch, at most every SEQ_LOG_INTERVAL_MS per
- * session and SEQ_LOG_LINES_MAX sessions per check, however fast a peer flips it.
+ * session and SEQ_LOG_LINES_MAX sessions per check, however fast a peer flips it. Whether a
+ * session numbers is kept with its number.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -30,24 +31,32 @@ function harness(t: tap.Test, files: Record<string, string> = {}) {
   let now = 1_000_000;
   const store = new TxSeqStore(dir);
   const tx = new TxSequencing(store, dp, log, () => now);
-  const file = () => JSON.parse(fs.readFileSync(path.join(dir, TX_SEQ_FILE), 'utf8')) as { clean: boolean; sessions: Record<string, number> };
+  const file = () => JSON.parse(fs.readFileSync(path.join(dir, TX_SEQ_FILE), 'utf8')) as
+    { clean: boolean; sessions: Record<string, { next: number; numbered?: boolean }> };
   return { dir, logs, dp, tx, store, file, advance: (ms: number) => { now += ms; } };
 }
 
 const sess = (n: number): TxSession => ({ key: `100/${n}`, tunnelId: 100, sessionId: n, slot: n });
+/** `seq none` / `seq send`, following the peer's S bit (the default). */
+const SEQ_NONE = { seqSend: false, seqMirror: true };
+const SEQ_SEND = { seqSend: true, seqMirror: true };
+const nextOf = (tx: TxSequencing, key: string) => tx.startAt(key, SEQ_NONE).nextSeq;
 
 t.test('the file: exact numbers after a clean stop, and what is wrong in it is said and skipped', async (t) => {
   const dir = shortDir(t);
   const store = new TxSeqStore(dir);
   t.same(store.load(), { next: new Map(), clean: false, found: false }, 'no file: nothing to resume, no complaint');
-  store.save(new Map([['100/2', 5], ['100/10', SEQ_MASK]]), true);
-  t.same(store.load(), { next: new Map([['100/2', 5], ['100/10', SEQ_MASK]]), clean: true, found: true });
+  const entries = new Map([['100/2', { next: 5, numbered: true }], ['100/10', { next: SEQ_MASK, numbered: false }], ['100/11', { next: 9 }]]);
+  store.save(entries, true);
+  t.same(store.load(), { next: entries, clean: true, found: true });
   t.equal((fs.statSync(store.path).mode & 0o777), 0o640, 'mode 0640');
   t.same(fs.readdirSync(dir), [TX_SEQ_FILE], 'no temporary file left');
-  fs.writeFileSync(store.path, JSON.stringify({ clean: true, sessions: { '100/1': 3, x: 1, '100/2': -1, '100/3': 2 ** 24 } }));
+  fs.writeFileSync(store.path, JSON.stringify({ clean: true, sessions: {
+    '100/1': 3, '100/4': { next: 4, numbered: true }, x: 1, '100/2': -1, '100/3': 2 ** 24, '100/5': { next: 1, numbered: 'yes' }, '100/6': {},
+  } }));
   const r = store.load();
-  t.same([...r.next], [['100/1', 3]], 'only well-formed entries');
-  t.match(r.error, /entries ignored .*: x, 100\/2, 100\/3/, 'the others are named');
+  t.same([...r.next], [['100/1', { next: 3 }], ['100/4', { next: 4, numbered: true }]], 'only well-formed entries; a bare number is an older file\'s');
+  t.match(r.error, /entries ignored .*: x, 100\/2, 100\/3, 100\/5, 100\/6/, 'the others are named');
   fs.writeFileSync(store.path, '{"clean": tr');
   t.match(store.load(), { found: true, clean: false, error: /invalid JSON/ }, 'a broken file is reported, not fatal');
 });
@@ -55,13 +64,13 @@ t.test('the file: exact numbers after a clean stop, and what is wrong in it is s
 t.test('resuming: exact after a clean stop, SEQ_CRASH_SKIP ahead after a crash, only for configured sessions', async (t) => {
   const clean = harness(t, { [TX_SEQ_FILE]: JSON.stringify({ clean: true, sessions: { '100/1': 500, '100/9': 7 } }) });
   clean.tx.load(new Set(['100/1', '100/2']));
-  t.same([clean.tx.startAt('100/1'), clean.tx.startAt('100/2'), clean.tx.startAt('100/9')], [500, 0, 0],
+  t.same([nextOf(clean.tx, '100/1'), nextOf(clean.tx, '100/2'), nextOf(clean.tx, '100/9')], [500, 0, 0],
     'exact; a session without a number starts at 0; one no longer configured is forgotten');
   t.same(clean.logs.filter((l) => l.level >= 40), [], 'nothing to warn about');
 
   const crashed = harness(t, { [TX_SEQ_FILE]: JSON.stringify({ clean: false, sessions: { '100/1': 500, '100/2': SEQ_MASK - 10 } }) });
   crashed.tx.load(new Set(['100/1', '100/2']));
-  t.same([crashed.tx.startAt('100/1'), crashed.tx.startAt('100/2')], [500 + SEQ_CRASH_SKIP, SEQ_CRASH_SKIP - 11], 'skipped ahead, wrapping at 2^24');
+  t.same([nextOf(crashed.tx, '100/1'), nextOf(crashed.tx, '100/2')], [500 + SEQ_CRASH_SKIP, SEQ_CRASH_SKIP - 11], 'skipped ahead, wrapping at 2^24');
   t.match(crashed.logs.find((l) => l.level === 40), { sessions: 2, skip: SEQ_CRASH_SKIP, msg: /did not stop cleanly/ }, 'said once');
 });
 
@@ -71,7 +80,7 @@ t.test('saving: at start, when numbering moved a stride, on a clean stop; a dele
   const running = [sess(1), sess(2)];
   for (const s of running) h.tx.started(s);
   h.tx.flush(running);
-  t.same(h.file(), { clean: false, sessions: { '100/1': 0, '100/2': 0 } }, 'written at start, not clean');
+  t.same(h.file(), { clean: false, sessions: { '100/1': { next: 0, numbered: false }, '100/2': { next: 0, numbered: false } } }, 'written at start, not clean');
 
   const mtime = () => fs.statSync(path.join(h.dir, TX_SEQ_FILE)).mtimeMs;
   const before = h.file();
@@ -83,25 +92,54 @@ t.test('saving: at start, when numbering moved a stride, on a clean stop; a dele
   t.equal(mtime(), m0);
   h.dp.set(1, { nextSeq: SEQ_SAVE_STRIDE });
   h.tx.check(running);
-  t.same(h.file().sessions, { '100/1': SEQ_SAVE_STRIDE, '100/2': 0 }, 'a stride: written');
+  t.same(h.file().sessions, { '100/1': { next: SEQ_SAVE_STRIDE, numbered: false }, '100/2': { next: 0, numbered: false } }, 'a stride: written');
   // Across the wrap: from SEQ_MASK - 5 to 2^20 - 10 is a stride minus 4.
   h.dp.set(1, { nextSeq: SEQ_MASK - 5 });
   h.tx.check(running);
   h.dp.set(1, { nextSeq: SEQ_SAVE_STRIDE - 10 });
   h.tx.check(running);
-  t.equal(h.file().sessions['100/1'], SEQ_MASK - 5, 'distance is measured modulo 2^24');
+  t.equal(h.file().sessions['100/1'].next, SEQ_MASK - 5, 'distance is measured modulo 2^24');
 
   h.dp.set(2, { nextSeq: 42 });
   h.tx.stopped(sess(2), false);
   h.tx.flush([sess(1)]);
-  t.equal(h.file().sessions['100/2'], 42, 'stopped (reload, restart): its exact number is kept');
-  t.equal(h.tx.startAt('100/2'), 42, 'and it resumes there');
+  t.equal(h.file().sessions['100/2'].next, 42, 'stopped (reload, restart): its exact number is kept');
+  t.equal(nextOf(h.tx, '100/2'), 42, 'and it resumes there');
   h.tx.stopped(sess(1), true);
   h.tx.flush([]);
   t.same(Object.keys(h.file().sessions), ['100/2'], 'deleted: forgotten (a new session starts at 0)');
-  t.equal(h.tx.startAt('100/1'), 0);
+  t.equal(nextOf(h.tx, '100/1'), 0);
   h.tx.flush([], true);
-  t.same(h.file(), { clean: true, sessions: { '100/2': 42 } }, 'a clean stop says so');
+  t.same(h.file(), { clean: true, sessions: { '100/2': { next: 42, numbered: false } } }, 'a clean stop says so');
+});
+
+t.test('whether a session numbers is kept with its number: across a restart and a re-creation', async (t) => {
+  // seq recv against a Linux seq send: the kernel's numbered frames turned l2tpd's numbering on.
+  const h = harness(t);
+  h.tx.load(new Set(['100/1', '100/2']));
+  const running = [sess(1), sess(2)];
+  for (const s of running) h.tx.started(s);
+  h.dp.set(1, { nextSeq: 77, numbered: true, changes: 1 });
+  h.dp.set(2, { nextSeq: 5, numbered: false, changes: 1 });
+  h.tx.stopped(sess(1), false);
+  t.same(h.tx.startAt('100/1', SEQ_NONE), { nextSeq: 77, numbered: true }, 're-created (reload): numbering as the worker had it, not as `seq` says');
+  h.tx.flush([sess(2)]);
+  h.tx.stopped(sess(2), false);
+  h.tx.flush([], true);
+  t.same(h.file().sessions, { '100/1': { next: 77, numbered: true }, '100/2': { next: 5, numbered: false } }, 'written next to the number');
+
+  const after = new TxSequencing(h.store, h.dp, pino({ level: 'silent' }));
+  after.load(new Set(['100/1', '100/2']));
+  t.same(after.startAt('100/1', SEQ_NONE), { nextSeq: 77, numbered: true }, 'after a restart: still numbering');
+  t.same(after.startAt('100/2', SEQ_SEND), { nextSeq: 5, numbered: false }, 'and one the peer turned off stays off');
+  t.same(after.startAt('100/1', { seqSend: false, seqMirror: false }), { nextSeq: 77, numbered: false }, 'seq_mirror off: `seq` decides');
+  after.forgetNumbering('100/1');
+  t.same(after.startAt('100/1', SEQ_NONE), { nextSeq: 77, numbered: false }, 'a changed `seq` decides again, the number is kept');
+
+  const old = harness(t, { [TX_SEQ_FILE]: JSON.stringify({ clean: true, sessions: { '100/1': 9 } }) });
+  old.tx.load(new Set(['100/1']));
+  t.same([old.tx.startAt('100/1', SEQ_SEND), old.tx.startAt('100/1', SEQ_NONE)], [{ nextSeq: 9, numbered: true }, { nextSeq: 9, numbered: false }],
+    'an older file (bare numbers): `seq` decides');
 });
 
 t.test('a state directory that cannot be written: one error, l2tpd keeps running, and recovers', async (t) => {
