@@ -51,6 +51,9 @@ export class TxSequencing {
       this.log.warn({ sessions: this.resume.size, skip: SEQ_CRASH_SKIP },
         'l2tpd did not stop cleanly: numbered sessions resume ahead of their last saved number (a Linux peer drops 5 frames, then follows)');
     }
+    // From here on the numbers are no longer exact: a crash while sessions start must not reuse them.
+    this.dirty = true;
+    this.flush([]);
   }
 
   /**

@@ -4,7 +4,7 @@
  * saved whenever it moved SEQ_SAVE_STRIDE, forgotten for a deleted session; and the peer's S bit
  * switching a session's sending reported once per switch, at most every SEQ_LOG_INTERVAL_MS per
  * session and SEQ_LOG_LINES_MAX sessions per check, however fast a peer flips it. Whether a
- * session numbers is kept with its number.
+ * session numbers is kept with its number; the file says `clean: false` from load on.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -140,6 +140,14 @@ t.test('whether a session numbers is kept with its number: across a restart and 
   old.tx.load(new Set(['100/1']));
   t.same([old.tx.startAt('100/1', SEQ_SEND), old.tx.startAt('100/1', SEQ_NONE)], [{ nextSeq: 9, numbered: true }, { nextSeq: 9, numbered: false }],
     'an older file (bare numbers): `seq` decides');
+});
+
+t.test('a clean file says clean: false from load on, before any session starts', async (t) => {
+  const h = harness(t, { [TX_SEQ_FILE]: JSON.stringify({ clean: true, sessions: { '100/1': { next: 500, numbered: true }, '100/9': { next: 7 } } }) });
+  h.tx.load(new Set(['100/1']));
+  t.same(h.file(), { clean: false, sessions: { '100/1': { next: 500, numbered: true } } }, 'a crash while starting resumes ahead, not at 500 again');
+  t.same(fs.readdirSync(h.dir), [TX_SEQ_FILE], 'written atomically: no temporary file left');
+  t.same(h.tx.startAt('100/1', SEQ_NONE), { nextSeq: 500, numbered: true }, 'this start still resumes exactly');
 });
 
 t.test('a state directory that cannot be written: one error, l2tpd keeps running, and recovers', async (t) => {
