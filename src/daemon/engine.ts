@@ -548,8 +548,13 @@ export class DaemonEngine implements Engine, MetricsSource {
   private async stopSession(rs: RunningSession, remove = false): Promise<void> {
     this.sessions.delete(sessionKey(rs.cfg.tunnel_id, rs.cfg.session_id));
     this.liveness.delSession(sessionKey(rs.cfg.tunnel_id, rs.cfg.session_id));
-    await this.dataplane.delSession(rs.slot);
-    this.tx.stopped(txSession(rs), remove);
+    let confirmed = false;
+    try {
+      await this.dataplane.delSession(rs.slot);
+      confirmed = true;
+    } finally {
+      this.tx.stopped(txSession(rs), remove, confirmed);
+    }
     await this.ifaces.release(rs.links, remove, this.config.sessions);
     this.sessionSlots.give(rs.slot);
   }

@@ -37,6 +37,8 @@ export class TxSequencing {
   private readonly reported = new Map<string, { changes: number; at: number }>();
   private dirty = false;
   private saveFailed = false;
+  /** A session left the data plane without its stop confirmed: its number may be behind the real one. */
+  private inexact = false;
 
   constructor(private readonly store: TxSeqStore | undefined, private readonly dp: TxStateSource,
     private readonly log: Logger, private readonly now: () => number = Date.now) {}
@@ -80,8 +82,13 @@ export class TxSequencing {
     this.dirty = true;
   }
 
-  /** The session stopped in the data plane; `removed`: deleted for good (a new one starts at 0). */
-  stopped(s: TxSession, removed: boolean): void {
+  /**
+   * The session stopped in the data plane; `removed`: deleted for good (a new one starts at 0).
+   * `confirmed` false: the data plane did not confirm the stop, so the worker may have sent more
+   * than the number read now; the clean stop then writes `clean: false`.
+   */
+  stopped(s: TxSession, removed: boolean, confirmed = true): void {
+    if (!confirmed) this.inexact = true;
     const { nextSeq, numbered } = this.dp.txState(s.slot);
     if (removed) this.resume.delete(s.key);
     else this.resume.set(s.key, { next: nextSeq, numbered });
@@ -90,7 +97,11 @@ export class TxSequencing {
     this.dirty = true;
   }
 
-  /** Write the file now if anything changed since the last write (or always, for a clean stop). */
+  /**
+   * Write the file now if anything changed since the last write (or always, for a clean stop).
+   * `clean`: every session is out of the data plane; written `clean: false` all the same if a
+   * session's stop was not confirmed.
+   */
   flush(running: TxSession[], clean = false): void {
     if (!this.store || (!this.dirty && !clean)) return;
     const next = new Map(this.resume);
@@ -98,8 +109,11 @@ export class TxSequencing {
       const { nextSeq, numbered } = this.dp.txState(s.slot);
       next.set(s.key, { next: nextSeq, numbered });
     }
+    if (clean && this.inexact) {
+      this.log.warn({ file: this.store.path }, 'a session did not stop cleanly in the data plane: its numbering resumes ahead after the restart');
+    }
     try {
-      this.store.save(next, clean);
+      this.store.save(next, clean && !this.inexact);
       for (const s of running) this.saved.set(s.key, next.get(s.key)!.next);
       this.dirty = false;
       if (this.saveFailed) this.log.info({ file: this.store.path }, 'send numbering saved again');

@@ -4,7 +4,8 @@
  * saved whenever it moved SEQ_SAVE_STRIDE, forgotten for a deleted session; and the peer's S bit
  * switching a session's sending reported once per switch, at most every SEQ_LOG_INTERVAL_MS per
  * session and SEQ_LOG_LINES_MAX sessions per check, however fast a peer flips it. Whether a
- * session numbers is kept with its number; the file says `clean: false` from load on.
+ * session numbers is kept with its number; the file says `clean: false` from load on, and after a
+ * stop the data plane did not confirm.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -148,6 +149,20 @@ t.test('a clean file says clean: false from load on, before any session starts',
   t.same(h.file(), { clean: false, sessions: { '100/1': { next: 500, numbered: true } } }, 'a crash while starting resumes ahead, not at 500 again');
   t.same(fs.readdirSync(h.dir), [TX_SEQ_FILE], 'written atomically: no temporary file left');
   t.same(h.tx.startAt('100/1', SEQ_NONE), { nextSeq: 500, numbered: true }, 'this start still resumes exactly');
+});
+
+t.test('a stop the data plane did not confirm: the clean stop writes clean: false', async (t) => {
+  const h = harness(t);
+  h.tx.load(new Set(['100/1', '100/2']));
+  for (const s of [sess(1), sess(2)]) h.tx.started(s);
+  h.dp.set(1, { nextSeq: 10 });
+  h.dp.set(2, { nextSeq: 20 });
+  h.tx.stopped(sess(1), false);
+  h.tx.stopped(sess(2), false, false);
+  h.tx.flush([], true);
+  t.same(h.file(), { clean: false, sessions: { '100/1': { next: 10, numbered: false }, '100/2': { next: 20, numbered: false } } },
+    'both kept; not clean, so the next start resumes ahead of them');
+  t.match(h.logs.find((l) => l.level === 40), { msg: /did not stop cleanly in the data plane/ });
 });
 
 t.test('a state directory that cannot be written: one error, l2tpd keeps running, and recovers', async (t) => {
