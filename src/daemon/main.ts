@@ -97,22 +97,18 @@ async function main(): Promise<void> {
       .catch((err: unknown) => abort(err, `cannot listen for /metrics on ${opts.metricsListen}`))
     : null;
   if (metricsServer) listening.push(metricsServer);
-  try {
-    await engine.start();
-  } catch (err) {
-    await abort(err, 'cannot load configuration');
-  }
-  started();
-  log.info({ socket: opts.socket, config: opts.config, metrics: opts.metricsListen, offload: opts.offload }, 'l2tpd ready');
-  service.notify('READY=1', 'STATUS=running');
-  const watchdogMs = service.watchdogMs();
-  const watchdog = watchdogMs === undefined ? undefined
-    : startWatchdog({ notifier: service, intervalMs: watchdogMs, probe: () => dataplane.ping(), log });
 
+  // Signals are ours before the config is applied (seconds with thousands of sessions): Node's
+  // default action would kill l2tpd half-way, without saving its send numbering. A stop asked
+  // for meanwhile runs once start has finished; so does one reload, however many SIGHUPs came.
+  let applied = false;
+  let stopAsked: string | undefined;
+  let reloadAsked = false;
+  let watchdog: ReturnType<typeof startWatchdog> | undefined;
   // A refused file is logged by the engine.
-  process.on('SIGHUP', () => {
+  const reload = () => {
     engine.exclusive(() => engine.reload()).then((r) => log.info(r, 'SIGHUP: reloaded'), () => undefined);
-  });
+  };
   const shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
@@ -127,8 +123,33 @@ async function main(): Promise<void> {
     log.info('stopped');
     process.exit(0);
   };
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGHUP', () => {
+    if (applied) { reload(); return; }
+    if (!reloadAsked) log.info({ signal: 'SIGHUP' }, 'reload after the configuration is applied');
+    reloadAsked = true;
+  });
+  const onStop = (signal: string) => {
+    if (applied) { void shutdown(signal); return; }
+    if (stopAsked === undefined) log.info({ signal }, 'stopping once the configuration is applied');
+    stopAsked ??= signal;
+  };
+  process.on('SIGTERM', () => onStop('SIGTERM'));
+  process.on('SIGINT', () => onStop('SIGINT'));
+
+  try {
+    await engine.start();
+  } catch (err) {
+    await abort(err, 'cannot load configuration');
+  }
+  applied = true;
+  if (stopAsked !== undefined) { await shutdown(stopAsked); return; }
+  started();
+  log.info({ socket: opts.socket, config: opts.config, metrics: opts.metricsListen, offload: opts.offload }, 'l2tpd ready');
+  service.notify('READY=1', 'STATUS=running');
+  const watchdogMs = service.watchdogMs();
+  watchdog = watchdogMs === undefined ? undefined
+    : startWatchdog({ notifier: service, intervalMs: watchdogMs, probe: () => dataplane.ping(), log });
+  if (reloadAsked) reload();
 }
 
 main().catch((err: Error) => {

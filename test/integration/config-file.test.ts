@@ -2,13 +2,15 @@
  * The config file and mistakes around it. On reload (SIGHUP or `l2tpctl reload`), an empty or
  * vanished file is refused and the running state kept; removing everything takes an explicit
  * empty config. At start-up, a missing file still means "start empty", and temp files a killed
- * writer left next to the config are removed.
+ * writer left next to the config are removed. Signals that arrive while the config is being
+ * applied wait for it: one reload after it, however many SIGHUPs; a SIGTERM stops cleanly.
  */
 import t, { type Test } from 'tap';
-import { existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ipLink, netnsUnavailable, waitUntil } from '../helpers/netns.js';
-import { Sites, UNDERLAY, type Daemon } from '../helpers/sites.js';
+import { DAEMON, Sites, UNDERLAY, type Daemon } from '../helpers/sites.js';
 
 const skip = netnsUnavailable();
 
@@ -69,4 +71,49 @@ t.test('start-up removes the temp files a killed writer left', { skip }, async (
   t.ok(existsSync(a.config), 'the config file stays');
   t.equal(sites.json<unknown[]>(a, ['show', 'tunnel']).length, 1, 'and was loaded');
   t.ok(await waitUntil(() => a.log.some((l) => l.includes('removed a config temp file')), 5000), 'logged');
+});
+
+t.test('signals while the config is applied: SIGHUP reloads once after it, SIGTERM stops cleanly after it', { skip }, async (t) => {
+  const sites = new Sites();
+  t.teardown(() => sites.close());
+  const a = sites.a;
+  mkdirSync(a.dir, { recursive: true });
+  // Enough sessions (a tap each) that applying them takes a while on any machine.
+  const SESSIONS = 60;
+  writeFileSync(a.config, JSON.stringify({
+    tunnels: [{ tunnel_id: 1, peer_tunnel_id: 1, encap: 'udp', local: UNDERLAY.a4, remote: UNDERLAY.b4, udp_sport: 1701, udp_dport: 1701 }],
+    sessions: Array.from({ length: SESSIONS }, (_, i) => ({ tunnel_id: 1, session_id: i + 1, peer_session_id: i + 1, name: `pwsig${i}` })),
+  }));
+  /** Start l2tpd, send `signals` as soon as its control socket is there (handlers are in place, start runs). */
+  const startAndSignal = async (signals: NodeJS.Signals[]) => {
+    a.log = [];
+    const proc = spawn('ip', ['netns', 'exec', a.ns, process.execPath, DAEMON, '--config', a.config, '--socket', a.socket,
+      '--metrics-listen', 'off', '--log-level', 'debug'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    a.proc = proc;
+    const collect = (b: Buffer) => { a.log.push(...b.toString().split('\n').filter(Boolean)); };
+    proc.stdout!.on('data', collect);
+    proc.stderr!.on('data', collect);
+    const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+    t.ok(await waitUntil(() => existsSync(a.socket) || proc.exitCode !== null, 30000, 5), 'the control socket is there');
+    t.notOk(a.log.some((l) => l.includes('configuration applied')), 'before the config is applied');
+    for (const signal of signals) proc.kill(signal);
+    return exited;
+  };
+  const at = (msg: string) => a.log.findIndex((l) => l.includes(msg));
+
+  void startAndSignal(['SIGHUP', 'SIGHUP']);
+  t.ok(await waitUntil(() => at('SIGHUP: reloaded') >= 0, 60000), 'reloaded');
+  t.ok(at('configuration applied') < at('SIGHUP: reloaded'), 'after the config was applied');
+  await new Promise((r) => setTimeout(r, 1500));
+  t.equal(a.log.filter((l) => l.includes('SIGHUP: reloaded')).length, 1, 'once');
+  t.equal(a.proc!.exitCode, null, 'and l2tpd runs on');
+  t.equal(await sites.stop(a), 0, 'stopped');
+
+  const exit = await startAndSignal(['SIGTERM']);
+  t.equal(exit, 0, 'SIGTERM during start: a clean exit');
+  a.proc = null;
+  t.ok(at('configuration applied') >= 0 && at('configuration applied') < at('shutting down'), 'once the config was applied');
+  const file = JSON.parse(readFileSync(path.join(a.dir, 'tx-sequence.json'), 'utf8')) as { clean: boolean; sessions: object };
+  t.match(file, { clean: true }, 'the send numbering was saved as a clean stop');
+  t.equal(Object.keys(file.sessions).length, SESSIONS, 'for every session');
 });
