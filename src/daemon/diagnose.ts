@@ -54,6 +54,7 @@ export interface SessionFacts {
   peer_cookie?: string;
   l2spec_type?: 'none' | 'default';
   seq?: 'none' | 'send' | 'recv' | 'both';
+  seq_mirror?: 'on' | 'off';
   peer_offset?: number;
 }
 
@@ -310,9 +311,13 @@ function unknownSession(t: TunnelFacts, sessions: SessionFacts[], sid: number, s
   return { kind: 'unknown_session', word: 'peer_session_id', seen: String(sid), count, last_seen: iso(lastMs), message };
 }
 
-/** What a session's row and sample history say. */
+/**
+ * What a session's row and sample history say. `sendsNumbers`: whether the frames it sends carry
+ * sequence numbers now (the data plane's tx state, `tx_seq`); unknown, it follows from seq and
+ * seq_mirror (a mirroring session numbers its frames once the peer's are numbered).
+ */
 export function sessionDiagnostics(s: SessionFacts, row: Float64Array, base: number, history: SampleHistory | undefined,
-  now: number): Diagnostic[] {
+  now: number, sendsNumbers?: boolean): Diagnostic[] {
   const out: Diagnostic[] = [];
   const expect = s.peer_cookie ?? '';
   if (row[base + SD.CookieCount] > 0 && recent(row[base + SD.CookieLastMs], now)) {
@@ -352,14 +357,15 @@ export function sessionDiagnostics(s: SessionFacts, row: Float64Array, base: num
           + `sublayer; set ${fix} here, or the peer's to match`,
       });
     }
-    const sends = s.seq === 'send' || s.seq === 'both';
+    const mirror = s.seq_mirror !== 'off';
+    const sends = sendsNumbers ?? (s.seq === 'send' || s.seq === 'both' || mirror);
     if (history.seqRun >= SAMPLES_TO_DIAGNOSE && !sends) {
       out.push({
         kind: 'peer_numbers_frames', word: 'seq', seen: `sequence numbers (last ${history.lastSeq})`, count: history.seqRun,
         last_seen: iso(history.lastSampleMs),
-        message: `the peer numbers its frames (S bit set) but this session sends none (seq ${s.seq ?? 'none'}): a peer that also `
-          + `requires numbers (Linux seq both or recv, Cisco sequencing both) drops every frame from here; set seq both here, `
-          + 'or seq none on the peer',
+        message: `the peer numbers its frames (S bit set) but this session sends none (seq ${s.seq ?? 'none'}`
+          + `${mirror ? '' : ', seq_mirror off'}): a peer that also requires numbers (Linux seq both or recv, Cisco sequencing both) `
+          + `drops every frame from here; set seq both${mirror ? '' : ' (or seq_mirror on)'} here, or seq none on the peer`,
       });
     }
   }

@@ -53,8 +53,8 @@ export interface HelloReport {
   resyncs: number;
 }
 
-/** The shared rows it reads (DataPlane has them). */
-export type LivenessRows = Pick<DataPlane, 'helloStatus' | 'helloSignal' | 'sessionCounters' | 'sessionDiag' | 'tunnelDiag'>;
+/** The shared rows it reads, and each session's transmit state (DataPlane has them). */
+export type LivenessRows = Pick<DataPlane, 'helloStatus' | 'helloSignal' | 'sessionCounters' | 'sessionDiag' | 'tunnelDiag' | 'txState'>;
 
 interface LiveTunnel {
   facts: TunnelFacts & { hello_retries?: number };
@@ -189,7 +189,8 @@ export class Liveness {
   sessionDiagnostics(key: string): Diagnostic[] {
     const s = this.sessions.get(key);
     if (!s) return [];
-    return sessionDiagnostics(s.facts, this.dp.sessionDiag, s.slot * SESSION_DIAG_WIDTH, s.history, this.now());
+    return sessionDiagnostics(s.facts, this.dp.sessionDiag, s.slot * SESSION_DIAG_WIDTH, s.history, this.now(),
+      this.dp.txState(s.slot).numbered);
   }
 
   // ---------------------------------------------------------------- evaluation

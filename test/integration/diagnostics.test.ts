@@ -3,9 +3,10 @@
  * on site B and QEMU -netdev l2tpv3 forwarders — and `show tunnel -s` / `show session -s`
  * (and -j) must name each mismatch with the value the peer sent and the word to change:
  * - l2tpd peers: a session ID that matches no session, a peer that numbers its frames while A
- *   sends none, one that does not number them while A requires numbers, Hellos to a tunnel
+ *   sends none (seq_mirror off), one that does not number them while A requires numbers, Hellos to a tunnel
  *   without hello_interval (and, on B, nothing ever answering its Hellos), Hellos for another
- *   connection ID;
+ *   connection ID; and the pairing the README recommends (A seq none with seq_mirror on, the
+ *   peer seq both as on Linux), which is no mismatch: A numbers its frames once the peer does;
  * - QEMU peers: a wrong cookie, a source port other than udp_dport, no sublayer where A expects
  *   one, and a 4-byte counter where A expects none.
  * Traffic: a host behind each of B's sessions and QEMU taps pings the subnet's broadcast address
@@ -23,7 +24,7 @@ const skip = netnsUnavailable()
   || (!hasCommand(QEMU) && `${QEMU} is not installed (Debian package qemu-system-x86)`);
 
 interface Diagnostic { kind: string; word: string; seen: string; count: number; message: string }
-interface View { tunnel_id: number; session_id?: number; diagnostics?: Diagnostic[] }
+interface View { tunnel_id: number; session_id?: number; tx_seq?: string; diagnostics?: Diagnostic[] }
 
 /** A pair of UDP tunnels (A: id, B: id) on ports 6000+2n / 6001+2n, with words for each side. */
 interface L2tpdCase {
@@ -44,9 +45,11 @@ const L2TPD: L2tpdCase[] = [
   { label: 'unknown session ID', sessionA: ['session_id', '4001', 'peer_session_id', '4002'],
     sessionB: ['session_id', '4002', 'peer_session_id', '4011'],
     on: 'tunnel', kind: 'unknown_session', word: 'peer_session_id', seen: '4011', message: /did you mean peer_session_id 4001 on the peer/ },
-  { label: 'the peer numbers its frames, A sends none', sessionA: ['session_id', '4021', 'peer_session_id', '4021', 'seq', 'none'],
-    sessionB: ['session_id', '4021', 'peer_session_id', '4021', 'seq', 'send'],
-    on: 'session', kind: 'peer_numbers_frames', word: 'seq', seen: /^sequence numbers/, message: /set seq both here/ },
+  { label: 'the peer numbers its frames, A sends none',
+    sessionA: ['session_id', '4021', 'peer_session_id', '4021', 'seq', 'none', 'seq_mirror', 'off'],
+    // seq both, as Linux: B keeps numbering (with seq send, A's unnumbered frames would turn it off).
+    sessionB: ['session_id', '4021', 'peer_session_id', '4021', 'seq', 'both'],
+    on: 'session', kind: 'peer_numbers_frames', word: 'seq', seen: /^sequence numbers/, message: /set seq both \(or seq_mirror on\) here/ },
   { label: 'A requires numbers, the peer sends none', sessionA: ['session_id', '4031', 'peer_session_id', '4031', 'seq', 'recv'],
     sessionB: ['session_id', '4031', 'peer_session_id', '4031'],
     on: 'session', kind: 'peer_does_not_number_frames', word: 'seq', seen: 'no sequence numbers', message: /set seq none here/ },
@@ -57,6 +60,12 @@ const L2TPD: L2tpdCase[] = [
     sessionA: ['session_id', '4051', 'peer_session_id', '4051'], sessionB: ['session_id', '4051', 'peer_session_id', '4051'],
     on: 'tunnel', kind: 'connection_id', word: 'peer_tunnel_id', seen: '499', message: /set peer_tunnel_id 405 on the peer/ },
 ];
+
+/** No mismatch: A seq none follows the peer's numbering (seq_mirror on), B requires numbers (seq both). */
+const MIRRORED = {
+  sessionA: ['session_id', '4061', 'peer_session_id', '4061', 'seq', 'none'],
+  sessionB: ['session_id', '4061', 'peer_session_id', '4061', 'seq', 'both'],
+};
 
 interface QemuCase {
   label: string;
@@ -113,6 +122,15 @@ t.test('mismatches are named with the value seen and the word to change', { skip
     talkers[n] = `brd${n}`;
     where.push({ label: c.label, tunnel: id, c });
   }
+  const mirrored = ++n;
+  {
+    const [id, pa, pb] = [400 + n, 6000 + 2 * n, 6001 + 2 * n];
+    cfg.a.tunnels.push(tunnel(id, UNDERLAY.a4, UNDERLAY.b4, pa, pb));
+    cfg.b.tunnels.push(tunnel(id, UNDERLAY.b4, UNDERLAY.a4, pb, pa));
+    cfg.a.sessions.push({ name: `pda${n}`, tunnel_id: id, ...fields(MIRRORED.sessionA), bridge: `bra${n}` });
+    cfg.b.sessions.push({ name: `pdb${n}`, tunnel_id: id, ...fields(MIRRORED.sessionB), bridge: `brd${n}` });
+    talkers[n] = `brd${n}`;
+  }
   const firstQemu = n + 1;
   for (const c of QEMUS) {
     n++;
@@ -142,6 +160,7 @@ t.test('mismatches are named with the value seen and the word to change', { skip
   }
   // A host behind each of B's bridges; then all of them send an Ethernet broadcast every 0.2 s, for at most 30 s.
   const hosts = talkers.map((bridge, k) => (bridge ? sites.host(sites.b, bridge, `198.51.100.${k * 4 + 2}/30`) : ''));
+  const mirroredHostA = sites.host(sites.a, `bra${mirrored}`, `198.51.100.${mirrored * 4 + 1}/30`);
   hosts.forEach((h, k) => {
     if (!h) return;
     pingers.push(spawn('ip', ['netns', 'exec', h, 'ping', '-q', '-b', '-i', '0.2', '-c', '150', '-w', '30', `198.51.100.${k * 4 + 3}`],
@@ -167,6 +186,12 @@ t.test('mismatches are named with the value seen and the word to change', { skip
     t.match(d.message, w.c.message, `${w.label}: ${d.message}`);
     t.ok(d.count > 0, `${w.label}: from ${d.count} packets or samples`);
   }
+  // seq_mirror on: B's numbered frames turned A's numbering on, so B (seq both) takes A's frames.
+  t.ok(sites.ping(mirroredHostA, `198.51.100.${mirrored * 4 + 2}`) > 0, 'seq_mirror on: traffic flows to a peer that requires numbers');
+  look();
+  const m = views.session.find((v) => v.tunnel_id === 400 + mirrored);
+  t.equal(m?.tx_seq, 'on', 'seq_mirror on: A numbers its frames since the peer does');
+  t.same((m?.diagnostics ?? []).map((d) => d.kind), [], 'seq_mirror on: no mismatch reported');
   // The text form: `show tunnel -s` of the unknown-session case.
   const text = sites.ok(sites.a, ['show', 'tunnel', 'tunnel_id', '401', '-s']);
   t.match(text, /^ {2}diagnostics:\n {4}unknown_session: .*session ID 4011.*peer_session_id 4001.*\(seen 4011; \d+×, last /m, 'show tunnel -s prints it');

@@ -69,7 +69,7 @@ function withSample(row: Float64Array, sample: Uint8Array, ms: number): void {
 }
 
 t.test('sublayer and sequencing need three agreeing samples', async (t) => {
-  const s: SessionFacts = { ...S1, l2spec_type: 'default', seq: 'none' };
+  const s: SessionFacts = { ...S1, l2spec_type: 'default', seq: 'none', seq_mirror: 'off' };
   const row = new Float64Array(SESSION_DIAG_WIDTH);
   const h = new SampleHistory();
   const report = (): string[] => sessionDiagnostics(s, row, 0, h, NOW + 10_000).map((d) => `${d.kind} ${d.word} ${d.seen}`);
@@ -85,9 +85,18 @@ t.test('sublayer and sequencing need three agreeing samples', async (t) => {
   h.observe(s, row, 0);
   t.same(report(), [], 'one good sample clears it');
   for (let k = 5; k <= 7; k++) { withSample(row, Uint8Array.of(0x40, 0, 0, k, ...ARP), NOW + k * 1000); h.observe(s, row, 0); }
-  t.same(report(), ['peer_numbers_frames seq sequence numbers (last 7)'], 'numbered frames while this session sends none');
+  t.same(report(), ['peer_numbers_frames seq sequence numbers (last 7)'], 'numbered frames while this session sends none (seq_mirror off)');
+  t.match(sessionDiagnostics(s, row, 0, h, NOW + 10_000)[0].message, /\(seq none, seq_mirror off\).*set seq both \(or seq_mirror on\) here/);
   t.same(sessionDiagnostics({ ...s, seq: 'both' }, row, 0, h, NOW + 10_000), [], 'not with seq both');
+  t.same(sessionDiagnostics(s, row, 0, h, NOW + 10_000, true), [], 'not while the data plane numbers its frames');
   t.same(sessionDiagnostics(s, row, 0, h, NOW + 7000 + DIAG_MAX_AGE_MS + 1), [], 'aged out');
+  // seq_mirror on (the default): the peer's numbered frames turn numbering on here, as on Linux.
+  const mirrored: SessionFacts = { ...s, seq_mirror: undefined };
+  t.same(sessionDiagnostics(mirrored, row, 0, h, NOW + 10_000), [], 'seq_mirror on: it numbers its frames too');
+  t.same(sessionDiagnostics(mirrored, row, 0, h, NOW + 10_000, true), [], 'seq_mirror on, tx_seq on: nothing to report');
+  const off = sessionDiagnostics(mirrored, row, 0, h, NOW + 10_000, false);
+  t.same(off.map((d) => d.kind), ['peer_numbers_frames'], 'seq_mirror on but tx_seq off: reported');
+  t.match(off[0].message, /\(seq none\).*set seq both here/);
 });
 
 t.test('cookie and unsequenced drops', async (t) => {

@@ -22,6 +22,7 @@ function rows(): LivenessRows {
     sessionCounters: new Float64Array(new SharedArrayBuffer(SESSION_COUNTER_BYTES)),
     sessionDiag: new Float64Array(new SharedArrayBuffer(SESSION_DIAG_BYTES)),
     tunnelDiag: new Float64Array(new SharedArrayBuffer(TUNNEL_DIAG_BYTES)),
+    txState: () => ({ nextSeq: 0, numbered: false, changes: 0 }),
   };
 }
 
