@@ -35,7 +35,11 @@ export interface CliIO {
   env?: NodeJS.ProcessEnv;
   stdout?: Writer;
   stderr?: Writer;
-  /** Give up waiting for the daemon after this long (default 30 s). */
+  /**
+   * Give up waiting for the daemon after this long (default 30 s). Not for `reload`: applying a
+   * file that starts thousands of sessions takes longer, and `systemctl reload` (ExecReload) must
+   * report what the daemon did, not that the client gave up while the daemon goes on applying it.
+   */
   timeoutMs?: number;
 }
 
@@ -68,7 +72,10 @@ interface Reply {
   body: unknown;
 }
 
-/** One HTTP request over the UNIX socket; resolves with any status, rejects when unreachable. */
+/**
+ * One HTTP request over the UNIX socket; resolves with any status, rejects when unreachable or
+ * when the socket is idle for timeoutMs (0: wait for the answer however long it takes).
+ */
 export function apiRequest(socketPath: string, method: string, urlPath: string, body?: unknown, timeoutMs = 30_000): Promise<Reply> {
   return new Promise((resolve, reject) => {
     if (socketPathTooLong(socketPath)) {
@@ -100,7 +107,7 @@ export function apiRequest(socketPath: string, method: string, urlPath: string, 
         resolve({ status: res.statusCode ?? 0, body: parsed });
       });
     });
-    req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
+    if (timeoutMs > 0) req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
     req.on('error', (err: NodeJS.ErrnoException) => reject(new UnreachableError(socketPath, err.code ?? err.message)));
     req.end(payload);
   });
@@ -328,7 +335,7 @@ export async function main(argv: string[], io: CliIO = {}): Promise<number> {
     throw e;
   }
   const socketPath = opts.socket ?? (env.L2TPD_SOCKET || DEFAULT_SOCKET);
-  const call = caller(socketPath, io.timeoutMs ?? 30_000);
+  const call = caller(socketPath, cmd.object === 'daemon' && cmd.command === 'reload' ? 0 : io.timeoutMs ?? 30_000);
   try {
     if (cmd.object === 'import') return await runImport(cmd.params, call, socketPath, opts.json === true, out, err);
     await run(cmd, call, opts.json === true, out);

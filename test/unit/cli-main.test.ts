@@ -2,6 +2,7 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
+import * as http from 'node:http';
 import { main, DEFAULT_SOCKET } from '../../src/cli/main.js';
 import { startApiServer } from '../../src/control/api.js';
 import { FakeEngine } from '../helpers/fake-engine.js';
@@ -148,6 +149,34 @@ t.test('unreachable daemon: exit 1 with a message that says so', async (t) => {
 
 const CLI_MAIN = path.join(__dirname, '..', '..', 'src', 'cli', 'main.ts');
 const loader = process.execArgv.find((a) => a.includes('@tapjs/typescript'));
+
+t.test('reload waits for the daemon however long applying the file takes; other commands time out', async (t) => {
+  // A daemon that takes 10 times the client timeout to answer anything (a reload starting
+  // thousands of sessions): `systemctl reload` must report its answer, not the client giving up.
+  const sock = path.join(shortDir(t), 'slow.sock');
+  const server = http.createServer((req, res) => {
+    req.resume();
+    const timer = setTimeout(() => {
+      res.setHeader('content-type', 'application/json');
+      res.end(req.url === '/v1/reload' ? JSON.stringify({ added: 2000, removed: 0, changed: 0 }) : JSON.stringify({ version: 'x' }));
+    }, 1000);
+    res.on('close', () => clearTimeout(timer));
+  });
+  await new Promise<void>((r) => server.listen(sock, r));
+  t.teardown(() => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }));
+  const call = async (argv: string[]): Promise<{ code: number; out: string; err: string }> => {
+    const out = new Capture();
+    const err = new Capture();
+    const code = await main(['--socket', sock, ...argv], { env: {}, stdout: out, stderr: err, timeoutMs: 100 });
+    return { code, out: out.text, err: err.text };
+  };
+  const reload = await call(['reload']);
+  t.equal(reload.code, 0, `reload answered after 1 s with a 100 ms timeout: ${reload.err}`);
+  t.match(reload.out, /added:?\s+2000/, 'and prints what the daemon applied');
+  const status = await call(['status']);
+  t.equal(status.code, 1, 'status gives up after the timeout');
+  t.match(status.err, /ETIMEDOUT \(the daemon did not answer in time\)/);
+});
 
 t.test('the l2tpctl script starts with a node shebang', async (t) => {
   t.equal(fs.readFileSync(CLI_MAIN, 'utf8').split('\n')[0], '#!/usr/bin/env node');
