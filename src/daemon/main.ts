@@ -18,7 +18,7 @@ import { createLogger } from './logger.js';
 import { DaemonEngine } from './engine.js';
 import { AlreadyRunningError, claimNamespace } from './claim.js';
 import { DAEMON_OPTIONS, DEFAULT_CONFIG, DEFAULT_METRICS, optionDefault, optionKey, refuseValue } from './options.js';
-import { ServiceNotifier, startWatchdog } from './service.js';
+import { extendStartTimeout, ServiceNotifier, startWatchdog } from './service.js';
 
 export { DEFAULT_SOCKET, DEFAULT_CONFIG, DEFAULT_METRICS };
 const VERSION = packageVersion();
@@ -136,11 +136,14 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => onStop('SIGTERM'));
   process.on('SIGINT', () => onStop('SIGINT'));
 
+  const extending = extendStartTimeout(service);
   try {
     await engine.start();
   } catch (err) {
+    extending.stop();
     await abort(err, 'cannot load configuration');
   }
+  extending.stop();
   applied = true;
   if (stopAsked !== undefined) { await shutdown(stopAsked); return; }
   started();

@@ -96,3 +96,21 @@ export function startWatchdog(o: WatchdogOptions): { stop(): void } {
   timer.unref();
   return { stop: () => clearInterval(timer) };
 }
+
+/** How often a start asks for more time, and how much each message grants (three periods). */
+export const START_EXTEND_PERIOD_MS = 5000;
+
+/**
+ * While the configuration is applied at start (thousands of sessions take minutes under load),
+ * ask systemd for more time every period: EXTEND_TIMEOUT_USEC= grants three periods from each
+ * message, so TimeoutStartSec= bounds a start whose main thread stops running, not a large
+ * config. Sent from a main-thread timer: a blocked main thread sends none.
+ */
+export function extendStartTimeout(notifier: ServiceNotifier, periodMs = START_EXTEND_PERIOD_MS): { stop(): void } {
+  if (!notifier.enabled) return { stop: () => undefined };
+  const message = `EXTEND_TIMEOUT_USEC=${periodMs * 3 * 1000}`;
+  notifier.notify(message, 'STATUS=applying the configuration');
+  const timer = setInterval(() => notifier.notify(message), periodMs);
+  timer.unref();
+  return { stop: () => clearInterval(timer) };
+}

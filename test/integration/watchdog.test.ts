@@ -1,10 +1,10 @@
 /**
  * l2tpd speaks systemd's notification protocol itself, without systemd: a stand-in notification
  * socket (test/helpers/notify.ts, an abstract name as systemd may hand out) collects what the
- * daemon sends. READY=1 only once the control API answers; WATCHDOG=1 keepalives at a third of
- * WATCHDOG_USEC; when only the data-plane thread is stopped (test/helpers/wedge-thread.c, found
- * by its name), the keepalives stop while the control API still answers, and they resume when
- * the thread does; STOPPING=1 on SIGTERM. The same under real systemd: service-guest.test.ts.
+ * daemon sends. EXTEND_TIMEOUT_USEC= while the config is applied, READY=1 only once the control
+ * API answers; WATCHDOG=1 keepalives at a third of WATCHDOG_USEC; when only the data-plane
+ * thread is stopped (test/helpers/wedge-thread.c, found by its name), the keepalives stop while
+ * the control API still answers, and they resume when the thread does; STOPPING=1 on SIGTERM. The same under real systemd: service-guest.test.ts.
  */
 import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
@@ -40,8 +40,11 @@ t.test('readiness, watchdog keepalives that stop with the data plane, stopping',
   const cli = (...words: string[]) => spawnSync('ip', ['netns', 'exec', ns, process.execPath, CLI, '--socket', socket, ...words],
     { encoding: 'utf8', timeout: 20000 });
 
-  t.ok(await waitUntil(() => texts().length > 0 || daemon.exitCode !== null, 30000, 20), `the daemon notified ${log.join('\n')}`);
-  t.equal(texts()[0], 'READY=1\nSTATUS=running', 'first message: ready, with a status line');
+  const readyAt = () => texts().findIndex((m) => m.startsWith('READY=1'));
+  t.ok(await waitUntil(() => readyAt() >= 0 || daemon.exitCode !== null, 30000, 20), `the daemon notified ${log.join('\n')}`);
+  t.equal(texts()[0], 'EXTEND_TIMEOUT_USEC=15000000\nSTATUS=applying the configuration', 'first: more start time, and why');
+  t.same(texts().slice(1, readyAt()).filter((m) => m !== 'EXTEND_TIMEOUT_USEC=15000000'), [], 'then only that until ready');
+  t.equal(texts()[readyAt()], 'READY=1\nSTATUS=running', 'ready, with a status line');
   t.equal(cli('status').status, 0, 'the control API answers once READY=1 has arrived');
 
   // `ip netns exec` execs the daemon: its PID is the one we spawned.

@@ -8,7 +8,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { native } from '../../src/native/index.js';
-import { ServiceNotifier, startWatchdog } from '../../src/daemon/service.js';
+import { extendStartTimeout, ServiceNotifier, startWatchdog } from '../../src/daemon/service.js';
 import { sleep, waitUntil } from '../helpers/netns.js';
 import { notifyReceiver, notifyReceiverUnavailable } from '../helpers/notify.js';
 import { ROOT } from '../helpers/paths.js';
@@ -125,4 +125,24 @@ t.test('startWatchdog: keepalives while the probe answers, none while it does no
   release!();
   t.ok(await waitUntil(() => sent.length > atWedge + 1, 5000, 20), 'keepalives resume once it answers');
   t.ok(lines.some((l) => l.level === 'warn' && /answering again/.test(l.msg)), 'recovery logged');
+});
+
+t.test('extendStartTimeout: EXTEND_TIMEOUT_USEC every period while the start runs, none after', async (t) => {
+  const sent: string[] = [];
+  const notifier = new ServiceNotifier((_s, m) => sent.push(m), recorder().log, { NOTIFY_SOCKET: '@x' });
+  const extending = extendStartTimeout(notifier, 50);
+  t.teardown(() => extending.stop());
+  t.same(sent, ['EXTEND_TIMEOUT_USEC=150000\nSTATUS=applying the configuration'], 'at once: three periods (µs) granted, and why');
+  t.ok(await waitUntil(() => sent.length >= 4, 5000, 10), 'then one every period');
+  t.ok(sent.slice(1).every((m) => m === 'EXTEND_TIMEOUT_USEC=150000'), 'each granting three periods again');
+  extending.stop();
+  const atStop = sent.length;
+  await sleep(200);
+  t.equal(sent.length, atStop, 'none once the start is over');
+
+  const quiet: string[] = [];
+  const outside = extendStartTimeout(new ServiceNotifier((_s, m) => quiet.push(m), recorder().log, {}), 50);
+  await sleep(150);
+  outside.stop();
+  t.same(quiet, [], 'nothing outside systemd');
 });
