@@ -1,14 +1,16 @@
 /**
  * The configuration as indexes, so that every conflict check and every change costs the same
  * with ten thousand sessions as with ten: a tunnel by id, a session by (tunnel, session), the
- * sessions of each tunnel, the UDP ports taken, the host-wide session ids of IP encapsulation,
- * and which session owns or refers to each interface name. validate.ts checks a whole file with
+ * sessions of each tunnel, the UDP ports taken, the tunnels sharing each socket, the host-wide
+ * session ids of IP encapsulation, and which session owns or refers to each interface name. validate.ts checks a whole file with
  * it; the daemon keeps one as its desired state.
  */
 import { ConflictError } from './errors.js';
 import type { Config, SessionConfig, TunnelConfig } from './model.js';
 import { ENCAPSULATIONS } from '../dataplane/encap.js';
 import { interfaceNames } from './session-words.js';
+import { socketWordConflict } from './tunnel-words.js';
+import { familyOf } from './vocabulary.js';
 
 /** How a session is keyed: `<tunnel_id>/<session_id>`. */
 export const sessionKey = (tid: number, sid: number): string => `${tid}/${sid}`;
@@ -49,13 +51,13 @@ function removeSorted<T>(list: T[], x: T, cmp: (a: T, b: T) => number): void {
 }
 
 /** Add `key` to the set under `name`. */
-function addTo(map: Map<string, Set<string>>, name: string, key: string): void {
+function addTo<K>(map: Map<string, Set<K>>, name: string, key: K): void {
   let set = map.get(name);
   if (!set) { set = new Set(); map.set(name, set); }
   set.add(key);
 }
 
-function removeFrom(map: Map<string, Set<string>>, name: string, key: string): void {
+function removeFrom<K>(map: Map<string, Set<K>>, name: string, key: K): void {
   const set = map.get(name);
   if (!set) return;
   set.delete(key);
@@ -69,6 +71,8 @@ export class ConfigIndex {
   private readonly ofTunnel = new Map<number, Set<string>>();
   /** `encap|local|port` of tunnels that bind a socket of their own → tunnel id. */
   private readonly ports = new Map<string, number>();
+  /** The encapsulation's shared-socket key (as the engine opens it) → tunnels on that socket. */
+  private readonly socketSharers = new Map<string, Set<number>>();
   /** `encap|session_id` of encapsulations whose session ids are unique on the host → session key. */
   private readonly hostIds = new Map<string, string>();
   /** Fixed interface names → the session they belong to. */
@@ -113,6 +117,10 @@ export class ConfigIndex {
     return ENCAPSULATIONS[t.encap].socketPerTunnel ? `${t.encap}|${t.local}|${t.udp_sport}` : undefined;
   }
 
+  private sharedSocketKey(t: TunnelConfig): string | undefined {
+    return ENCAPSULATIONS[t.encap].sharedSocketKey(familyOf(t.local), t.local);
+  }
+
   private hostIdKey(s: SessionConfig): string | undefined {
     const encap = this.tunnels.get(s.tunnel_id)?.encap;
     return encap !== undefined && ENCAPSULATIONS[encap].sessionIdsPerHost ? `${encap}|${s.session_id}` : undefined;
@@ -127,6 +135,22 @@ export class ConfigIndex {
     if (other !== undefined) {
       // Each such tunnel binds its own socket to local:udp_sport.
       throw new ConflictError(`local ${t.local} udp_sport ${t.udp_sport} is already used by tunnel ${other}`, 409, 'udp_sport', t.udp_sport);
+    }
+    const shared = this.sharedSocketKey(t);
+    const sharerId = shared === undefined ? undefined : this.socketSharers.get(shared)?.values().next().value;
+    if (sharerId !== undefined) {
+      // The engine opens a shared socket with the first tunnel's options; the others must agree
+      // (they all do with each other, so one of them stands for all).
+      const sharer = this.tunnels.get(sharerId)!;
+      const word = socketWordConflict(t, sharer);
+      if (word !== undefined) {
+        const mine = (t as unknown as Record<string, unknown>)[word];
+        const theirs = (sharer as unknown as Record<string, unknown>)[word];
+        throw new ConflictError(
+          `${word} ${String(mine ?? 'unset')}: tunnel ${sharer.tunnel_id} shares the encap ${t.encap} socket on ${t.local} `
+            + `and has ${word} ${String(theirs ?? 'unset')}; tunnels on one local address must agree on it`,
+          409, word, mine);
+      }
     }
   }
 
@@ -184,6 +208,8 @@ export class ConfigIndex {
     this.ofTunnel.set(t.tunnel_id, new Set());
     const port = this.portKey(t);
     if (port !== undefined) this.ports.set(port, t.tunnel_id);
+    const shared = this.sharedSocketKey(t);
+    if (shared !== undefined) addTo(this.socketSharers, shared, t.tunnel_id);
     insertSorted(this.sortedTunnels, t, byTunnel);
   }
 
@@ -206,6 +232,8 @@ export class ConfigIndex {
     for (const s of [...this.sessionsOf(tid)]) this.delSession(s.tunnel_id, s.session_id);
     const port = this.portKey(t);
     if (port !== undefined) this.ports.delete(port);
+    const shared = this.sharedSocketKey(t);
+    if (shared !== undefined) removeFrom(this.socketSharers, shared, tid);
     this.tunnels.delete(tid);
     this.ofTunnel.delete(tid);
     removeSorted(this.sortedTunnels, t, byTunnel);
