@@ -15,7 +15,8 @@ import { SESSION_WORDS } from './session-words.js';
 
 export const CONFIG_FILE_MODE = 0o640;
 /** The config that removes everything, as a user writes it. */
-const EXPLICIT_EMPTY = '{"tunnels": [], "sessions": []}';
+/** The config that removes everything on reload (a missing or empty file is refused then). */
+export const EXPLICIT_EMPTY = '{"tunnels": [], "sessions": []}';
 export const CONFIG_DIR_MODE = 0o750;
 
 /** Stable text of a config: sorted entries, keys in word-table order, 2-space JSON, trailing newline. */
@@ -79,26 +80,9 @@ export class ConfigStore {
     return value;
   }
 
-  /**
-   * Remove temp files that a writer killed between open and rename left behind
-   * (`<file>.tmp-<pid>` of a process that no longer runs). Returns the names removed.
-   */
+  /** Remove the config file's temp files that dead writers left (removeStaleTemps). */
   removeStaleTemps(): string[] {
-    const dir = path.dirname(this.path);
-    const prefix = `${path.basename(this.path)}.tmp-`;
-    let names: string[];
-    try { names = fs.readdirSync(dir); } catch { return []; }
-    const removed: string[] = [];
-    for (const name of names) {
-      if (!name.startsWith(prefix)) continue;
-      const pid = name.slice(prefix.length);
-      if (!/^\d+$/.test(pid) || Number(pid) === process.pid || processRuns(Number(pid))) continue;
-      try {
-        fs.unlinkSync(path.join(dir, name));
-        removed.push(name);
-      } catch { /* gone meanwhile, or not ours to remove */ }
-    }
-    return removed;
+    return removeStaleTemps(this.path);
   }
 
   /**
@@ -108,6 +92,28 @@ export class ConfigStore {
   save(cfg: Config): void {
     writeFileAtomic(this.path, serializeConfig(validateConfig(cfg)), CONFIG_FILE_MODE, CONFIG_DIR_MODE);
   }
+}
+
+/**
+ * Remove the temp files that writeFileAtomic, killed between open and rename, left beside
+ * `filePath` (`<file>.tmp-<pid>` of a process that no longer runs). Returns the names removed.
+ */
+export function removeStaleTemps(filePath: string): string[] {
+  const dir = path.dirname(filePath);
+  const prefix = `${path.basename(filePath)}.tmp-`;
+  let names: string[];
+  try { names = fs.readdirSync(dir); } catch { return []; }
+  const removed: string[] = [];
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = name.slice(prefix.length);
+    if (!/^\d+$/.test(pid) || Number(pid) === process.pid || processRuns(Number(pid))) continue;
+    try {
+      fs.unlinkSync(path.join(dir, name));
+      removed.push(name);
+    } catch { /* gone meanwhile, or not ours to remove */ }
+  }
+  return removed;
 }
 
 /** Whether a process with this pid exists (EPERM: it does, as another user's). */

@@ -14,7 +14,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { SEQ_MASK } from '../protocol/index.js';
-import { writeFileAtomic } from './store.js';
+import { removeStaleTemps, writeFileAtomic } from './store.js';
 
 export const TX_SEQ_FILE = 'tx-sequence.json';
 const FILE_MODE = 0o640;
@@ -71,6 +71,11 @@ export class TxSeqStore {
       next, clean: obj.clean === true, found: true,
       ...(bad.length ? { error: `entries ignored (not tunnel_id/session_id: { next: 0..${SEQ_MASK}, numbered: true|false }): ${bad.slice(0, 5).join(', ')}` } : {}),
     };
+  }
+
+  /** Remove the temp files of writers that died before renaming theirs over the file. */
+  removeStaleTemps(): string[] {
+    return removeStaleTemps(this.path);
   }
 
   save(next: Map<string, TxSeqEntry>, clean: boolean): void {

@@ -46,6 +46,7 @@ export class TxSequencing {
   /** At start-up, before any session starts: read the file; keep only sessions of `keys`. */
   load(keys: Set<string>): void {
     if (!this.store) return;
+    for (const name of this.store.removeStaleTemps()) this.log.info({ file: name }, 'removed a send numbering temp file an interrupted write left');
     const r = this.store.load();
     if (r.error) this.log.warn({ file: this.store.path, err: r.error }, 'send numbering file not used');
     for (const [key, e] of r.next) if (keys.has(key)) this.resume.set(key, r.clean ? e : { ...e, next: seqAfterCrash(e.next) });

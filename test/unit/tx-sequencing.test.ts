@@ -62,6 +62,18 @@ t.test('the file: exact numbers after a clean stop, and what is wrong in it is s
   t.match(store.load(), { found: true, clean: false, error: /invalid JSON/ }, 'a broken file is reported, not fatal');
 });
 
+t.test('start-up removes the file\'s temp files that dead writers left, and only those', async (t) => {
+  // A pid that is not running: the largest pid this kernel hands out, plus one.
+  const dead = `${TX_SEQ_FILE}.tmp-${Number(fs.readFileSync('/proc/sys/kernel/pid_max', 'utf8')) + 1}`;
+  const keep = [`${TX_SEQ_FILE}.tmp-${process.ppid}`, `${TX_SEQ_FILE}.tmp-x1`, 'l2tpd.json.tmp-1'];
+  const saved = JSON.stringify({ clean: true, sessions: { '100/1': 500 } });
+  const h = harness(t, { [TX_SEQ_FILE]: saved, [dead]: '{"clean": tr', ...Object.fromEntries(keep.map((n) => [n, '{'])) });
+  h.tx.load(new Set(['100/1']));
+  t.same(fs.readdirSync(h.dir).sort(), [TX_SEQ_FILE, ...keep].sort(), 'the dead writer\'s temp file is gone; live, odd and other files stay');
+  t.match(h.logs, [{ msg: /removed a send numbering temp file/, file: dead }], 'and its removal is logged');
+  t.equal(nextOf(h.tx, '100/1'), 500, 'the file itself is read as before');
+});
+
 t.test('resuming: exact after a clean stop, SEQ_CRASH_SKIP ahead after a crash, only for configured sessions', async (t) => {
   const clean = harness(t, { [TX_SEQ_FILE]: JSON.stringify({ clean: true, sessions: { '100/1': 500, '100/9': 7 } }) });
   clean.tx.load(new Set(['100/1', '100/2']));
