@@ -92,9 +92,9 @@ export function serialQueue(): <T>(task: () => Promise<T>) => Promise<T> {
 }
 
 /**
- * Implemented by the daemon. Each mutation validates conflicts against its own state (use
- * checkAddTunnel, checkAddSession, checkDelTunnel and checkDelSession from validate.ts) and
- * throws ConflictError/ConfigError to refuse. Reads must be safe to call at any time, also while
+ * Implemented by the daemon. Each mutation checks conflicts against the ConfigIndex it keeps of
+ * its own state (src/control/conflicts.ts: checkAddTunnel, checkAddSession, checkDelTunnel,
+ * checkDelSession) and throws ConflictError/ConfigError to refuse. Reads must be safe to call at any time, also while
  * a mutation is under way.
  */
 export interface Engine {
