@@ -7,6 +7,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_SOCKET } from '../control/api.js';
+import { EXPLICIT_EMPTY } from '../control/store.js';
+import { TX_SEQ_FILE } from '../control/tx-seq-store.js';
 import { packageVersion } from '../control/version.js';
 import { wrapWords, type WordDef } from '../control/vocabulary.js';
 import { TUNNEL_WORDS } from '../control/tunnel-words.js';
@@ -109,7 +111,10 @@ export async function l2tpdPage(version = packageVersion()): Promise<string> {
   page.paragraph(`Node.js process metrics (prom-client's defaults): ${node.join(', ')}.`);
   page.section('files')
     .item(term(DAEMON_OPTIONS.find((o) => o.flag === '--config')!.default), 'The configuration file (l2tpd.json(5)).')
-    .item(term(DEFAULT_SOCKET), 'The control API socket (`--socket`).');
+    .item(term(DEFAULT_SOCKET), 'The control API socket (`--socket`).')
+    .item(term(TX_SEQ_FILE), `In the state directory (\`--state-dir\`, default ${DAEMON_OPTIONS.find((o) => o.flag === '--state-dir')!.defaultText}): `
+      + 'the next transmit sequence number of each session, so that numbering resumes where it stopped after a restart '
+      + '(ahead of it after a crash). Written atomically.');
   page.section('environment');
   for (const o of DAEMON_OPTIONS.filter((x) => x.env)) page.item(term(o.env!), `The default of \`${o.flag}\`, when set and not empty.`);
   page.item(term('NOTIFY_SOCKET'), 'Set by systemd for Type=notify: l2tpd reports readiness once it forwards and answers.');
@@ -234,8 +239,10 @@ export function l2tpdJsonPage(tables: WordTables = WORD_TABLES, version = packag
       + 'l2tpctl(8), rewrites the file atomically (a new file renamed over the old) with the fields in the order below.')
     .paragraph('The file is read at start, on SIGHUP and on `l2tpctl reload`. A file with any error is refused whole, '
       + 'with a message naming the entry, the field, the value and what is allowed '
-      + '(`sessions[1].session_id 1000: session 1000 already exists in tunnel 3000`), and what runs is kept. A missing '
-      + 'file means no tunnels and no sessions.');
+      + '(`sessions[1].session_id 1000: session 1000 already exists in tunnel 3000`), and what runs is kept. At start, a '
+      + 'missing or empty file means no tunnels and no sessions; on SIGHUP and `l2tpctl reload` it is refused like a '
+      + 'bad file (a file that vanished or was truncated is more likely a mistake than the wish to remove everything), '
+      + `and removing everything takes an explicit \`${EXPLICIT_EMPTY}\`.`);
   for (const [object, title] of [['tunnel', 'tunnels'], ['session', 'sessions']] as const) {
     page.section(`fields of ${title}`);
     for (const w of tables[object]) page.item(term(`"${w.word}"`), `${w.help}${valueSentence(w, false)} ${defaultSentence(w)}`);

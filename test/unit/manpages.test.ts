@@ -13,6 +13,8 @@ import fs from 'node:fs';
 import { SESSION_COUNTER_NAMES, TUNNEL_COUNTER_NAMES, TUNNEL_COUNTERS } from '../../src/dataplane/counters.js';
 import { DAEMON_OPTIONS } from '../../src/daemon/options.js';
 import { validateConfig } from '../../src/control/validate.js';
+import { EXPLICIT_EMPTY } from '../../src/control/store.js';
+import { TX_SEQ_FILE } from '../../src/control/tx-seq-store.js';
 import { integer, type WordDef } from '../../src/control/vocabulary.js';
 import { FIRST_WORDS, GLOBAL_OPTIONS } from '../../src/cli/complete.js';
 import { commandWords, parseCommand, STATS_FLAGS } from '../../src/cli/words.js';
@@ -61,6 +63,8 @@ t.test('l2tpd(8) documents every option, default and metric', { skip }, async (t
   t.same(undocumented(text, TUNNEL_COUNTERS.flatMap((c) => (c.reason ? [c.reason] : []))), [], 'every drop reason');
   // The check itself can fail: a page without a family is caught.
   t.same(undocumented(text.replace(/l2tp_sessions\b/g, 'x'), families), ['l2tp_sessions']);
+  const files = sectionOf(text, 'FILES');
+  t.ok(entry(files, TX_SEQ_FILE)?.includes('--state-dir'), 'FILES: the transmit numbering file, in the state directory');
 });
 
 type AnyWord = WordDef<string, any, boolean, any>;
@@ -150,6 +154,11 @@ t.test('l2tpd.json(5) documents every field, with what is allowed and its defaul
   }
   t.doesNotThrow(() => validateConfig(EXAMPLE_CONFIG), 'the example is a valid configuration');
   t.ok(text.replace(/\s+/g, ' ').includes('"udp_dport": 6000'), 'the example is shown');
+  // What the store does with a missing file (store.test.ts): empty at start, refused on reload.
+  const flat = text.replace(/\s+/g, ' ');
+  t.ok(flat.includes('At start, a missing or empty file means no tunnels and no sessions; on SIGHUP and l2tpctl reload it is refused'),
+    'a missing file is empty at start only');
+  t.ok(flat.includes(`removing everything takes an explicit ${EXPLICIT_EMPTY}`), 'and says how to remove everything');
 });
 
 t.test('a word added to a table is documented on both pages with no other change', { skip }, async (t) => {
