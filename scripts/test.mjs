@@ -15,7 +15,7 @@ const addon = `${root}native-bindings/build/Release/l2tpd_native.node`;
 const addonSources = [`${root}native-bindings/binding.gyp`, ...readdirSync(`${root}native-bindings/src`).map((f) => `${root}native-bindings/src/${f}`)];
 if (!existsSync(addon) || addonSources.some((f) => statSync(f).mtimeMs > statSync(addon).mtimeMs)) {
   const r = spawnSync('npx', ['node-gyp', 'rebuild', '--directory', 'native-bindings'], { cwd: root, stdio: 'inherit' });
-  if (r.status !== 0) process.exit(r.status ?? 1);
+  if (r.status !== 0) { console.log('0 passed, 1 failed'); process.exit(r.status ?? 1); }
 }
 {
   const r = spawnSync('npm', ['run', '--silent', 'build'], { cwd: root, stdio: 'inherit' });
