@@ -28,22 +28,19 @@ if (!existsSync(addon) || addonSources.some((f) => statSync(f).mtimeMs > statSyn
 // inside the guest); their output is held back and printed after the host suites'.
 const extra = process.argv.slice(2);
 const vmFiles = extra.length === 0 ? listVmSuites() : [];
-const summaries = [];
-
 const vm = vmFiles.length > 0 ? runTap([...vmFiles, '--disable-coverage'], { hold: true }) : null;
 // The VM run has cleared .tap/ (coverage, processinfo) and started before the host run clears it
 // again, so neither loses the other's files.
 if (vm) await vm.started;
 // package.json's tap.include names the host suites only (test/unit, test/integration).
 const host = runTap(extra, { hold: false });
-const hostCode = await host.done;
-const vmCode = vm ? await vm.done : 0;
+const runs = [await host.done, ...(vm ? [await vm.done] : [])];
 if (vm) process.stdout.write(`# --- VM suites (ran beside the host suites): ${vmFiles.join(' ')}\n${vm.held()}`);
 
 const total = { passed: 0, failed: 0, skipped: 0 };
-for (const s of summaries) for (const k of Object.keys(total)) total[k] += s[k];
+for (const r of runs) for (const k of Object.keys(total)) total[k] += r.counts[k];
 console.log(`${total.passed} passed, ${total.failed} failed, ${total.skipped} skipped`);
-process.exit(hostCode === 0 && vmCode === 0 && total.failed === 0 ? 0 : 1);
+process.exit(runs.every((r) => r.code === 0) && total.failed === 0 ? 0 : 1);
 
 function listVmSuites() {
   const dir = `${root}test/vm`;
@@ -69,8 +66,7 @@ function runTap(tapArgs, { hold }) {
       // tap's closing summary: "# { total: N, pass: N, fail: N, skip: N, todo: N }"
       const m = [...tail.matchAll(/^# \{ total: (\d+)(.*?)\}$/gm)].pop();
       const get = (k) => Number((m?.[2].match(new RegExp(`${k}: (\\d+)`)) ?? [])[1] ?? 0);
-      summaries.push({ passed: get('pass'), failed: get('fail') + (m ? 0 : 1), skipped: get('skip') + get('todo') });
-      resolve(code ?? 1);
+      resolve({ code: code ?? 1, counts: { passed: get('pass'), failed: get('fail') + (m ? 0 : 1), skipped: get('skip') + get('todo') } });
     });
   });
   return { started, done, held: () => out };
