@@ -309,8 +309,10 @@ export class DaemonEngine implements Engine, MetricsSource {
     });
     this.index.addSession(s);
     this.tx.flush(this.txSessions());
-    this.log.info({ tunnel_id: s.tunnel_id, session_id: s.session_id, interface: this.sessions.get(key)?.links.ifname }, 'session added');
-    await this.checkPortMtus();
+    const links = this.sessions.get(key)?.links;
+    this.log.info({ tunnel_id: s.tunnel_id, session_id: s.session_id, interface: links?.ifname }, 'session added');
+    // Only the new tap's bridge changed: a session outside any bridge needs no link dump.
+    if (links?.bridge !== undefined) await this.checkPortMtus(links.bridge);
   }
 
   async delSession(tid: number, sid: number): Promise<void> {
@@ -325,7 +327,8 @@ export class DaemonEngine implements Engine, MetricsSource {
     await this.sweepInterfaces();
     this.tx.flush(this.txSessions());
     this.log.info({ tunnel_id: tid, session_id: sid }, 'session deleted');
-    await this.checkPortMtus();
+    // Only the removed tap's bridge changed.
+    if (rt?.links.bridge !== undefined) await this.checkPortMtus(rt.links.bridge);
   }
 
   /**
@@ -576,9 +579,10 @@ export class DaemonEngine implements Engine, MetricsSource {
   /**
    * Warn (once per change) about bridge ports whose MTU is above their session's: the kernel
    * bridge drops their larger frames without a count anywhere (README "Session interfaces").
+   * `bridge`: check only the sessions in that bridge (the one an add or delete changed).
    */
-  private async checkPortMtus(): Promise<void> {
-    const bridged = [...this.sessions.values()].filter((r) => r.links.bridge !== undefined);
+  private async checkPortMtus(bridge?: string): Promise<void> {
+    const bridged = [...this.sessions.values()].filter((r) => r.links.bridge !== undefined && (bridge === undefined || r.links.bridge === bridge));
     if (bridged.length === 0) return;
     let dump: LinkInfo[];
     try { dump = await this.rtnl.listLinks(); } catch { return; }
