@@ -8,18 +8,18 @@ const root = new URL('..', import.meta.url).pathname;
 // A fresh checkout: npm ci installs the pinned dependencies and builds the addon and dist/.
 if (!existsSync(`${root}node_modules/.package-lock.json`)) {
   const r = spawnSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
-  if (r.status !== 0) { console.log('0 passed, 1 failed'); process.exit(r.status ?? 1); }
+  if (r.status !== 0) { printCount({ passed: 0, failed: 1, skipped: 0 }); process.exit(r.status ?? 1); }
 }
 // The addon is rebuilt when it is missing or older than a source (a checkout that moved on).
 const addon = `${root}native-bindings/build/Release/l2tpd_native.node`;
 const addonSources = [`${root}native-bindings/binding.gyp`, ...readdirSync(`${root}native-bindings/src`).map((f) => `${root}native-bindings/src/${f}`)];
 if (!existsSync(addon) || addonSources.some((f) => statSync(f).mtimeMs > statSync(addon).mtimeMs)) {
   const r = spawnSync('npx', ['node-gyp', 'rebuild', '--directory', 'native-bindings'], { cwd: root, stdio: 'inherit' });
-  if (r.status !== 0) { console.log('0 passed, 1 failed'); process.exit(r.status ?? 1); }
+  if (r.status !== 0) { printCount({ passed: 0, failed: 1, skipped: 0 }); process.exit(r.status ?? 1); }
 }
 {
   const r = spawnSync('npm', ['run', '--silent', 'build'], { cwd: root, stdio: 'inherit' });
-  if (r.status !== 0) { console.log('0 passed, 1 failed'); process.exit(1); }
+  if (r.status !== 0) { printCount({ passed: 0, failed: 1, skipped: 0 }); process.exit(1); }
 }
 
 // Suites that boot a QEMU guest (test/vm/) spend their time waiting on an emulated CPU, so they
@@ -39,8 +39,13 @@ if (vm) process.stdout.write(`# --- VM suites (ran beside the host suites): ${vm
 
 const total = { passed: 0, failed: 0, skipped: 0 };
 for (const r of runs) for (const k of Object.keys(total)) total[k] += r.counts[k];
-console.log(`${total.passed} passed, ${total.failed} failed, ${total.skipped} skipped`);
+printCount(total);
 process.exit(runs.every((r) => r.code === 0) && total.failed === 0 ? 0 : 1);
+
+/** The last line of every run, also one that stopped before testing anything. */
+function printCount({ passed, failed, skipped }) {
+  console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
+}
 
 function listVmSuites() {
   const dir = `${root}test/vm`;

@@ -1,5 +1,5 @@
 /**
- * scripts/test.mjs ends every run with the line `N passed, N failed`, also when it stops before
+ * scripts/test.mjs ends every run with the line `N passed, N failed, N skipped`, also when it stops before
  * running a test: a run that tested nothing must not look like a pass to whoever reads the tail.
  * The script runs from a copy in a temp checkout whose `npx` and `npm` are stand-ins that fail.
  */
@@ -30,7 +30,7 @@ t.test('a failed addon rebuild still ends with the count line', async (t) => {
     encoding: 'utf8', timeout: 30000, env: { ...process.env, PATH: `${bin}:${process.env.PATH ?? ''}` },
   });
   t.match(r.stderr, /^npx node-gyp rebuild/m, 'the rebuild was tried (the addon is missing)');
-  t.equal(r.stdout.trim().split('\n').at(-1), '0 passed, 1 failed', 'the last line counts the failure');
+  t.equal(r.stdout.trim().split('\n').at(-1), '0 passed, 1 failed, 0 skipped', 'the last line counts the failure');
   t.equal(r.status, 3, 'exits with the rebuild\'s status');
   t.notMatch(r.stderr, /^npm run/m, 'and stops there');
 });
