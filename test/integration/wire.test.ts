@@ -20,6 +20,7 @@ import t from 'tap';
 import type tap from 'tap';
 import { hasCommand, linkAddress, netnsUnavailable, nsExec, stopProcess } from '../helpers/netns.js';
 import { startCapture } from '../helpers/capture.js';
+import { tsharkFields } from '../helpers/pcap.js';
 import { Sites, UNDERLAY, sleep, tunnelWords } from '../helpers/sites.js';
 
 const skip = netnsUnavailable()
@@ -181,14 +182,11 @@ const OUTER_CASES: OuterCase[] = [
 /** The outer header's TTL/hop limit and TOS/traffic class of each L2TP packet from `src` in `file`. */
 function outerHeaders(file: string, c: OuterCase, port: number, src: string): Array<{ ttl: number; tos: number }> {
   const [ttl, tos] = c.v6 ? ['ipv6.hlim', 'ipv6.tclass'] : ['ip.ttl', 'ip.dsfield'];
-  const r = spawnSync('tshark', ['-r', file, '-n', ...(c.encap === 'udp' ? ['-d', `udp.port==${port},l2tp`] : []),
+  const rows = tsharkFields(file, [ttl, tos], [...(c.encap === 'udp' ? ['-d', `udp.port==${port},l2tp`] : []),
     '-Y', `l2tp && ${c.v6 ? 'ipv6' : 'ip'}.src == ${src}`,
     // The first occurrence is the outer header (an IPv4 underlay also has the inner ping's).
-    '-T', 'fields', '-E', 'occurrence=f', '-E', 'separator=|', '-e', ttl, '-e', tos], { encoding: 'utf8', timeout: 60000 });
-  return (r.stdout ?? '').split('\n').filter(Boolean).map((line) => {
-    const [a, b] = line.split('|');
-    return { ttl: Number(a), tos: Number(b) };
-  });
+    '-E', 'occurrence=f']);
+  return rows.map(([a, b]) => ({ ttl: Number(a), tos: Number(b) }));
 }
 
 t.test('the outer header carries the tunnel\'s ttl and tos', { skip }, async (t) => {
