@@ -20,7 +20,8 @@ import {
   ControlMessage, ControlReason, DropReason, HelloMachine, LinkState, MessageType, SEND_ACK, SEND_HELLO, decodeControl,
 } from '../protocol/index.js';
 import { TUNNEL_ROW_WIDTH, TunnelCounter as T, HOST_ROW } from './counters.js';
-import { HELLO_ROW_WIDTH, HelloField as H, SOURCE_WORDS } from './status.js';
+import { HELLO_ROW_WIDTH, HelloField as H } from './status.js';
+import { SOURCE_STRIDE } from '../native/types.js';
 import type { DiagRecorder } from './diagnostics.js';
 
 /** Indices into the forwarder's clock array. */
@@ -48,9 +49,9 @@ export interface ControlTunnelSpec {
   helloRetries: number;
 }
 
-/** Does recvBatch's source i equal `expected` (SOURCE_WORDS words)? */
+/** Does recvBatch's source i equal `expected` (SOURCE_STRIDE words)? */
 export function sourceIs(expected: Uint32Array, sources: Uint32Array, i: number): boolean {
-  const b = i * SOURCE_WORDS;
+  const b = i * SOURCE_STRIDE;
   return sources[b] === expected[0] && sources[b + 1] === expected[1] && sources[b + 2] === expected[2]
     && sources[b + 3] === expected[3] && sources[b + 4] === expected[4];
 }
@@ -178,7 +179,7 @@ export class ControlChannel {
       }
       if (t === undefined) {
         // No tunnel of that ID here: count it on the tunnel whose remote sent it, if any.
-        const bySource = this.byAddress.get(fd)?.get(addressKey(sources, i * SOURCE_WORDS));
+        const bySource = this.byAddress.get(fd)?.get(addressKey(sources, i * SOURCE_STRIDE));
         const row = bySource !== undefined && sourceIs(bySource.src, sources, i) ? bySource.spec.slot : HOST_ROW;
         if (r !== ControlReason.None) return this.malformed(row, r);
         return this.wrongId(row, m.ccid);

@@ -7,9 +7,10 @@
  * (daemon/diagnose.ts).
  */
 import {
-  COOKIE_WORDS, DIAG_SLOTS, FOREIGN_WIDTH, ForeignField as F, SAMPLE_WORDS, SOURCE_WORDS, SessionDiag as SD, SESSION_DIAG_WIDTH,
+  COOKIE_WORDS, DIAG_SLOTS, FOREIGN_WIDTH, ForeignField as F, SAMPLE_WORDS, SessionDiag as SD, SESSION_DIAG_WIDTH,
   TUNNEL_DIAG_WIDTH, TunnelDiag as TD, UNKNOWN_WIDTH, UnknownField as U,
 } from './status.js';
+import { SOURCE_STRIDE } from '../native/types.js';
 
 function word(b: Uint8Array, p: number, end: number): number {
   if (p + 4 <= end) return ((b[p] << 24) | (b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]) >>> 0;
@@ -45,29 +46,29 @@ export class DiagRecorder {
     }
     d[e + U.Count]++;
     d[e + U.LastMs] = this.clock[0];
-    const s = i * SOURCE_WORDS;
-    for (let w = 0; w < SOURCE_WORDS; w++) d[e + U.Source + w] = sources[s + w];
+    const s = i * SOURCE_STRIDE;
+    for (let w = 0; w < SOURCE_STRIDE; w++) d[e + U.Source + w] = sources[s + w];
   }
 
   /** Valid-looking L2TPv3 (a data message's session ID, or a control message's connection ID) from a source not the tunnel's remote. */
   foreignSource(row: number, sources: Uint32Array, i: number, id: number, control: number): void {
     const d = this.tunnels;
     const base = row * TUNNEL_DIAG_WIDTH + TD.Foreign;
-    const s = i * SOURCE_WORDS;
+    const s = i * SOURCE_STRIDE;
     let e = -1;
     let oldest = 0;
     for (let k = 0; k < DIAG_SLOTS && e < 0; k++) {
       const b = base + k * FOREIGN_WIDTH;
       if (d[b + F.Count] > 0) {
         let same = true;
-        for (let w = 0; w < SOURCE_WORDS; w++) if (d[b + F.Source + w] !== sources[s + w]) same = false;
+        for (let w = 0; w < SOURCE_STRIDE; w++) if (d[b + F.Source + w] !== sources[s + w]) same = false;
         if (same) e = b;
       }
       if (k === 0 || d[b + F.LastMs] < d[oldest + F.LastMs]) oldest = b;
     }
     if (e < 0) {
       e = oldest;
-      for (let w = 0; w < SOURCE_WORDS; w++) d[e + F.Source + w] = sources[s + w];
+      for (let w = 0; w < SOURCE_STRIDE; w++) d[e + F.Source + w] = sources[s + w];
       d[e + F.Count] = 0;
     }
     d[e + F.Count]++;

@@ -5,6 +5,7 @@
  * a state change, answers `show`, or is scraped. Both threads import this file.
  */
 import { MAX_SESSIONS, MAX_TUNNELS, SESSION_TX_BYTES } from './layout.js';
+import { SOURCE_STRIDE } from '../native/types.js';
 
 /**
  * Per-tunnel Hello status (Float64Array rows of HELLO_ROW_WIDTH). Times are wall-clock ms.
@@ -41,22 +42,26 @@ export const SIGNAL_BYTES = 8;
 
 /** Entries kept per tunnel for unknown session IDs and for foreign sources. */
 export const DIAG_SLOTS = 4;
-/** Words of a source as recvBatch reports it: (family << 16) | port, then four address words. */
-export const SOURCE_WORDS = 5;
+/**
+ * SOURCE_STRIDE as a literal: a const enum member must be one its own file can evaluate
+ * (each file is transpiled alone).
+ */
+const SOURCE_WORDS = 5;
+if (SOURCE_WORDS !== SOURCE_STRIDE) throw new Error('status.ts: SOURCE_WORDS is not SOURCE_STRIDE');
 
 /** One unknown-session entry: the ID, how often and when it was last seen, who sent it. */
 export const enum UnknownField {
   SessionId = 0,
   Count,
   LastMs,
-  /** SOURCE_WORDS words. */
+  /** SOURCE_STRIDE words. */
   Source,
 }
-export const UNKNOWN_WIDTH = 3 + SOURCE_WORDS;
+export const UNKNOWN_WIDTH = 3 + SOURCE_STRIDE;
 
 /** One foreign-source entry: who sent valid-looking L2TPv3, and what. */
 export const enum ForeignField {
-  /** SOURCE_WORDS words. */
+  /** SOURCE_STRIDE words. */
   Source = 0,
   Count = SOURCE_WORDS,
   LastMs,
@@ -65,7 +70,7 @@ export const enum ForeignField {
   /** 0 data message, 1 control message. */
   Control,
 }
-export const FOREIGN_WIDTH = SOURCE_WORDS + 4;
+export const FOREIGN_WIDTH = SOURCE_STRIDE + 4;
 
 /**
  * Per-tunnel diagnostics row (HOST_ROW included: raw IP traffic that matched no tunnel). Offsets
