@@ -26,10 +26,9 @@ if (!existsSync(addon) || addonSources.some((f) => statSync(f).mtimeMs > statSyn
 // Suites that boot a QEMU guest (test/vm/) spend their time waiting on an emulated CPU, so they
 // run in a second tap process beside the host suites instead of after them: on two vCPUs that
 // saves their whole wall time. They run one at a time and without coverage (they drive the daemon
-// inside the guest); their output is held back and printed after the host suites'. test/vm/.taprc
-// makes that directory a tap project of its own: two tap runs sharing one .tap/ read each other's
-// coverage, and the guest run, ending first, judged the host run's half-written coverage against
-// the thresholds and failed a run in which every test had passed.
+// inside the guest); their output is held back and printed after the host suites'. They run from
+// test/vm, which its .taprc makes a tap project of its own: two runs sharing one .tap/ would each
+// judge the other's coverage, half-written, against the thresholds.
 const extra = process.argv.slice(2);
 const vmFiles = extra.length === 0 ? listVmSuites() : [];
 const vm = vmFiles.length > 0 ? runTap(vmFiles, { hold: true, cwd: vmDir }) : null;

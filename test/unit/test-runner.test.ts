@@ -24,11 +24,16 @@ function checkout(t: Parameters<typeof shortDir>[0]): { root: string; bin: strin
   return { root, bin };
 }
 
+/** Runs the checkout's copy of the script with the stand-ins first on PATH. */
+function runScript(root: string, bin: string, env: Record<string, string> = {}) {
+  return spawnSync(process.execPath, [path.join(root, 'scripts/test.mjs')], {
+    encoding: 'utf8', timeout: 30000, env: { ...process.env, ...env, PATH: `${bin}:${process.env.PATH ?? ''}` },
+  });
+}
+
 t.test('a failed addon rebuild still ends with the count line', async (t) => {
   const { root, bin } = checkout(t);
-  const r = spawnSync(process.execPath, [path.join(root, 'scripts/test.mjs')], {
-    encoding: 'utf8', timeout: 30000, env: { ...process.env, PATH: `${bin}:${process.env.PATH ?? ''}` },
-  });
+  const r = runScript(root, bin);
   t.match(r.stderr, /^npx node-gyp rebuild/m, 'the rebuild was tried (the addon is missing)');
   t.equal(r.stdout.trim().split('\n').at(-1), '0 passed, 1 failed, 0 skipped', 'the last line counts the failure');
   t.equal(r.status, 3, 'exits with the rebuild\'s status');
@@ -60,11 +65,9 @@ function builtCheckout(t: Parameters<typeof shortDir>[0]): { root: string; bin: 
 
 t.test('the guest suites run as their own tap project in test/vm, without coverage', async (t) => {
   const { root, bin, log } = builtCheckout(t);
-  const r = spawnSync(process.execPath, [path.join(root, 'scripts/test.mjs')], {
-    encoding: 'utf8', timeout: 30000, env: { ...process.env, PATH: `${bin}:${process.env.PATH ?? ''}` },
-  });
+  const r = runScript(root, bin);
   const runs = fs.readFileSync(log, 'utf8').trim().split('\n').sort();
-  t.same(runs, [`${root.replace(/\/$/, '')} tap --reporter=tap`, `${path.join(root, 'test/vm')} tap --reporter=tap guest.test.ts`].sort(),
+  t.same(runs, [`${root} tap --reporter=tap`, `${path.join(root, 'test/vm')} tap --reporter=tap guest.test.ts`].sort(),
     'the host run in the root, the guest run in test/vm, each with its own .tap/');
   t.equal(r.stdout.trim().split('\n').at(-1), '4 passed, 0 failed, 0 skipped', 'both runs counted');
   t.equal(r.status, 0);
@@ -75,10 +78,7 @@ t.test('the guest suites run as their own tap project in test/vm, without covera
 
 t.test('a tap run that exits non-zero with every test passed is counted as a failure', async (t) => {
   const { root, bin } = builtCheckout(t);
-  const r = spawnSync(process.execPath, [path.join(root, 'scripts/test.mjs')], {
-    encoding: 'utf8', timeout: 30000,
-    env: { ...process.env, PATH: `${bin}:${process.env.PATH ?? ''}`, TAP_STANDIN_FAIL_IN: path.join(root, 'test/vm'), TAP_STANDIN_EXIT: '1' },
-  });
+  const r = runScript(root, bin, { TAP_STANDIN_FAIL_IN: path.join(root, 'test/vm'), TAP_STANDIN_EXIT: '1' });
   t.match(r.stderr, /exited 1 although no test failed/, 'says why');
   t.equal(r.stdout.trim().split('\n').at(-1), '4 passed, 1 failed, 0 skipped', 'the last line agrees with the exit status');
   t.equal(r.status, 1);
