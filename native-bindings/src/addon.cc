@@ -26,6 +26,7 @@ Native::Native(Napi::Env env, Napi::Object exports) : env_(env) {
       InstanceMethod("pathMtu", &Native::PathMtu, napi_enumerable),
       InstanceMethod("localPort", &Native::LocalPort, napi_enumerable),
       InstanceMethod("setPeer", &Native::SetPeer, napi_enumerable),
+      InstanceMethod("setSockoptInt", &Native::SetSockoptInt, napi_enumerable),
       InstanceMethod("recvBatch", &Native::RecvBatch, napi_enumerable),
       InstanceMethod("sendBatch", &Native::SendBatch, napi_enumerable),
       InstanceMethod("readBatch", &Native::ReadBatch, napi_enumerable),

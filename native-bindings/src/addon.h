@@ -60,6 +60,7 @@ class Native : public Napi::Addon<Native> {
   Napi::Value PathMtu(const Napi::CallbackInfo& info);
   Napi::Value LocalPort(const Napi::CallbackInfo& info);
   Napi::Value SetPeer(const Napi::CallbackInfo& info);
+  Napi::Value SetSockoptInt(const Napi::CallbackInfo& info);
   // io.cc
   Napi::Value RecvBatch(const Napi::CallbackInfo& info);
   Napi::Value SendBatch(const Napi::CallbackInfo& info);

@@ -327,4 +327,26 @@ Napi::Value Native::SetPeer(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// setSockoptInt(fd, level, name, value): one integer setsockopt on a socket this addon did not
+// open (src/netlink's monitor socket, which the netlink package owns: NETLINK_NO_ENOBUFS,
+// SO_RCVBUFFORCE). Throws the usual errno Error (syscall 'setsockopt').
+Napi::Value Native::SetSockoptInt(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t fd, level, name, value;
+  if (!IntArg(info, 0, "fd", &fd) || !IntArg(info, 1, "level", &level) || !IntArg(info, 2, "name", &name) ||
+      !IntArg(info, 3, "value", &value))
+    return env.Undefined();
+  if (fd < 0 || fd > INT32_MAX || level < 0 || level > INT32_MAX || name < 0 || name > INT32_MAX ||
+      value < INT32_MIN || value > INT32_MAX) {
+    Napi::RangeError::New(env, "setSockoptInt: fd, level or name out of range, or value not a 32-bit int")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int err = SetInt(static_cast<int>(fd), static_cast<int>(level), static_cast<int>(name), static_cast<int>(value));
+  if (err != 0)
+    return ThrowErrno(env, err, "setsockopt",
+                      "level " + std::to_string(level) + " option " + std::to_string(name) + " on fd " + std::to_string(fd));
+  return env.Undefined();
+}
+
 }  // namespace l2tpd

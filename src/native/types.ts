@@ -84,6 +84,13 @@ export interface Setup {
   wakeOpen(): number;
   /** Signal a wake fd (from any thread). */
   wakeSignal(fd: number): void;
+  /**
+   * One integer setsockopt(fd, level, name, value) on a socket opened elsewhere (src/netlink's
+   * monitor socket belongs to the netlink package). Throws the errno Error (syscall
+   * 'setsockopt', e.g. code 'EPERM', 'ENOPROTOOPT', 'EBADF'); RangeError when fd, level or name
+   * is negative or value is not a 32-bit integer.
+   */
+  setSockoptInt(fd: number, level: number, name: number, value: number): void;
 }
 
 /** The data plane's packet I/O on the shared pool. Never throws for I/O errors (see above). */

@@ -11,11 +11,15 @@
  *    21 DELADDR), which parsed messages drop.
  */
 import {
-  AttrStream, createNetlink, FlagsGet, getU32, ifla, parseError, Protocol, putU32, rt,
+  AttrStream, createNetlink, FlagsGet, ifla, parseError, Protocol, putU32, rt,
   type NetlinkMessage, type NetlinkSocket,
 } from 'netlink';
+import { randomBytes } from 'node:crypto';
 import { isMainThread } from 'node:worker_threads';
+import { decodeLink } from './decode.js';
 import { errnoName, NetlinkError, toNetlinkError } from './errors.js';
+import { guardMonitorSocket, NETLINK_ROUTE, type MonitorGuard } from './monitor-socket.js';
+import { netlinkSocketRow } from './socket-fd.js';
 import {
   bridgePayload, checkIfname, checkVlanId, CREATE_FLAGS, linkPayload, NLMSG_ERROR,
   RTM_DELADDR, RTM_DELLINK, RTM_GETLINK, RTM_GETROUTE, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE, RTM_SETLINK, vlanPayload,
@@ -25,7 +29,6 @@ export { NetlinkError, toNetlinkError } from './errors.js';
 export { vlanRequest } from './messages.js';
 
 export type OperState = 'unknown' | 'notpresent' | 'down' | 'lowerlayerdown' | 'testing' | 'dormant' | 'up';
-const OPER_STATES: readonly OperState[] = ['unknown', 'notpresent', 'down', 'lowerlayerdown', 'testing', 'dormant', 'up'];
 
 export interface LinkInfo {
   index: number;
@@ -45,10 +48,38 @@ export interface LinkInfo {
   vlanId?: number;
   /** IFLA_IFALIAS */
   alias?: string;
+  /** IFLA_GSO_MAX_SEGS: larger GSO packets are segmented by the kernel before this device */
+  gsoMaxSegs?: number;
+  /** IFLA_GROUP (`ip link set … group N`); absent for the default group 0 */
+  group?: number;
   operstate: OperState;
 }
 
+/** Filter for Rtnl.listLinks. */
+export interface LinkFilter {
+  /** only the ports of this master (bridge) ifindex; filtered by the kernel (IFLA_MASTER in the dump request) */
+  master?: number;
+}
+
 export interface LinkEvent { type: 'new' | 'del'; link: LinkInfo }
+
+/** The link monitor socket's defences against bursts (Rtnl.monitorStatus). */
+export interface MonitorStatus {
+  /**
+   * NETLINK_NO_ENOBUFS is on: a burst larger than the receive buffer drops events silently, it
+   * cannot abort the process. false: the fd was not found or the option refused, so such a
+   * burst aborts the process (netlink@0.3.0, see Rtnl.openMonitor); worth one warning.
+   */
+  overrunSafe: boolean;
+  /** SO_RCVBUFFORCE took (CAP_NET_ADMIN); false: SO_RCVBUF, capped by net.core.rmem_max, or nothing */
+  forced: boolean;
+  /** the socket's fd (found through /proc; the package does not expose it); for diagnostics only */
+  fd?: number;
+  /** SO_RCVBUF as the kernel reports it: twice the bytes set, the skb truesize the queue may hold */
+  recvBuffer?: number;
+  /** events the kernel dropped on this socket so far (/proc/net/netlink Drops) */
+  drops?: number;
+}
 
 /** An address added to (RTM_NEWADDR) or removed from (RTM_DELADDR) an interface. */
 export interface AddressEvent { type: 'new' | 'del'; family: 4 | 6; address: string; index: number }
@@ -76,33 +107,44 @@ const RTNLGRP_IPV6_IFADDR = 9;
 const AF_INET = 2;
 const AF_INET6 = 10;
 const RTEXT_FILTER_SKIP_STATS = 1 << 3;
+/** RTM_SETLINKs deleteLinks keeps in flight: bounds the ACKs queued on the socket (rcvbuf) at once. */
+const SETLINK_WINDOW = 32;
 
-/** Decode an RTM_NEWLINK/RTM_DELLINK payload (ifinfomsg + attributes). */
-export function parseLinkInfo(payload: Buffer): LinkInfo {
-  const { data, attrs } = rt.parseLinkMessage(payload);
-  const info: LinkInfo = {
-    index: data.index ?? 0,
-    name: attrs.ifname ?? '',
-    mtu: attrs.mtu ?? 0,
-    up: data.flags?.up === true,
-    operstate: OPER_STATES[attrs.operstate ?? 0] ?? 'unknown',
-  };
-  if (attrs.master) info.master = attrs.master;
-  if (attrs.link?.length === 4) info.link = getU32(attrs.link);
-  if (attrs.linkNetnsid !== undefined) info.linkNetnsid = attrs.linkNetnsid;
-  if (attrs.linkinfo) {
-    try {
-      const li = ifla.parseInfo(attrs.linkinfo);
-      if (li.kind) info.kind = li.kind.replace(/\0+$/, '');
-      if (info.kind === 'vlan' && li.data) {
-        const id = ifla.parseVlan(li.data).id;
-        if (id !== undefined) info.vlanId = id;
-      }
-    } catch { /* malformed linkinfo: leave kind (or the VLAN ID) unset */ }
+/** A random IFLA_GROUP value in 1..2^32-1 (0 is the default group, which the kernel refuses to delete). */
+function randomGroup(): number {
+  for (;;) {
+    const g = randomBytes(4).readUInt32LE(0);
+    if (g !== 0) return g;
   }
-  if (attrs.ifalias !== undefined && attrs.ifalias !== '') info.alias = attrs.ifalias;
-  return info;
 }
+
+/** Run fn over items with at most `limit` calls pending; resolves when all have settled. */
+async function eachWindowed<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await fn(items[next++] as T);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+/** How often the monitor's drop count is read (Rtnl.openMonitor). */
+const DROP_CHECK_MS = 1000;
+
+/**
+ * Call a subscriber. Events are delivered from inside the package's native read callback, where
+ * an exception aborts the process (std::terminate, no stack): one a subscriber throws is thrown
+ * again outside it, as an ordinary uncaught exception.
+ */
+function deliver(call: () => void): void {
+  try {
+    call();
+  } catch (err) {
+    setImmediate(() => { throw err; });
+  }
+}
+
+/** Decode an RTM_NEWLINK/RTM_DELLINK payload (ifinfomsg + attributes): see decode.ts. */
+export const parseLinkInfo = decodeLink;
 
 function refAttrs(ref: LinkRef): { data: rt.Link; attrs: ifla.LinkAttrs; label: string } {
   if (typeof ref === 'number') {
@@ -146,11 +188,15 @@ function addressBytes(family: 4 | 6, address: string): Buffer {
 export class Rtnl {
   private readonly sock: NetlinkSocket;
   private mon: NetlinkSocket | undefined;
+  private monGuard: MonitorGuard | undefined;
+  private dropTimer: NodeJS.Timeout | undefined;
   private readonly listeners = new Set<(ev: LinkEvent) => void>();
   private readonly addressListeners = new Set<(ev: AddressEvent) => void>();
   private readonly errorListeners = new Set<(err: NetlinkError) => void>();
   private readonly pending = new Set<(err: Error) => void>();
   private closed = false;
+  /** The last dump queued (oneDumpAtATime). */
+  private dumps: Promise<void> = Promise.resolve();
 
   private constructor(sock: NetlinkSocket) { this.sock = sock; }
 
@@ -203,6 +249,16 @@ export class Rtnl {
     return msgs;
   }
 
+  /**
+   * Run dumps one after another: the package mixes up the multipart replies of two dumps in
+   * flight on one socket, and the daemon's readers (show session) dump while a reload does.
+   */
+  private oneDumpAtATime<T>(dump: () => Promise<T>): Promise<T> {
+    const run = this.dumps.then(dump, dump);
+    this.dumps = run.then(() => undefined, () => undefined);
+    return run;
+  }
+
   /** One link by name; undefined when it does not exist. */
   async linkByName(name: string): Promise<LinkInfo | undefined> {
     checkIfname(name);
@@ -225,10 +281,25 @@ export class Rtnl {
     }
   }
 
-  /** All links in this namespace (one dump). */
-  async listLinks(): Promise<LinkInfo[]> {
-    const msgs = await this.request(RTM_GETLINK, linkPayload({}, { extMask: putU32(RTEXT_FILTER_SKIP_STATS) }), FlagsGet.DUMP, 'list links');
-    return msgs.filter((m) => m.type === RTM_NEWLINK).map((m) => parseLinkInfo(m.data));
+  /**
+   * Links in this namespace, in one dump (without statistics). No filter: all of them.
+   * `{ master }`: only that master's ports. The request carries IFLA_MASTER, so the kernel
+   * skips every other link (cheap with thousands of taps elsewhere); a master that does not
+   * exist yields []. The result is filtered by `master` here as well, in case a kernel ignores
+   * the attribute.
+   */
+  async listLinks(filter: LinkFilter = {}): Promise<LinkInfo[]> {
+    const { master } = filter;
+    const attrs: ifla.LinkAttrs = { extMask: putU32(RTEXT_FILTER_SKIP_STATS) };
+    let op = 'list links';
+    if (master !== undefined) {
+      if (!Number.isInteger(master) || master <= 0 || master > 0x7fffffff) throw new RangeError(`invalid master ifindex ${master}`);
+      attrs.master = master;
+      op = `list links of master #${master}`;
+    }
+    const msgs = await this.oneDumpAtATime(() => this.request(RTM_GETLINK, linkPayload({}, attrs), FlagsGet.DUMP, op));
+    const links = msgs.filter((m) => m.type === RTM_NEWLINK).map((m) => parseLinkInfo(m.data));
+    return master === undefined ? links : links.filter((l) => l.master === master);
   }
 
   /**
@@ -329,10 +400,102 @@ export class Rtnl {
   }
 
   /**
+   * Delete many links (by ifindex) in one kernel batch: each link gets the same fresh IFLA_GROUP
+   * value (one RTM_SETLINK each, ≤32 in flight; cheap), one full dump checks that no other link
+   * carries that group, then one RTM_DELLINK {ifindex 0, IFLA_GROUP} makes the kernel
+   * (rtnl_group_dellink → unregister_netdevice_many) unregister them all behind a single RCU
+   * grace period, instead of one grace period per RTM_DELLINK. 0 or 1 index: plain deletes.
+   *
+   * Semantics:
+   *  - indexes that do not exist (or vanish before their turn) are skipped, not errors;
+   *    duplicates are ignored;
+   *  - side effects are those of deleteLink: deleting one end of a veth deletes its peer (even one
+   *    not listed, or in another namespace); deleting a bridge releases its ports that are not
+   *    listed (they survive, without master);
+   *  - bridges and their ports may be mixed in one call (checked on Linux 6.18: a group holding a
+   *    bridge, some of its ports and a veth end is deleted in one batch; unlisted ports survive);
+   *  - the group is a random u32 ≠ 0. If the check dump finds a link outside `indexes` with it,
+   *    or the kernel refuses the group delete (EOPNOTSUPP: a device without rtnl dellink, e.g. a
+   *    physical NIC; any other error), the remaining links are deleted one RTM_DELLINK each;
+   *  - failures (links that exist but could not be deleted) are collected and thrown after every
+   *    link was tried: one failure → the NetlinkError deleteLink would throw
+   *    ('delete link #N: CODE'); several → one NetlinkError 'delete links #A, #B…' carrying the
+   *    first failure's code/errno, every failure in its hint and an AggregateError as `cause`.
+   *
+   * Limits: the checking dump lists every link in the namespace (about as costly as listLinks());
+   * each RTM_SETLINK emits an RTM_NEWLINK event to link monitors; a link that cannot be deleted
+   * is left in the random group (its previous group is not restored); a link that some other
+   * process moves into the group between the dump and the delete would be deleted too (it would
+   * have to pick the same random 32-bit value).
+   */
+  async deleteLinks(indexes: readonly number[]): Promise<void> {
+    for (const i of indexes) {
+      if (!Number.isInteger(i) || i <= 0 || i > 0x7fffffff) throw new RangeError(`invalid ifindex ${i}`);
+    }
+    const want = [...new Set(indexes)];
+    const failures: NetlinkError[] = [];
+    const oneByOne = async (list: readonly number[]): Promise<void> => {
+      for (const index of list) {
+        try {
+          await this.deleteLink(index);
+        } catch (e) {
+          if (!(e instanceof NetlinkError) || e.code === 'ECLOSED') throw e;
+          if (e.code !== 'ENODEV') failures.push(e);
+        }
+      }
+    };
+
+    if (want.length >= 2) {
+      const group = randomGroup();
+      const tagged: number[] = [];
+      const untagged: number[] = [];
+      await eachWindowed(want, SETLINK_WINDOW, async (index) => {
+        try {
+          await this.request(RTM_SETLINK, linkPayload({ index }, { group }), 0, `set link #${index} group ${group}`);
+          tagged.push(index);
+        } catch (e) {
+          if (!(e instanceof NetlinkError) || e.code === 'ECLOSED') throw e;
+          if (e.code !== 'ENODEV') untagged.push(index); // refused: try a plain delete below
+        }
+      });
+      const mine = new Set(tagged);
+      const links = await this.listLinks();
+      const foreign = links.some((l) => l.group === group && !mine.has(l.index));
+      const inGroup = links.filter((l) => l.group === group).map((l) => l.index);
+      // Listed links whose group changed after we set it: delete them one by one.
+      const moved = links.filter((l) => mine.has(l.index) && l.group !== group).map((l) => l.index);
+      if (foreign) {
+        await oneByOne(inGroup.filter((i) => mine.has(i)));
+      } else if (inGroup.length > 0) {
+        try {
+          await this.request(RTM_DELLINK, linkPayload({}, { group }), 0, `delete link group ${group}`);
+        } catch (e) {
+          if (!(e instanceof NetlinkError) || e.code === 'ECLOSED') throw e;
+          if (e.code !== 'ENODEV') await oneByOne(inGroup); // ENODEV: all of them vanished meanwhile
+        }
+      }
+      await oneByOne([...moved, ...untagged]);
+    } else {
+      await oneByOne(want);
+    }
+
+    if (failures.length === 1) throw failures[0];
+    if (failures.length > 1) {
+      const first = failures[0] as NetlinkError;
+      const labels = failures.slice(0, 8).map((f) => f.op.replace(/^delete link /, '')).join(', ');
+      const more = failures.length > 8 ? ` (+${failures.length - 8} more)` : '';
+      throw new NetlinkError(`delete links ${labels}${more}`, first.code, first.errno,
+        `${failures.length} of ${want.length} failed: ${failures.map((f) => f.message).join('; ')}`,
+        new AggregateError(failures, 'delete links'));
+    }
+  }
+
+  /**
    * Subscribe to RTNLGRP_LINK. 'new' covers creation and changes (RTM_NEWLINK), 'del' is
    * RTM_DELLINK. Returns an unsubscribe function; the monitor socket is closed when the last
    * subscriber (of links or addresses) leaves, and by close(). `onError` gets socket errors
-   * (e.g. ENOBUFS on overrun).
+   * (recvmsg failures). Not overruns: with monitorStatus().overrunSafe a burst that does not fit
+   * drops events silently (see openMonitor); without it, netlink@0.3.0 aborts the process.
    */
   onLinkEvent(cb: (ev: LinkEvent) => void, onError?: (err: NetlinkError) => void): () => void {
     return this.subscribe(this.listeners, cb, onError);
@@ -355,11 +518,42 @@ export class Rtnl {
     };
   }
 
+  /**
+   * The link and address events: their own socket (RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR,
+   * RTNLGRP_IPV6_IFADDR), guarded against overrun before it joins any group.
+   *
+   * Why: when a burst of events overflows a netlink socket's receive queue, the kernel sets
+   * sk_err = ENOBUFS, epoll reports EPOLLERR and libuv calls the package's poll callback with
+   * UV_EBADF; netlink@0.3.0 (src/binding.cc PollHandler) then builds its ErrnoException with a
+   * NULL syscall name, Napi::String::New(env, NULL) fails, and the C++ exception nobody catches
+   * aborts the process ("terminate called after throwing an instance of 'Napi::Error'", exit
+   * 134); even if it did not, the package would close the socket. Creating or deleting a few
+   * thousand links at once (`ip -batch`, deleteLinks) is enough.
+   *
+   * So (guardMonitorSocket): the socket's fd is found through /proc (the package does not expose
+   * it), NETLINK_NO_ENOBUFS is set (an overrun drops what does not fit and sets no error, so
+   * there is no EPOLLERR), and SO_RCVBUFFORCE asks for 32 MiB (the kernel doubles it: 64 MiB of
+   * skb truesize; memory is only used while events are queued). Without CAP_NET_ADMIN it falls
+   * back to SO_RCVBUF, which net.core.rmem_max caps (2 × 208 KiB by default).
+   *
+   * Size of an event (measured on Linux 6.18 with a tap): RTM_NEWLINK is 1524–1528 bytes,
+   * RTM_DELLINK 712–716 bytes, and either is charged 2304 bytes of truesize against the buffer.
+   * 64 MiB holds about 29,000 such events queued unread (the 1 MiB the package alone could set,
+   * ~900; the rmem_max-capped fallback at the default limit, ~180).
+   *
+   * A burst larger than that loses the events that did not fit, silently: no error, no
+   * onError call, the socket keeps working and later events arrive; monitorStatus().drops counts
+   * them. If the fd cannot be found or NETLINK_NO_ENOBUFS is refused, the socket is used as it is
+   * (as before: 1 MiB, and a burst that overflows it aborts the process); monitorStatus()
+   * .overrunSafe is false then, for the caller to warn about once.
+   */
   private openMonitor(): void {
     let mon: NetlinkSocket;
     try { mon = createNetlink(Protocol.ROUTE); } catch (e) { throw toNetlinkError(e, 'monitor links'); }
+    let guard: MonitorGuard = { overrunSafe: false, forced: false };
     try {
       mon.setRecvBufferSize(1 << 20);
+      try { guard = guardMonitorSocket(mon.address().port); } catch { /* unguarded, as before */ }
       mon.addMembership(RTNLGRP_LINK);
       mon.addMembership(RTNLGRP_IPV4_IFADDR);
       mon.addMembership(RTNLGRP_IPV6_IFADDR);
@@ -375,12 +569,12 @@ export class Rtnl {
           let link: LinkInfo;
           try { link = parseLinkInfo(m.data); } catch { continue; }
           const type = m.type === RTM_NEWLINK ? 'new' : 'del';
-          for (const l of [...this.listeners]) l({ type, link });
+          for (const l of [...this.listeners]) deliver(() => l({ type, link }));
         } else if (m.type === RTM_NEWADDR || m.type === RTM_DELADDR) {
           if (this.addressListeners.size === 0) continue;
           let ev: AddressEvent | undefined;
           try { ev = parseAddressEvent(m.type === RTM_NEWADDR ? 'new' : 'del', m.data); } catch { continue; }
-          if (ev) for (const l of [...this.addressListeners]) l(ev);
+          if (ev) for (const l of [...this.addressListeners]) deliver(() => l(ev!));
         }
       }
     });
@@ -390,11 +584,45 @@ export class Rtnl {
       for (const l of [...this.errorListeners]) l(err);
     });
     this.mon = mon;
+    this.monGuard = guard;
+    // Events dropped in a burst are not reported by the socket (NETLINK_NO_ENOBUFS): the kernel's
+    // count of them is, and a rise is told to onError subscribers as lost events.
+    if (guard.overrunSafe) {
+      let seen = this.monitorStatus()?.drops ?? 0;
+      this.dropTimer = setInterval(() => {
+        const drops = this.monitorStatus()?.drops;
+        if (drops === undefined || drops <= seen) return;
+        const err = new NetlinkError('monitor links', 'ENOBUFS', 105, `${drops - seen} events dropped in a burst: the receive buffer was full`);
+        seen = drops;
+        for (const l of [...this.errorListeners]) l(err);
+      }, DROP_CHECK_MS);
+      this.dropTimer.unref();
+    }
+  }
+
+  /**
+   * The link monitor's defences against bursts (see openMonitor), and the events the kernel
+   * dropped on it so far; undefined while no monitor is open (nobody subscribed).
+   */
+  monitorStatus(): MonitorStatus | undefined {
+    const mon = this.mon;
+    if (!mon || !this.monGuard) return undefined;
+    const status: MonitorStatus = { overrunSafe: this.monGuard.overrunSafe, forced: this.monGuard.forced };
+    if (this.monGuard.fd !== undefined) status.fd = this.monGuard.fd;
+    try { status.recvBuffer = mon.getRecvBufferSize(); } catch { /* leave it out */ }
+    try {
+      const drops = netlinkSocketRow(mon.address().port, NETLINK_ROUTE)?.drops;
+      if (drops !== undefined) status.drops = drops;
+    } catch { /* leave it out */ }
+    return status;
   }
 
   private closeMonitor(): void {
     const mon = this.mon;
     this.mon = undefined;
+    this.monGuard = undefined;
+    if (this.dropTimer) clearInterval(this.dropTimer);
+    this.dropTimer = undefined;
     this.listeners.clear();
     this.addressListeners.clear();
     this.errorListeners.clear();

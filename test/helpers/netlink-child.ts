@@ -7,22 +7,34 @@
  */
 import { execFileSync } from 'node:child_process';
 import { NetlinkError, Rtnl, toNetlinkError, vlanRequest, type LinkEvent } from '../../src/netlink/index.js';
+import { SO_RCVBUF, SOL_SOCKET } from '../../src/netlink/monitor-socket.js';
 
 export type ChildOp =
   | { op: 'linkByName'; args: [string] }
   | { op: 'linkByIndex'; args: [number] }
-  | { op: 'listLinks' }
+  | { op: 'listLinks'; args?: [{ master?: number }] }
+  | { op: 'concurrentDumps'; args: [number] }
   | { op: 'setLink'; args: [string | number, Record<string, unknown>] }
   | { op: 'createBridge'; args: [string, Record<string, unknown>?] }
   | { op: 'createVlan'; args: [string, number, string, Record<string, unknown>?] }
   | { op: 'deleteLink'; args: [string | number] }
+  | { op: 'deleteLinks'; args: [number[]] }
   | { op: 'vlanRequest'; args: [number, number, string] }
   | { op: 'wrapError'; args: [unknown, string] }
   | { op: 'ip'; args: string[] }
   | { op: 'watch' }
   | { op: 'waitEvent'; args: [{ type: 'new' | 'del'; name: string }, number?] }
   | { op: 'events'; args?: [string] }
-  | { op: 'unwatch' };
+  | { op: 'unwatch' }
+  | { op: 'monitorStatus' }
+  // SO_RCVBUF on the monitor socket (through the fd monitorStatus found), to make an overrun certain
+  | { op: 'shrinkMonitor'; args: [number] }
+  // how many 'new' and 'del' events arrived for links whose name starts with the prefix
+  | { op: 'countEvents'; args: [string] }
+  // resolves once no event arrived for `ms` (the queued ones have been read); the number read meanwhile
+  | { op: 'quiet'; args: [number] }
+  | { op: 'monitorErrors' }
+  | { op: 'sleep'; args: [number] };
 
 export type ChildResult = { ok: true; value: unknown } | { ok: false; error: SerializedError };
 export interface SerializedError { name: string; message: string; code?: string; errno?: number; op?: string; isNetlinkError: boolean }
@@ -37,6 +49,7 @@ async function main(): Promise<void> {
   const ops = JSON.parse(process.argv[2] ?? '[]') as ChildOp[];
   const rtnl = Rtnl.open();
   const events: LinkEvent[] = [];
+  const monitorErrors: SerializedError[] = [];
   const waiters = new Set<() => void>();
   let unwatch: (() => void) | undefined;
   const results: ChildResult[] = [];
@@ -57,11 +70,15 @@ async function main(): Promise<void> {
     switch (o.op) {
       case 'linkByName': return (await rtnl.linkByName(o.args[0])) ?? null;
       case 'linkByIndex': return (await rtnl.linkByIndex(o.args[0])) ?? null;
-      case 'listLinks': return rtnl.listLinks();
+      case 'listLinks': return rtnl.listLinks(o.args?.[0]);
+      // Dumps started together, as a reader's and a reload's can be: the names each one got.
+      case 'concurrentDumps': return Promise.all(Array.from({ length: o.args[0] }, () => rtnl.listLinks()))
+        .then((all) => all.map((links) => links.map((l) => l.name).sort()));
       case 'setLink': return rtnl.setLink(o.args[0], o.args[1]);
       case 'createBridge': return rtnl.createBridge(o.args[0], o.args[1] ?? {});
       case 'createVlan': return rtnl.createVlan(o.args[0], o.args[1], o.args[2], o.args[3] ?? {});
       case 'deleteLink': return rtnl.deleteLink(o.args[0]);
+      case 'deleteLinks': return rtnl.deleteLinks(o.args[0]);
       case 'vlanRequest': return vlanRequest(o.args[0], o.args[1], o.args[2]).toString('hex');
       case 'wrapError': {
         const [input, op] = o.args;
@@ -72,7 +89,7 @@ async function main(): Promise<void> {
       }
       case 'ip': return execFileSync('ip', o.args, { encoding: 'utf8' });
       case 'watch':
-        unwatch = rtnl.onLinkEvent((ev) => { events.push(ev); for (const w of [...waiters]) w(); });
+        unwatch = rtnl.onLinkEvent((ev) => { events.push(ev); for (const w of [...waiters]) w(); }, (err) => monitorErrors.push(serialize(err)));
         return true;
       case 'waitEvent': {
         const [want, timeoutMs = 5000] = o.args;
@@ -87,6 +104,35 @@ async function main(): Promise<void> {
       }
       case 'events': return o.args ? events.filter((e) => e.link.name === o.args?.[0]) : events;
       case 'unwatch': unwatch?.(); unwatch = undefined; return true;
+      case 'monitorStatus': return rtnl.monitorStatus() ?? null;
+      case 'shrinkMonitor': {
+        const fd = rtnl.monitorStatus()?.fd;
+        if (fd === undefined) throw new Error('monitor fd not known');
+        // Loaded here: the other ops must not need the built addon.
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        const { native } = require('../../src/native/index.js') as typeof import('../../src/native/index.js');
+        native.setSockoptInt(fd, SOL_SOCKET, SO_RCVBUF, o.args[0]);
+        return rtnl.monitorStatus()?.recvBuffer ?? null;
+      }
+      case 'quiet': {
+        const start = events.length;
+        let seen = -1;
+        await new Promise<void>((resolve) => {
+          const tick = (): void => {
+            if (events.length === seen) { resolve(); return; }
+            seen = events.length;
+            setTimeout(tick, o.args[0]);
+          };
+          tick();
+        });
+        return events.length - start;
+      }
+      case 'monitorErrors': return monitorErrors;
+      case 'sleep': await new Promise((r) => setTimeout(r, o.args[0])); return true;
+      case 'countEvents': {
+        const mine = events.filter((e) => e.link.name.startsWith(o.args[0]));
+        return { new: mine.filter((e) => e.type === 'new').length, del: mine.filter((e) => e.type === 'del').length };
+      }
     }
   }
 }

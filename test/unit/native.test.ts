@@ -61,7 +61,7 @@ if (!existsSync(ADDON)) {
     t.match(r.clockShort.message, /2 elements/, 'readClock needs room for both clocks');
     t.match(r.clockBadType.message, /out has the wrong type/, 'readClock takes a Float64Array');
     t.same(r.enumerable, ['attachPool', 'close', 'localPort', 'notifySend', 'pathMtu', 'pollPause', 'pollSlice', 'pollStart',
-      'pollStop', 'pollWake', 'rawOpen', 'readBatch', 'readClock', 'recvBatch', 'sendBatch', 'setPeer', 'setThreadName', 'tapOpen',
+      'pollStop', 'pollWake', 'rawOpen', 'readBatch', 'readClock', 'recvBatch', 'sendBatch', 'setPeer', 'setSockoptInt', 'setThreadName', 'tapOpen',
       'tapSetCarrier', 'tapSetPersist', 'udpOpen', 'wakeOpen', 'wakeSignal', 'writeBatch']);
   });
 
