@@ -19,14 +19,31 @@ export const CONFIG_FILE_MODE = 0o640;
 export const EXPLICIT_EMPTY = '{"tunnels": [], "sessions": []}';
 export const CONFIG_DIR_MODE = 0o750;
 
-/** Stable text of a config: sorted entries, keys in word-table order, 2-space JSON, trailing newline. */
+/**
+ * The text of each entry as serializeConfig writes it (2-space JSON indented into its array), by
+ * entry. Entries are normalised once and never changed afterwards (a change makes a new object),
+ * so writing a file of ten thousand sessions after one add formats one entry, not all of them.
+ */
+const entryText = new WeakMap<object, string>();
+
+function textOf(entry: object, words: Parameters<typeof inWordOrder>[1]): string {
+  let text = entryText.get(entry);
+  if (text === undefined) {
+    text = `    ${JSON.stringify(inWordOrder(entry, words), null, 2).replace(/\n/g, '\n    ')}`;
+    entryText.set(entry, text);
+  }
+  return text;
+}
+
+/**
+ * Stable text of a config: sorted entries, keys in word-table order, 2-space JSON, trailing
+ * newline (the same text as JSON.stringify(…, null, 2), assembled from cached entries).
+ */
 export function serializeConfig(cfg: Config): string {
   const sorted = sortConfig(cfg);
-  const out = {
-    tunnels: sorted.tunnels.map((t) => inWordOrder(t, TUNNEL_WORDS)),
-    sessions: sorted.sessions.map((s) => inWordOrder(s, SESSION_WORDS)),
-  };
-  return `${JSON.stringify(out, null, 2)}\n`;
+  const list = (entries: object[], words: Parameters<typeof inWordOrder>[1]): string =>
+    (entries.length === 0 ? '[]' : `[\n${entries.map((e) => textOf(e, words)).join(',\n')}\n  ]`);
+  return `{\n  "tunnels": ${list(sorted.tunnels, TUNNEL_WORDS)},\n  "sessions": ${list(sorted.sessions, SESSION_WORDS)}\n}\n`;
 }
 
 export class ConfigStore {
@@ -90,7 +107,16 @@ export class ConfigStore {
    * gets mode 0640. Throws (and leaves the old file untouched) on any failure.
    */
   save(cfg: Config): void {
-    writeFileAtomic(this.path, serializeConfig(validateConfig(cfg)), CONFIG_FILE_MODE, CONFIG_DIR_MODE);
+    this.saveValid(validateConfig(cfg));
+  }
+
+  /**
+   * save() for a config already valid as a whole: the daemon's, whose every entry was normalised
+   * and checked against the others (ConfigIndex) before it was taken. Re-validating ten thousand
+   * entries on every change would cost more than the change.
+   */
+  saveValid(cfg: Config): void {
+    writeFileAtomic(this.path, serializeConfig(cfg), CONFIG_FILE_MODE, CONFIG_DIR_MODE);
   }
 }
 

@@ -46,6 +46,23 @@ t.test('stable text: key order, 2-space JSON, trailing newline', async (t) => {
     'peer_offset', 'reorder_timeout', 'bridge']);
 });
 
+t.test('the text is JSON.stringify(…, null, 2) of the sorted config, whatever was formatted before', async (t) => {
+  const reference = (cfg: typeof CFG): string => `${JSON.stringify({
+    tunnels: JSON.parse(serializeConfig({ tunnels: cfg.tunnels, sessions: [] })).tunnels,
+    sessions: JSON.parse(serializeConfig({ tunnels: [], sessions: cfg.sessions })).sessions,
+  }, null, 2)}\n`;
+  t.equal(serializeConfig(CFG), reference(CFG), 'tunnels and sessions');
+  t.equal(serializeConfig({ tunnels: [], sessions: [] }), '{\n  "tunnels": [],\n  "sessions": []\n}\n', 'empty arrays as [] ');
+  t.equal(serializeConfig({ tunnels: CFG.tunnels, sessions: [] }), reference({ tunnels: CFG.tunnels, sessions: [] }), 'no sessions');
+  // Entries are formatted once and kept: a changed entry is a new object, and its new text is written.
+  const before = serializeConfig(CFG);
+  const renamed = { ...CFG.sessions[0], name: 'pw0' };
+  const after = serializeConfig({ tunnels: CFG.tunnels, sessions: [renamed, CFG.sessions[1]] });
+  t.not(after, before);
+  t.equal(JSON.parse(after).sessions.find((x: { session_id: number }) => x.session_id === renamed.session_id).name, 'pw0', 'the changed entry as it is now');
+  t.equal(serializeConfig(CFG), before, 'the old entries still give the old text');
+});
+
 t.test('save is atomic: temp file + rename, old content intact on failure', async (t) => {
   const dir = t.testdir({});
   const file = path.join(dir, 'l2tpd.json');

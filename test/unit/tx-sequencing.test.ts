@@ -50,6 +50,8 @@ t.test('the file: exact numbers after a clean stop, and what is wrong in it is s
   const entries = new Map([['100/2', { next: 5, numbered: true }], ['100/10', { next: SEQ_MASK, numbered: false }], ['100/11', { next: 9 }]]);
   store.save(entries, true);
   t.same(store.load(), { next: entries, clean: true, found: true });
+  const written = JSON.parse(fs.readFileSync(store.path, 'utf8')) as { sessions: object };
+  t.same(Object.keys(written.sessions), ['100/2', '100/10', '100/11'], 'in the order of tunnel and session ids, as numbers');
   t.equal((fs.statSync(store.path).mode & 0o777), 0o640, 'mode 0640');
   t.same(fs.readdirSync(dir), [TX_SEQ_FILE], 'no temporary file left');
   fs.writeFileSync(store.path, JSON.stringify({ clean: true, sessions: {
