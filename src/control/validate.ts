@@ -111,6 +111,22 @@ export function validateConfig(input: unknown): Config {
  * `inOrder` receives the entries in the order of the input.
  */
 export function validateToIndex(input: unknown, inOrder?: Config): ConfigIndex {
+  const steps = validationSteps(input, inOrder);
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+  }
+}
+
+/** Entries validationSteps checks between two pauses. */
+export const VALIDATION_STEP = 500;
+
+/**
+ * validateToIndex as a generator that pauses after every VALIDATION_STEP entries, so that a
+ * caller on the daemon's event loop can let other work run between the steps (ten thousand
+ * entries take over 100 ms). Returns the index; throws as validateToIndex does.
+ */
+export function* validationSteps(input: unknown, inOrder?: Config): Generator<void, ConfigIndex, void> {
   if (!isObject(input)) throw new ConfigError('config', input, 'an object {"tunnels": [...], "sessions": [...]}');
   rejectUnknown('config', input, ['tunnels', 'sessions']);
   for (const key of ['tunnels', 'sessions'] as const) {
@@ -119,26 +135,28 @@ export function validateToIndex(input: unknown, inOrder?: Config): ConfigIndex {
     }
   }
   const index = new ConfigIndex();
-  addEntries('tunnels', input.tunnels, normalizeTunnel, (t) => index.checkAddTunnel(t), (t) => { index.addTunnel(t); inOrder?.tunnels.push(t); });
-  addEntries('sessions', input.sessions, normalizeSession, (x) => index.checkAddSession(x), (x) => { index.addSession(x); inOrder?.sessions.push(x); });
+  yield* addEntries('tunnels', input.tunnels, normalizeTunnel, (t) => index.checkAddTunnel(t), (t) => { index.addTunnel(t); inOrder?.tunnels.push(t); });
+  yield* addEntries('sessions', input.sessions, normalizeSession, (x) => index.checkAddSession(x), (x) => { index.addSession(x); inOrder?.sessions.push(x); });
   return index;
 }
 
 /** Normalise each entry of `key` (path `key[i].`), check it against what came before and add it. */
-function addEntries<T>(
+function* addEntries<T>(
   key: 'tunnels' | 'sessions', raw: unknown,
   normalize: (input: unknown, path: string) => T, check: (entry: T) => void, add: (entry: T) => void,
-): void {
-  ((raw ?? []) as unknown[]).forEach((entry, i) => {
+): Generator<void, void, void> {
+  const entries = (raw ?? []) as unknown[];
+  for (let i = 0; i < entries.length; i++) {
     const path = `${key}[${i}]`;
-    const x = normalize(entry, `${path}.`);
+    const x = normalize(entries[i], `${path}.`);
     try {
       check(x);
     } catch (err) {
       throw asConfigError(err, path);
     }
     add(x);
-  });
+    if ((i + 1) % VALIDATION_STEP === 0) yield;
+  }
 }
 
 /** Same config with tunnels sorted by tunnel_id and sessions by (tunnel_id, session_id). */

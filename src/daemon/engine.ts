@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import type { Config, SessionConfig, TunnelConfig } from '../control/model.js';
 import { ConfigError, ConflictError } from '../control/errors.js';
 import {
-  emptyConfig, normalizeSession, normalizeTunnel, validateToIndex,
+  emptyConfig, normalizeSession, normalizeTunnel, validationSteps,
 } from '../control/validate.js';
 import { ConfigIndex, sessionKey } from '../control/conflicts.js';
 import type { ConfigStore } from '../control/store.js';
@@ -23,7 +23,9 @@ import { Rtnl, type LinkEvent, type LinkInfo } from '../netlink/index.js';
 import { defaultSessionMtu } from './mtu.js';
 import { compileTunnel, type TunnelPlan } from '../control/tunnel-words.js';
 import { compileSession, interfaceNames } from '../control/session-words.js';
-import { SessionInterfaces, type PortOverMtu, type SessionLinks } from './interfaces.js';
+import {
+  knownLinks, LinkWatch, SessionInterfaces, type KnownLinks, type PortOverMtu, type SessionLinks,
+} from './interfaces.js';
 import type { MetricsSource } from '../metrics/index.js';
 import { Liveness } from './liveness.js';
 import { TxSequencing, type TxSession } from './tx-sequencing.js';
@@ -35,6 +37,10 @@ const RETRY_MAX_MS = 60_000;
 const EVENT_RETRY_MS = 200;
 /** Link events this long after a retry are taken as its own. */
 const RETRY_QUIET_MS = 1000;
+/** Bridges whose ports a check reads with a dump each; more than this, one dump of every link. */
+const BRIDGE_DUMPS_MAX = 8;
+/** An add or delete saves the send numbering this soon after (a burst of them shares the write). */
+const TX_FLUSH_DELAY_MS = 100;
 
 /** Why an entry of the config is not running, and since when (ms since the epoch). */
 interface Failure { error: string; since: number }
@@ -76,9 +82,13 @@ class SlotPool {
 }
 
 export class DaemonEngine implements Engine, MetricsSource {
-  private config: Config = { tunnels: [], sessions: [] };
-  /** `config` as indexes, for conflict checks that cost the same with ten thousand sessions as with ten. */
+  /**
+   * The desired state (the config file) as indexes, so that checks, changes and lookups cost the
+   * same with ten thousand sessions as with ten.
+   */
   private index = new ConfigIndex();
+  /** The desired state as lists, sorted as the file is (the index's own arrays: read only). */
+  private get config(): Config { return this.index.toConfig(); }
   private readonly tunnels = new Map<number, RunningTunnel>();
   private readonly sessions = new Map<string, RunningSession>();
   /** Sockets tunnels share (IP encapsulation: one per local address), by key. */
@@ -98,12 +108,18 @@ export class DaemonEngine implements Engine, MetricsSource {
   private unwatchAddresses: (() => void) | undefined;
   private readonly startedAt = Date.now();
   private readonly ifaces: SessionInterfaces;
+  /** Which running session a link event concerns (kept as sessions start, stop and are repaired). */
+  private readonly watch = new LinkWatch();
+  /** Sessions whose interfaces link events touched, and bridges whose ports changed: the next repair pass's work. */
+  private repairDue = new Set<string>();
+  private mtuDue = new Set<string>();
   /** Up or down, and why, for every running tunnel and session; the taps' carrier follows it. */
   private readonly liveness: Liveness;
   private unwatch: (() => void) | undefined;
   /** Sending of sequence numbers: where each session's numbering resumes, the peer's S bit. */
   private readonly tx: TxSequencing;
   private txTimer: NodeJS.Timeout | undefined;
+  private txFlushTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly store: ConfigStore,
@@ -120,10 +136,10 @@ export class DaemonEngine implements Engine, MetricsSource {
   /** Load the config file and start everything in it; entries that fail are logged and kept. */
   async start(): Promise<void> {
     for (const name of this.store.removeStaleTemps()) this.log.info({ file: name }, 'removed a config temp file an interrupted write left');
-    this.config = this.store.load();
-    this.index = ConfigIndex.of(this.config);
-    this.tx.load(new Set(this.config.sessions.map((s) => sessionKey(s.tunnel_id, s.session_id))));
-    await this.startMissing(this.config);
+    const loaded = this.store.load();
+    this.index = ConfigIndex.of(loaded);
+    this.tx.load(new Set(loaded.sessions.map((s) => sessionKey(s.tunnel_id, s.session_id))));
+    await this.startMissing(loaded);
     await this.sweepInterfaces();
     await this.checkPortMtus();
     this.watchLinks();
@@ -146,11 +162,12 @@ export class DaemonEngine implements Engine, MetricsSource {
     }
     const pending = cfg.sessions.filter((s) => !this.sessions.has(sessionKey(s.tunnel_id, s.session_id)));
     // Without a dump (it failed), each session takes its own.
-    const linkDump = pending.length > 0 ? await this.rtnl.listLinks().catch(() => undefined) : undefined;
+    const dump = pending.length > 0 ? await this.rtnl.listLinks().catch(() => undefined) : undefined;
+    const known = dump && knownLinks(dump);
     for (const s of pending) {
       const key = sessionKey(s.tunnel_id, s.session_id);
       if (!this.tunnels.has(s.tunnel_id)) { this.recordFailure(`session ${key}`, new Error('tunnel not running')); continue; }
-      try { await this.startSession(s, linkDump); } catch (err) { this.recordFailure(`session ${key}`, err); }
+      try { await this.startSession(s, known); } catch (err) { this.recordFailure(`session ${key}`, err); }
     }
   }
 
@@ -206,6 +223,7 @@ export class DaemonEngine implements Engine, MetricsSource {
     if (this.repairTimer) clearTimeout(this.repairTimer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.txTimer) clearInterval(this.txTimer);
+    if (this.txFlushTimer) clearTimeout(this.txFlushTimer);
     await this.exclusive(async () => undefined);
     for (const s of [...this.sessions.values()]) await this.stopSession(s).catch(() => undefined);
     for (const t of [...this.tunnels.values()]) await this.stopTunnel(t).catch(() => undefined);
@@ -230,7 +248,7 @@ export class DaemonEngine implements Engine, MetricsSource {
       ...t,
       ...liveFields(live, failure),
       ...(failure ? { error: failure.error } : {}),
-      sessions: this.config.sessions.filter((s) => s.tunnel_id === t.tunnel_id).length,
+      sessions: this.index.sessionCount(t.tunnel_id),
       ...(hello ? { hello } : {}),
       ...(rt ? { stats: this.dataplane.tunnelStats(rt.slot), diagnostics: this.liveness.tunnelDiagnostics(t.tunnel_id) } : {}),
     } as TunnelView;
@@ -243,17 +261,14 @@ export class DaemonEngine implements Engine, MetricsSource {
     const t = normalizeTunnel(input);
     this.index.checkAddTunnel(t);
     await this.startTunnel(t);
-    await this.commit({ ...this.config, tunnels: [...this.config.tunnels, t] }, () => this.stopTunnel(this.tunnels.get(t.tunnel_id)!));
-    this.index.addTunnel(t);
+    await this.commit(() => this.index.addTunnel(t), () => this.index.delTunnel(t.tunnel_id), () => this.stopTunnel(this.tunnels.get(t.tunnel_id)!));
     this.log.info({ tunnel_id: t.tunnel_id }, 'tunnel added');
   }
 
   async delTunnel(id: number): Promise<void> {
     this.index.checkDelTunnel(id);
-    const next = { ...this.config, tunnels: this.config.tunnels.filter((t) => t.tunnel_id !== id) };
-    this.store.save(next);
-    this.config = next;
-    this.index.delTunnel(id);
+    const t = this.index.tunnels.get(id)!;
+    await this.commit(() => this.index.delTunnel(id), () => this.index.addTunnel(t), async () => undefined);
     this.failures.delete(`tunnel ${id}`);
     const rt = this.tunnels.get(id);
     if (rt) await this.stopTunnel(rt);
@@ -261,19 +276,24 @@ export class DaemonEngine implements Engine, MetricsSource {
   }
 
   async listSessions(filter: { tunnel_id?: number; session_id?: number }, withStats: boolean): Promise<SessionView[]> {
-    const list = this.config.sessions
-      .filter((s) => (filter.tunnel_id === undefined || s.tunnel_id === filter.tunnel_id)
-        && (filter.session_id === undefined || s.session_id === filter.session_id));
-    // Bridge ports as they are now: one dump, only when a listed session runs in a bridge.
-    const bridged = list.some((s) => this.sessions.get(sessionKey(s.tunnel_id, s.session_id))?.links.bridge !== undefined);
-    const dump = bridged ? await this.rtnl.listLinks().catch(() => undefined) : undefined;
+    const { tunnel_id: tid, session_id: sid } = filter;
+    const one = tid !== undefined && sid !== undefined ? this.index.session(tid, sid) : undefined;
+    const list = one ? [one]
+      : (tid !== undefined ? [...this.index.sessionsOf(tid)] : this.config.sessions).filter((s) => sid === undefined || s.session_id === sid);
+    // Bridge ports as they are now, only for bridges a listed session runs in.
+    const bridges = new Set<string>();
+    for (const s of list) {
+      const br = this.sessions.get(sessionKey(s.tunnel_id, s.session_id))?.links.bridge;
+      if (br !== undefined) bridges.add(br);
+    }
+    const dump = bridges.size > 0 ? await this.bridgeLinks(bridges).catch(() => undefined) : undefined;
     return list.map((s) => this.sessionView(s, withStats, dump));
   }
 
   private sessionView(s: SessionConfig, withStats: boolean, dump?: LinkInfo[]): SessionView {
     const rt = this.sessions.get(sessionKey(s.tunnel_id, s.session_id));
     const over = rt && dump ? SessionInterfaces.portsOverMtu(rt.links, rt.spec.mtu, dump) : [];
-    const t = this.config.tunnels.find((x) => x.tunnel_id === s.tunnel_id);
+    const t = this.index.tunnels.get(s.tunnel_id);
     const failure = this.failures.get(`session ${sessionKey(s.tunnel_id, s.session_id)}`);
     const bridge = interfaceNames(s).bridge;
     return {
@@ -301,34 +321,43 @@ export class DaemonEngine implements Engine, MetricsSource {
     if (!this.tunnels.has(s.tunnel_id)) {
       throw new ConflictError(`tunnel ${s.tunnel_id} is configured but not running (${this.failures.get(`tunnel ${s.tunnel_id}`)?.error ?? 'unknown reason'})`, 409);
     }
-    await this.startSession(s);
+    // No tap of a session the config does not name survives a sweep (start-up, reload), so
+    // none is looked for; the VLAN interfaces l2tpd enslaved are known from the running sessions.
+    await this.startSession(s, {
+      tapsOf: () => [],
+      enslavedNoted: (ifname) => [...this.sessions.values()].some((r) => r.links.enslavedVlan === ifname),
+    });
     const key = sessionKey(s.tunnel_id, s.session_id);
-    await this.commit({ ...this.config, sessions: [...this.config.sessions, s] }, async () => {
+    await this.commit(() => this.index.addSession(s), () => this.index.delSession(s.tunnel_id, s.session_id), async () => {
       await this.stopSession(this.sessions.get(key)!, true);
       await this.sweepInterfaces();
     });
-    this.index.addSession(s);
-    this.tx.flush(this.txSessions());
+    this.flushTxSoon();
     const links = this.sessions.get(key)?.links;
     this.log.info({ tunnel_id: s.tunnel_id, session_id: s.session_id, interface: links?.ifname }, 'session added');
     // Only the new tap's bridge changed: a session outside any bridge needs no link dump.
-    if (links?.bridge !== undefined) await this.checkPortMtus(links.bridge);
+    if (links?.bridge !== undefined) await this.checkPortMtus([links.bridge]);
   }
 
   async delSession(tid: number, sid: number): Promise<void> {
     this.index.checkDelSession(tid, sid);
-    const next = { ...this.config, sessions: this.config.sessions.filter((s) => !(s.tunnel_id === tid && s.session_id === sid)) };
-    this.store.save(next);
-    this.config = next;
-    this.index.delSession(tid, sid);
+    const s = this.index.session(tid, sid)!;
+    await this.commit(() => this.index.delSession(tid, sid), () => this.index.addSession(s), async () => undefined);
     this.failures.delete(`session ${sessionKey(tid, sid)}`);
     const rt = this.sessions.get(sessionKey(tid, sid));
-    if (rt) await this.stopSession(rt, true);
-    await this.sweepInterfaces();
-    this.tx.flush(this.txSessions());
+    if (rt) {
+      await this.stopSession(rt, true);
+      // Its tap is gone with it; its bridge and VLAN interface go if no other session names them.
+      const { bridge, vlanIf } = interfaceNames(s);
+      await this.ifaces.removeUnused([vlanIf, bridge], (name) => this.index.isUsed(name));
+    } else {
+      // It never ran here (or no longer): whatever of it is left is found by a sweep.
+      await this.sweepInterfaces();
+    }
+    this.flushTxSoon();
     this.log.info({ tunnel_id: tid, session_id: sid }, 'session deleted');
     // Only the removed tap's bridge changed.
-    if (rt?.links.bridge !== undefined) await this.checkPortMtus(rt.links.bridge);
+    if (rt?.links.bridge !== undefined) await this.checkPortMtus([rt.links.bridge]);
   }
 
   /**
@@ -339,7 +368,8 @@ export class DaemonEngine implements Engine, MetricsSource {
     const next = emptyConfig();
     let nextIndex: ConfigIndex;
     try {
-      nextIndex = validateToIndex(this.store.loadRaw('reload'), next);
+      // Paced: readers (status, show, /metrics) are answered while ten thousand entries are checked.
+      nextIndex = await runPaced(validationSteps(this.store.loadRaw('reload'), next));
     } catch (err) {
       this.log.error({ err: (err as Error).message }, 'configuration reload refused; running state kept');
       throw err;
@@ -371,7 +401,6 @@ export class DaemonEngine implements Engine, MetricsSource {
         if (!newT.has(id)) removed++; else changed++;
       }
     }
-    this.config = next;
     this.index = nextIndex;
     added += [...newT.keys()].filter((id) => !oldT.has(id)).length + [...newS.keys()].filter((key) => !oldS.has(key)).length;
     await this.startMissing(next);
@@ -430,16 +459,30 @@ export class DaemonEngine implements Engine, MetricsSource {
     };
   }
 
-  /** Persist `next`; if the write fails, undo the running change and rethrow. */
-  private async commit(next: Config, undo: () => Promise<void>): Promise<void> {
+  /**
+   * Take a change into the desired state (`apply`, on the index) and write the file; if the
+   * write fails, take it back (`revert`), undo the running change and rethrow.
+   */
+  private async commit(apply: () => void, revert: () => void, undo: () => Promise<void>): Promise<void> {
+    apply();
     try {
-      this.store.save(next);
+      this.store.saveValid(this.config);
     } catch (err) {
+      revert();
       // Undone before the next request runs (we hold the queue), so a retry finds things as they were.
       await undo().catch((e: Error) => this.log.error({ err: e.message }, 'cannot undo a change the config file did not take'));
       throw err;
     }
-    this.config = next;
+  }
+
+  /** Save the send numbering soon: one write for a burst of adds and deletes (tx.check is the backstop). */
+  private flushTxSoon(): void {
+    if (this.txFlushTimer || this.stopping) return;
+    this.txFlushTimer = setTimeout(() => {
+      this.txFlushTimer = undefined;
+      if (!this.stopping) this.tx.flush(this.txSessions());
+    }, TX_FLUSH_DELAY_MS);
+    this.txFlushTimer.unref();
   }
 
   // ------------------------------------------------------------------ running state
@@ -516,14 +559,14 @@ export class DaemonEngine implements Engine, MetricsSource {
     return defaultSessionMtu(underlay, encap, family, headerLength);
   }
 
-  /** `linkDump`: a dump of this namespace's links to find a tap to re-attach in (else one is made). */
-  private async startSession(s: SessionConfig, linkDump?: LinkInfo[]): Promise<void> {
+  /** `known`: what is known of the links there, to find a tap to re-attach (else a dump is taken). */
+  private async startSession(s: SessionConfig, known?: KnownLinks): Promise<void> {
     const tunnel = this.tunnels.get(s.tunnel_id)!;
     // Compiled once: the header built here is the one the data plane writes, and what the MTU allows for.
     const compiled = compileSession(s, tunnel.plan.encap.wire);
     const mtu = s.mtu ?? this.defaultMtu(tunnel, compiled.tx.length);
     // Tap (persistent; re-attached after a restart), bridge and VLAN interface, all or nothing.
-    const { links, undo } = await this.ifaces.setup(s, mtu, linkDump);
+    const { links, undo } = await this.ifaces.setup(s, mtu, known);
     let slot: number | undefined;
     try {
       slot = this.sessionSlots.take();
@@ -537,6 +580,7 @@ export class DaemonEngine implements Engine, MetricsSource {
       await this.dataplane.addSession(spec);
       const rs: RunningSession = { cfg: s, slot, links, spec, restored: 0, portsOverMtu: [] };
       this.sessions.set(key, rs);
+      this.watch.set(key, links);
       this.liveness.addSession(s, key, slot, links.tap.fd, links.ifname);
       this.tx.started(txSession(rs));
     } catch (err) {
@@ -550,6 +594,7 @@ export class DaemonEngine implements Engine, MetricsSource {
   /** Stop a session; `remove` (del session) also deletes its tap, otherwise it stays for a restart. */
   private async stopSession(rs: RunningSession, remove = false): Promise<void> {
     this.sessions.delete(sessionKey(rs.cfg.tunnel_id, rs.cfg.session_id));
+    this.watch.delete(sessionKey(rs.cfg.tunnel_id, rs.cfg.session_id));
     this.liveness.delSession(sessionKey(rs.cfg.tunnel_id, rs.cfg.session_id));
     let confirmed = false;
     try {
@@ -579,13 +624,16 @@ export class DaemonEngine implements Engine, MetricsSource {
   /**
    * Warn (once per change) about bridge ports whose MTU is above their session's: the kernel
    * bridge drops their larger frames without a count anywhere (README "Session interfaces").
-   * `bridge`: check only the sessions in that bridge (the one an add or delete changed).
+   * `bridges`: check only the sessions in these (the ones an add, delete or link event changed).
    */
-  private async checkPortMtus(bridge?: string): Promise<void> {
-    const bridged = [...this.sessions.values()].filter((r) => r.links.bridge !== undefined && (bridge === undefined || r.links.bridge === bridge));
+  private async checkPortMtus(bridges?: Iterable<string>): Promise<void> {
+    const only = bridges === undefined ? undefined : new Set(bridges);
+    const bridged = only === undefined
+      ? [...this.sessions.values()].filter((r) => r.links.bridge !== undefined)
+      : [...only].flatMap((br) => [...this.watch.named(br)].map((key) => this.sessions.get(key)!).filter((r) => r.links.bridge === br));
     if (bridged.length === 0) return;
     let dump: LinkInfo[];
-    try { dump = await this.rtnl.listLinks(); } catch { return; }
+    try { dump = await this.bridgeLinks(only); } catch { return; }
     for (const rs of bridged) {
       const over = SessionInterfaces.portsOverMtu(rs.links, rs.spec.mtu, dump);
       const same = over.length === rs.portsOverMtu.length && over.every((p, i) => p.interface === rs.portsOverMtu[i].interface && p.mtu === rs.portsOverMtu[i].mtu);
@@ -598,6 +646,20 @@ export class DaemonEngine implements Engine, MetricsSource {
     }
   }
 
+  /**
+   * The bridges `names` and their ports, for SessionInterfaces.portsOverMtu: a filtered dump per
+   * bridge when there are few, one dump of every link otherwise (or when `names` is undefined).
+   */
+  private async bridgeLinks(names?: Set<string>): Promise<LinkInfo[]> {
+    if (names === undefined || names.size > BRIDGE_DUMPS_MAX) return this.rtnl.listLinks();
+    const out: LinkInfo[] = [];
+    for (const name of names) {
+      const br = await this.rtnl.linkByName(name);
+      if (br) out.push(br, ...await this.rtnl.listLinks({ master: br.index }));
+    }
+    return out;
+  }
+
   // ------------------------------------------------------------------ link events
 
   private repairTimer: NodeJS.Timeout | undefined;
@@ -607,17 +669,26 @@ export class DaemonEngine implements Engine, MetricsSource {
     if (this.unwatch) return;
     try {
       this.unwatch = this.rtnl.onLinkEvent((ev) => this.onLinkEvent(ev), (err) => {
+        // Events may have been lost (e.g. ENOBUFS): look at everything.
         this.log.warn({ err: err.message }, 'link monitor error; re-checking session interfaces');
+        for (const key of this.sessions.keys()) this.repairDue.add(key);
         this.scheduleRepair();
       });
+      if (this.rtnl.monitorStatus()?.overrunSafe === false) {
+        this.log.warn({}, 'cannot protect the link monitor against bursts of link events (NETLINK_NO_ENOBUFS): a burst larger than its buffer aborts l2tpd');
+      }
     } catch (err) {
       this.log.error({ err: (err as Error).message }, 'cannot monitor links; session interfaces will not be restored');
     }
   }
 
   private onLinkEvent(ev: LinkEvent): void {
-    const { names, indexes, bridges } = SessionInterfaces.watched([...this.sessions.values()].map((r) => r.links));
-    if (indexes.has(ev.link.index) || names.has(ev.link.name) || (ev.link.master !== undefined && bridges.has(ev.link.master))) this.scheduleRepair();
+    const concerned = this.watch.concerned(ev.link);
+    for (const key of concerned) this.repairDue.add(key);
+    // A port of a session's bridge joined, left or changed its MTU.
+    const bridge = this.watch.bridgeOf(ev.link);
+    if (bridge !== undefined) this.mtuDue.add(bridge);
+    if (concerned.size > 0 || bridge !== undefined) this.scheduleRepair();
     // A trunk, bridge or name a failed session waits for may have appeared or gone; events right
     // after a retry are that retry's own (set-up and undo of its interfaces).
     if (this.failures.size > 0 && Date.now() >= this.retryQuietUntil) this.scheduleRetry(EVENT_RETRY_MS);
@@ -640,14 +711,20 @@ export class DaemonEngine implements Engine, MetricsSource {
     if (this.repairTimer) return;
     this.repairTimer = setTimeout(() => {
       this.repairTimer = undefined;
-      void this.exclusive(() => this.repairAll());
+      void this.exclusive(() => this.repairDueSessions());
     }, 100);
   }
 
-  private async repairAll(): Promise<void> {
+  /** Put back the interfaces of the sessions link events touched; check the bridges whose ports changed. */
+  private async repairDueSessions(): Promise<void> {
+    const due = this.repairDue;
+    const bridges = this.mtuDue;
+    this.repairDue = new Set();
+    this.mtuDue = new Set();
     let any = false;
-    for (const rs of [...this.sessions.values()]) {
-      if (this.sessions.get(sessionKey(rs.cfg.tunnel_id, rs.cfg.session_id)) !== rs) continue;
+    for (const key of due) {
+      const rs = this.sessions.get(key);
+      if (!rs) continue;
       try {
         const repairs = await this.ifaces.repair(rs.cfg, rs.links, rs.spec.mtu);
         for (const r of repairs) {
@@ -658,7 +735,7 @@ export class DaemonEngine implements Engine, MetricsSource {
             rs.links.tap = r.newTap;
             rs.spec = { ...rs.spec, tapFd: r.newTap.fd, tapOffload: r.newTap.offload };
             await this.dataplane.addSession(rs.spec);
-            this.liveness.setTap(sessionKey(rs.cfg.tunnel_id, rs.cfg.session_id), r.newTap.fd);
+            this.liveness.setTap(key, r.newTap.fd);
             try { native.close(old); } catch { /* already closed */ }
           }
           this.log.warn({ tunnel_id: rs.cfg.tunnel_id, session_id: rs.cfg.session_id, interface: rs.links.ifname }, `restored: ${r.what}`);
@@ -667,9 +744,12 @@ export class DaemonEngine implements Engine, MetricsSource {
       } catch (err) {
         this.log.error({ tunnel_id: rs.cfg.tunnel_id, session_id: rs.cfg.session_id, err: (err as Error).message }, 'cannot restore session interfaces');
       }
+      // A repair may have given it a new tap (ifindex) or found its bridge re-created.
+      this.watch.set(key, rs.links);
+      if (rs.links.bridge !== undefined) bridges.add(rs.links.bridge);
     }
     if (any) await this.sweepInterfaces();
-    await this.checkPortMtus();
+    if (bridges.size > 0) await this.checkPortMtus(bridges);
   }
 }
 
@@ -717,6 +797,15 @@ function liveFields(live: { state: string; reason: string; since: number } | und
   failure: { error: string; since: number } | undefined): Record<string, string> {
   if (live) return { state: live.state, reason: live.reason, since: new Date(live.since).toISOString() };
   return { state: 'down', ...(failure ? { since: new Date(failure.since).toISOString() } : {}) };
+}
+
+/** Run `steps` to its end, giving the event loop a turn between two steps. */
+async function runPaced<R>(steps: Generator<void, R, void>): Promise<R> {
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
 }
 
 function txSession(rs: RunningSession): TxSession {

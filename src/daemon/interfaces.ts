@@ -59,6 +59,110 @@ function isTapOf(l: LinkInfo, s: Pick<SessionConfig, 'tunnel_id' | 'session_id'>
 }
 
 /**
+ * What setting up a session needs to know of the links already there: the taps l2tpd marked as
+ * that session's, and whether a session tap notes that l2tpd enslaved a VLAN interface. A batch
+ * of sessions (start-up, reload, retry) reads it from one dump (knownLinks); a single new session
+ * from what the running sessions hold. Either way no session costs a dump of every link.
+ */
+export interface KnownLinks {
+  tapsOf(s: Pick<SessionConfig, 'tunnel_id' | 'session_id'>): LinkInfo[];
+  enslavedNoted(ifname: string): boolean;
+  /** Every link by name, when read from a dump (else a name is looked up when needed). */
+  byName?(ifname: string): LinkInfo | undefined;
+}
+
+/** KnownLinks from one dump of this namespace's links, indexed once. */
+export function knownLinks(dump: LinkInfo[]): KnownLinks {
+  const taps = new Map<string, LinkInfo[]>();
+  const enslaved = new Set<string>();
+  const names = new Map<string, LinkInfo>();
+  for (const l of dump) {
+    names.set(l.name, l);
+    const a = parseSessionAlias(l.alias);
+    if (!a) continue;
+    const key = sessionKey(a.tunnel_id, a.session_id);
+    taps.set(key, [...taps.get(key) ?? [], l]);
+    if (a.enslaved !== undefined) enslaved.add(a.enslaved);
+  }
+  return {
+    tapsOf: (s) => taps.get(sessionKey(s.tunnel_id, s.session_id)) ?? [],
+    enslavedNoted: (ifname) => enslaved.has(ifname),
+    byName: (ifname) => names.get(ifname),
+  };
+}
+
+/**
+ * Which running sessions a link event concerns, by the ifindex and name of their taps and the
+ * names of their bridges and VLAN interfaces, and which session bridge a link is a port of. Kept
+ * up to date as sessions start, stop and are repaired, so that an event costs a few lookups
+ * however many sessions run.
+ */
+export class LinkWatch {
+  private readonly byIndex = new Map<number, Set<string>>();
+  private readonly byName = new Map<string, Set<string>>();
+  /** ifindex of a session bridge → its name, with the sessions in it. */
+  private readonly bridges = new Map<number, { name: string; keys: Set<string> }>();
+  private readonly entries = new Map<string, { index: number; names: string[]; bridgeIndex?: number }>();
+
+  /** Watch session `key` with these links (replacing what was watched for it). */
+  set(key: string, links: SessionLinks): void {
+    this.delete(key);
+    const names = [links.ifname, links.bridge, links.vlanIf].filter((n): n is string => n !== undefined);
+    const entry = { index: links.ifindex, names, bridgeIndex: links.bridge !== undefined ? links.bridgeIndex : undefined };
+    this.entries.set(key, entry);
+    add(this.byIndex, entry.index, key);
+    for (const n of names) add(this.byName, n, key);
+    if (entry.bridgeIndex !== undefined) {
+      const br = this.bridges.get(entry.bridgeIndex) ?? { name: links.bridge!, keys: new Set<string>() };
+      br.keys.add(key);
+      this.bridges.set(entry.bridgeIndex, br);
+    }
+  }
+
+  delete(key: string): void {
+    const entry = this.entries.get(key);
+    if (!entry) return;
+    this.entries.delete(key);
+    remove(this.byIndex, entry.index, key);
+    for (const n of entry.names) remove(this.byName, n, key);
+    if (entry.bridgeIndex !== undefined) {
+      const br = this.bridges.get(entry.bridgeIndex);
+      br?.keys.delete(key);
+      if (br?.keys.size === 0) this.bridges.delete(entry.bridgeIndex);
+    }
+  }
+
+  /** Sessions whose tap (by ifindex or name), bridge or VLAN interface `link` is. */
+  concerned(link: Pick<LinkInfo, 'index' | 'name'>): Set<string> {
+    const out = new Set(this.byIndex.get(link.index));
+    for (const key of this.byName.get(link.name) ?? []) out.add(key);
+    return out;
+  }
+
+  /** Sessions that name `ifname` as their tap, bridge or VLAN interface. */
+  named(ifname: string): ReadonlySet<string> {
+    return this.byName.get(ifname) ?? new Set();
+  }
+
+  /** The name of the session bridge `link` is a port of, or is. */
+  bridgeOf(link: Pick<LinkInfo, 'index' | 'master'>): string | undefined {
+    return (link.master !== undefined ? this.bridges.get(link.master)?.name : undefined) ?? this.bridges.get(link.index)?.name;
+  }
+}
+
+function add<K>(map: Map<K, Set<string>>, k: K, key: string): void {
+  let set = map.get(k);
+  if (!set) { set = new Set(); map.set(k, set); }
+  set.add(key);
+}
+
+function remove<K>(map: Map<K, Set<string>>, k: K, key: string): void {
+  const set = map.get(k);
+  set?.delete(key);
+  if (set?.size === 0) map.delete(k);
+}
+
+/**
  * Why an existing interface named `TRUNK.ID` cannot carry `vlan ID dev TRUNK`, or undefined
  * when it can: it must be a VLAN interface (kind vlan) with that VLAN ID whose lower device is
  * the trunk in this namespace. `lower`: the link its IFLA_LINK names, when in this namespace.
@@ -109,6 +213,9 @@ export interface Repair {
 
 type Undo = () => Promise<void> | void;
 
+/** Interfaces a sweep names one by one in the log; the rest are counted in one line. */
+const SWEEP_LOG_LINES_MAX = 20;
+
 export class SessionInterfaces {
   /** `offload`: open taps with IFF_VNET_HDR + TSO where the kernel allows (l2tpd --offload). */
   constructor(private readonly rtnl: Rtnl, private readonly log: Logger, private readonly offload = true) {}
@@ -118,7 +225,7 @@ export class SessionInterfaces {
    * this call created is removed again and the error names the config word. Returns the links
    * and an undo for the caller to run if a later step (the data plane) fails.
    */
-  async setup(s: SessionConfig, mtu: number, existing?: LinkInfo[]): Promise<{ links: SessionLinks; undo: () => Promise<void> }> {
+  async setup(s: SessionConfig, mtu: number, known?: KnownLinks): Promise<{ links: SessionLinks; undo: () => Promise<void> }> {
     const undos: Undo[] = [];
     const undo = async (): Promise<void> => {
       for (const u of undos.reverse()) await Promise.resolve().then(u).catch(() => undefined);
@@ -127,7 +234,7 @@ export class SessionInterfaces {
     try {
       const names = interfaceNames(s);
       const bridgeName = names.bridge;
-      const dump = existing ?? await this.rtnl.listLinks();
+      const links0 = known ?? knownLinks(await this.rtnl.listLinks());
       let vlanLink: LinkInfo | undefined;
       if (s.vlan !== undefined) vlanLink = (await this.ensureVlan(s, mtu, undos)).link;
       let br: LinkInfo | undefined;
@@ -145,9 +252,9 @@ export class SessionInterfaces {
         if (vlanLink.alias !== SHARED_ALIAS) enslavedVlan = vlanLink.name;
       } else if (vlanLink && vlanLink.alias !== SHARED_ALIAS) {
         // Already in the bridge: l2tpd's doing if a session tap says so (before a restart, or another session's).
-        if (dump.some((l) => parseSessionAlias(l.alias)?.enslaved === vlanLink.name)) enslavedVlan = vlanLink.name;
+        if (links0.enslavedNoted(vlanLink.name)) enslavedVlan = vlanLink.name;
       }
-      const { tap, link } = await this.openTap(s, mtu, undos, dump, enslavedVlan);
+      const { tap, link } = await this.openTap(s, mtu, undos, links0, enslavedVlan);
       if (br && link.master !== br.index) await this.rtnl.setLink(link.index, { master: br.index });
       const links: SessionLinks = {
         tap, ifindex: link.index, ifname: tap.name, bridge: bridgeName, vlanIf: names.vlanIf,
@@ -162,29 +269,32 @@ export class SessionInterfaces {
   }
 
   /**
-   * The session's tap: re-attached if l2tpd left it persistent, created otherwise. `existing`: a
-   * link dump to search (a batch of sessions shares one); without it, one is taken.
+   * The session's tap: re-attached if l2tpd left it persistent, created otherwise. `known`: where
+   * to look for the session's marked taps; without it, a dump is taken.
    */
-  private async openTap(s: SessionConfig, mtu: number, undos: Undo[], existing?: LinkInfo[], enslavedVlan?: string): Promise<{ tap: TapHandle; link: LinkInfo }> {
+  private async openTap(s: SessionConfig, mtu: number, undos: Undo[], known?: KnownLinks, enslavedVlan?: string): Promise<{ tap: TapHandle; link: LinkInfo }> {
     const alias = sessionAlias(s.tunnel_id, s.session_id, enslavedVlan);
     const names = interfaceNames(s);
     const explicit = names.own;
-    const mine = (existing ?? await this.rtnl.listLinks()).filter((l) => isTapOf(l, s));
+    const links = known ?? knownLinks(await this.rtnl.listLinks());
+    const mine = links.tapsOf(s);
     let name = names.tap;
-    // Re-attach (keep the device) when ours already exists: by its fixed name, or as found by alias.
-    let reattach = false;
+    // Re-attach (keep the device) when ours already exists: by its fixed name, or as found by
+    // alias. `prev`: the tap as the dump showed it.
+    let prev: LinkInfo | undefined;
     if (explicit) {
       // Ours under another name (config renamed while we were down): stale, remove it.
       for (const l of mine.filter((x) => x.name !== explicit)) await this.rtnl.deleteLink(l.index).catch(() => undefined);
-      const existing = await this.rtnl.linkByName(explicit);
+      const existing = links.byName ? links.byName(explicit) : await this.rtnl.linkByName(explicit);
       if (existing && !isTapOf(existing, s)) {
         throw new ConflictError(`name ${explicit}: interface ${explicit} already exists and was not created by l2tpd for session ${s.session_id} in tunnel ${s.tunnel_id}`, 409, 'name', explicit);
       }
-      reattach = existing !== undefined;
+      prev = existing;
     } else {
-      const prev = mine.find((l) => l.kind === 'tun');
-      if (prev) { name = prev.name; reattach = true; }
+      prev = mine.find((l) => l.kind === 'tun');
+      if (prev) name = prev.name;
     }
+    const reattach = prev !== undefined;
     // A new tap stays non-persistent until it carries its ownership alias: if l2tpd dies before
     // that, the kernel removes it with the fd, so no persistent tap ever lacks the mark a sweep
     // needs to find it. (A re-attached tap is persistent already and keeps its alias.)
@@ -196,7 +306,10 @@ export class SessionInterfaces {
     }
     undos.push(reattach ? () => native.close(tap.fd) : () => dropTap(tap));
     if (this.offload && !tap.offload) this.log.warn({ interface: tap.name }, 'the kernel refused tap offload (IFF_VNET_HDR + TSO): plain tap');
-    if (tap.offload) {
+    // A re-attached tap is only changed where it differs from how it was found (a restart with
+    // ten thousand sessions then costs no request per tap).
+    const dumped = prev;
+    if (tap.offload && dumped?.gsoMaxSegs !== GSO_MAX_SEGS) {
       try {
         await this.rtnl.setLink(tap.name, { gsoMaxSegs: GSO_MAX_SEGS });
       } catch (err) {
@@ -206,9 +319,9 @@ export class SessionInterfaces {
         tap = native.tapOpen(tap.name, false, false);
       }
     }
-    await this.rtnl.setLink(tap.name, { alias, mtu, up: true });
+    if (!(dumped && dumped.alias === alias && dumped.mtu === mtu && dumped.up)) await this.rtnl.setLink(tap.name, { alias, mtu, up: true });
     if (!reattach) native.tapSetPersist(tap.fd, true);
-    const link = await this.rtnl.linkByName(tap.name);
+    const link = dumped ? { ...dumped, alias, mtu, up: true } : await this.rtnl.linkByName(tap.name);
     if (!link) throw new NetlinkError(`open tap ${tap.name}`, 'ENODEV', 19, 'vanished right after creation');
     if (reattach) this.log.info({ interface: tap.name, ifindex: link.index }, 're-attached to persistent session interface');
     return { tap, link };
@@ -280,6 +393,28 @@ export class SessionInterfaces {
   }
 
   /**
+   * Remove the bridges and VLAN interfaces l2tpd created among `names` (VLAN interfaces first)
+   * that no configured session names any more (`isUsed`): what a sweep would remove after one
+   * session went, without a dump of every link. Returns what was removed.
+   */
+  async removeUnused(names: Array<string | undefined>, isUsed: (ifname: string) => boolean): Promise<string[]> {
+    const removed: string[] = [];
+    for (const name of names) {
+      if (name === undefined || isUsed(name)) continue;
+      try {
+        const l = await this.rtnl.linkByName(name);
+        if (!l || l.alias !== SHARED_ALIAS) continue;
+        await this.rtnl.deleteLink(l.index);
+        removed.push(name);
+        this.log.info({ interface: name, alias: l.alias }, 'removed interface l2tpd created and the config no longer names');
+      } catch (err) {
+        if (!(err instanceof NetlinkError && err.code === 'ENODEV')) this.log.warn({ interface: name, err: (err as Error).message }, 'cannot remove leftover interface');
+      }
+    }
+    return removed;
+  }
+
+  /**
    * Remove interfaces marked by l2tpd that `keep` does not name: session taps whose session is
    * gone, bridges and VLAN interfaces no configured session refers to. Returns what was removed.
    */
@@ -296,29 +431,42 @@ export class SessionInterfaces {
       if (vlanIf) shared.add(vlanIf);
       byKey.set(sessionKey(s.tunnel_id, s.session_id), s);
     }
-    const removed: string[] = [];
-    const links = await this.rtnl.listLinks();
-    // VLAN interfaces before bridges, so a bridge is never deleted under a port we still use.
-    links.sort((a, b) => Number(a.kind === 'bridge') - Number(b.kind === 'bridge'));
-    for (const l of links) {
-      let stale = false;
+    const stale: LinkInfo[] = [];
+    for (const l of await this.rtnl.listLinks()) {
       const owner = parseSessionAlias(l.alias);
       if (owner) {
         const s = byKey.get(sessionKey(owner.tunnel_id, owner.session_id));
         const named = s === undefined ? undefined : interfaceNames(s).own;
-        stale = !keep.running.has(l.index) && (!s || (named !== undefined && named !== l.name));
-      } else if (l.alias === SHARED_ALIAS) {
-        stale = !shared.has(l.name);
+        if (!keep.running.has(l.index) && (!s || (named !== undefined && named !== l.name))) stale.push(l);
+      } else if (l.alias === SHARED_ALIAS && !shared.has(l.name)) {
+        stale.push(l);
       }
-      if (!stale) continue;
+    }
+    for (const l of stale) {
+      const owner = parseSessionAlias(l.alias);
       if (owner?.enslaved !== undefined && l.master !== undefined) await this.giveBack(owner.enslaved, l.master, keep.sessions);
+    }
+    // Taps and VLAN interfaces before bridges, so a bridge is never deleted under a port we still
+    // use; each group in one kernel batch (one RCU grace period for all, not one per interface).
+    const removed: string[] = [];
+    for (const batch of [stale.filter((l) => l.kind !== 'bridge'), stale.filter((l) => l.kind === 'bridge')]) {
+      if (batch.length === 0) continue;
+      let failed = new Set<number>();
       try {
-        await this.rtnl.deleteLink(l.index);
-        removed.push(l.name);
-        this.log.info({ interface: l.name, alias: l.alias }, 'removed interface l2tpd created and the config no longer names');
+        await this.rtnl.deleteLinks(batch.map((l) => l.index));
       } catch (err) {
-        if (!(err instanceof NetlinkError && err.code === 'ENODEV')) this.log.warn({ interface: l.name, err: (err as Error).message }, 'cannot remove leftover interface');
+        this.log.warn({ err: (err as Error).message }, 'cannot remove leftover interfaces');
+        // What is still there was not removed.
+        failed = new Set((await this.rtnl.listLinks().catch(() => batch)).map((l) => l.index));
       }
+      for (const l of batch) {
+        if (failed.has(l.index)) continue;
+        removed.push(l.name);
+        if (removed.length <= SWEEP_LOG_LINES_MAX) this.log.info({ interface: l.name, alias: l.alias }, 'removed interface l2tpd created and the config no longer names');
+      }
+    }
+    if (removed.length > SWEEP_LOG_LINES_MAX) {
+      this.log.info({ interfaces: removed.length - SWEEP_LOG_LINES_MAX }, 'removed more interfaces l2tpd created and the config no longer names (not listed)');
     }
     return removed;
   }
@@ -378,24 +526,6 @@ export class SessionInterfaces {
     return dump
       .filter((l) => (l.index === br.index || l.master === br.index) && l.index !== links.ifindex && l.mtu > mtu)
       .map((l) => ({ interface: l.name, mtu: l.mtu }));
-  }
-
-  /**
-   * Names and ifindexes whose link events may concern running sessions; `bridges`: the
-   * sessions' bridges, whose ports' events (a port joins, its MTU changes) matter too.
-   */
-  static watched(all: Iterable<SessionLinks>): { names: Set<string>; indexes: Set<number>; bridges: Set<number> } {
-    const names = new Set<string>();
-    const indexes = new Set<number>();
-    const bridges = new Set<number>();
-    for (const l of all) {
-      names.add(l.ifname);
-      indexes.add(l.ifindex);
-      if (l.bridge) names.add(l.bridge);
-      if (l.bridgeIndex !== undefined) bridges.add(l.bridgeIndex);
-      if (l.vlanIf) names.add(l.vlanIf);
-    }
-    return { names, indexes, bridges };
   }
 }
 

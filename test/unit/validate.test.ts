@@ -8,6 +8,9 @@ import {
   normalizeSession,
   normalizeTunnel,
   validateConfig,
+  validateToIndex,
+  validationSteps,
+  VALIDATION_STEP,
 } from '../../src/control/validate.js';
 import type { Config } from '../../src/control/model.js';
 
@@ -259,4 +262,22 @@ t.test('liveness words: hello_interval, hello_retries, peer_timeout', async (t) 
   t.equal(normalizeSession({ ...S, peer_timeout: 0 }).peer_timeout, 0, 'peer_timeout 0: off');
   refuses(t, () => normalizeSession({ ...S, peer_timeout: 86401 }), 'peer_timeout', /^peer_timeout 86401: expected an integer 0\.\.86400 \(seconds; 0 = off\)$/);
   refuses(t, () => normalizeSession({ ...S, peer_timeout: 1.5 }), 'peer_timeout', /expected an integer/);
+});
+
+t.test('validationSteps: pauses every VALIDATION_STEP entries, and ends as validateToIndex does', async (t) => {
+  const tunnels = [{ tunnel_id: 1, peer_tunnel_id: 1, local: '192.0.2.1', remote: '192.0.2.2', udp_sport: 5000, udp_dport: 5000 }];
+  const n = VALIDATION_STEP * 2 + 7;
+  const sessions = Array.from({ length: n }, (_, i) => ({ tunnel_id: 1, session_id: i + 1, peer_session_id: i + 1 }));
+  const steps = validationSteps({ tunnels, sessions });
+  let pauses = 0;
+  let step = steps.next();
+  while (!step.done) { pauses++; step = steps.next(); }
+  t.equal(pauses, 2, `${n} sessions: two pauses`);
+  t.same(step.value.toConfig(), validateToIndex({ tunnels, sessions }).toConfig(), 'the same index');
+  t.equal(step.value.sessionCount(1), n);
+
+  const bad = [...sessions.slice(0, VALIDATION_STEP + 3), { tunnel_id: 1, session_id: 1, peer_session_id: 9 }];
+  const failing = validationSteps({ tunnels, sessions: bad });
+  t.equal(failing.next().done, false, 'the first step passes');
+  t.throws(() => failing.next(), { field: `sessions[${VALIDATION_STEP + 3}].session_id` }, 'the duplicate is refused, named by its place');
 });
