@@ -13,6 +13,7 @@
 //   BENCH_CONTROL_OP_TIMEOUT=S  longest wait for one reload, start or stop (default 1800); one that
 //                            takes longer is recorded as such and ends that size's run
 //   BENCH_CONTROL_ORDER="data control"  which part runs first
+//   BENCH_CONTROL_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR"  node options for the daemon
 //   BENCH_KEEP=DIR           copy the daemon logs to DIR before cleanup
 //
 // It runs itself inside the daemon's namespace (so /metrics on 127.0.0.1 is reachable), pins the
@@ -47,6 +48,8 @@ const DATA_RUNS = num('BENCH_CONTROL_DATA_RUNS', 3);
 const DATA_SIZE = num('BENCH_CONTROL_DATA_SIZE', 64);
 /** The unit's LimitNOFILE, or the hard limit this process may not exceed (no CAP_SYS_RESOURCE). */
 const OP_TIMEOUT_MS = num('BENCH_CONTROL_OP_TIMEOUT', 1800) * 1000;
+/** Extra node options for the daemon, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" (NODE_OPTIONS refuses those). */
+const NODE_ARGS = (env.BENCH_CONTROL_NODE_ARGS || '').trim().split(/\s+/).filter(Boolean);
 const ORDER = (env.BENCH_CONTROL_ORDER || 'data control').trim().split(/\s+/);
 const NOFILE = Math.min(65536, (() => {
   const m = /^Max open files\s+\S+\s+(\S+)/m.exec(fs.readFileSync('/proc/self/limits', 'utf8'));
@@ -81,7 +84,7 @@ if (process.argv[2] !== '--inner') {
       for (const p of pids) { try { process.kill(Number(p), 'SIGKILL'); } catch { /* gone */ } }
       spawnSync('ip', ['netns', 'del', ns]);
     }
-    if (env.BENCH_KEEP) { fs.mkdirSync(env.BENCH_KEEP, { recursive: true }); fs.cpSync(tmp, env.BENCH_KEEP, { recursive: true }); }
+    if (env.BENCH_KEEP) { fs.mkdirSync(env.BENCH_KEEP, { recursive: true }); fs.cpSync(tmp, env.BENCH_KEEP, { recursive: true, filter: (src) => !fs.statSync(src).isSocket() }); }
     fs.rmSync(tmp, { recursive: true, force: true });
   };
   let code = 1;
@@ -158,7 +161,7 @@ class Daemon {
   spawn() {
     const out = fs.openSync(this.logFile, 'a');
     // prlimit and taskset exec in place, so the child's pid is the daemon's.
-    this.proc = spawn('prlimit', [`--nofile=${NOFILE}:${NOFILE}`, 'taskset', '-c', '0', process.execPath, DAEMON,
+    this.proc = spawn('prlimit', [`--nofile=${NOFILE}:${NOFILE}`, 'taskset', '-c', '0', process.execPath, ...NODE_ARGS, DAEMON,
       '--config', this.config, '--socket', this.socket, '--metrics-listen', `${METRICS.host}:${METRICS.port}`, '--log-level', 'warn'],
     { stdio: ['ignore', out, out] });
     fs.closeSync(out);
