@@ -79,6 +79,8 @@ interface LiveSession {
 export class Liveness {
   private readonly tunnels = new Map<number, LiveTunnel>();
   private readonly sessions = new Map<string, LiveSession>();
+  /** The sessions of each tunnel, for its diagnostics (a look at all sessions per tunnel is quadratic). */
+  private readonly ofTunnel = new Map<number, Set<LiveSession>>();
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   private ticks = 0;
@@ -120,13 +122,22 @@ export class Liveness {
       facts, key, slot, tapFd, ifname, startedAt: this.now(), carrier: undefined, history: new SampleHistory(),
       verdict: { state: 'down', reason: 'starting', since: this.now(), transitions: 0, known: false },
     };
+    this.delSession(key);
     this.sessions.set(key, s);
+    let mine = this.ofTunnel.get(facts.tunnel_id);
+    if (!mine) { mine = new Set(); this.ofTunnel.set(facts.tunnel_id, mine); }
+    mine.add(s);
     this.evaluate(s, false);
     this.ensureTimer();
   }
 
   delSession(key: string): void {
+    const s = this.sessions.get(key);
+    if (!s) return;
     this.sessions.delete(key);
+    const mine = this.ofTunnel.get(s.facts.tunnel_id);
+    mine?.delete(s);
+    if (mine?.size === 0) this.ofTunnel.delete(s.facts.tunnel_id);
   }
 
   /** The session has a new tap (restored after it was removed behind l2tpd's back): re-apply the carrier. */
@@ -173,7 +184,7 @@ export class Liveness {
   tunnelDiagnostics(tunnelId: number): Diagnostic[] {
     const t = this.tunnels.get(tunnelId);
     if (!t) return [];
-    const sessions = [...this.sessions.values()].filter((s) => s.facts.tunnel_id === tunnelId).map((s) => s.facts);
+    const sessions = [...this.ofTunnel.get(tunnelId) ?? []].map((s) => s.facts);
     const now = this.now();
     const hello = t.facts.hello_interval! > 0 ? { row: this.dp.helloStatus, base: t.slot * HELLO_ROW_WIDTH } : undefined;
     const out = tunnelDiagnostics(t.facts, sessions, this.dp.tunnelDiag, t.slot * TUNNEL_DIAG_WIDTH, now, hello);
