@@ -14,6 +14,7 @@ import { decodeLinkMessage, semantic, straceSendBuffers } from '../helpers/netli
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { shortDir } from '../helpers/tmp';
+import { DELETE_BATCH } from '../../src/netlink/index';
 import { fdOfSocketInode, findNetlinkSocketFd, netlinkSocketRow, parseProcNetNetlink } from '../../src/netlink/socket-fd';
 import {
   guardMonitorSocket, MONITOR_RCVBUF, NETLINK_NO_ENOBUFS, SO_RCVBUF, SO_RCVBUFFORCE, SOL_NETLINK, SOL_SOCKET,
@@ -47,6 +48,13 @@ const loaderSkip = childLoaderUnavailable();
 /** Names of the links in a namespace, sorted (from `ip -j link`). */
 function linkNames(ns: string): string[] {
   return (JSON.parse(ip(ns, '-j', 'link', 'show')) as { ifname: string }[]).map((l) => l.ifname).sort();
+}
+
+/** ifindexes of `names`, from one `ip -j link show`. */
+function linkIndexes(ns: string, names: string[]): number[] {
+  const all = JSON.parse(execFileSync('ip', ['-n', ns, '-j', 'link', 'show'], { encoding: 'utf8' })) as { ifname: string; ifindex: number }[];
+  const by = new Map(all.map((l) => [l.ifname, l.ifindex]));
+  return names.map((n) => { const i = by.get(n); if (!i) throw new Error(`no link ${n} in ${ns}`); return i; });
 }
 
 function ifindex(ns: string, name: string): number {
@@ -464,6 +472,27 @@ t.test('in a namespace', { skip: nsSkip }, async (t) => {
     tt.same(taps.filter((n) => ipLink(ns, n)), [], 'all listed taps gone');
     tt.ok(ipLink(ns, keep), 'the unlisted tap stays');
     ip(ns, 'link', 'del', keep);
+  });
+
+  t.test('deleteLinks in batches: one group and one DELLINK per DELETE_BATCH links', { skip: hasCommand('strace') ? false : 'strace not installed' }, async (tt) => {
+    const n = 2 * DELETE_BATCH + 1;
+    const prefix = `${uniqueName('b')}t`;
+    const taps = Array.from({ length: n }, (_, i) => `${prefix}${i}`);
+    const dir = shortDir(tt);
+    writeFileSync(join(dir, 'add.batch'), taps.map((x) => `tuntap add ${x} mode tap\n`).join(''));
+    ip(ns, '-batch', join(dir, 'add.batch'));
+    const idx = linkIndexes(ns, taps);
+    const r = childUnderStrace(ns, [{ op: 'deleteLinks', args: [idx] }]);
+    tt.equal(r.status, 0, 'child ok', { stderr: r.stderr.slice(-2000) });
+    const msgs = r.sent.map(decodeLinkMessage);
+    const dels = msgs.filter((m) => m.type === RTM_DELLINK);
+    const groupOf = (m: ReturnType<typeof decodeLinkMessage>) => m.attrs.find((a) => a.type === IFLA_GROUP)?.value;
+    tt.equal(dels.length, 3, `${n} links: three RTM_DELLINK`);
+    tt.equal(new Set(dels.map(groupOf)).size, 3, 'each for its own group');
+    const perGroup = new Map<unknown, number>();
+    for (const m of msgs.filter((x) => x.type === RTM_SETLINK)) perGroup.set(groupOf(m), (perGroup.get(groupOf(m)) ?? 0) + 1);
+    tt.same([...perGroup.values()].sort((a, b) => a - b), [1, DELETE_BATCH, DELETE_BATCH], 'links tagged batch by batch');
+    tt.same(taps.filter((x) => linkNames(ns).includes(x)), [], 'all gone');
   });
 
   t.test('deleteLinks: group delete refused (lo has no dellink) → one by one, per-link NetlinkError', async (tt) => {
