@@ -20,30 +20,51 @@ export const EXPLICIT_EMPTY = '{"tunnels": [], "sessions": []}';
 export const CONFIG_DIR_MODE = 0o750;
 
 /**
- * The text of each entry as serializeConfig writes it (2-space JSON indented into its array), by
- * entry. Entries are normalised once and never changed afterwards (a change makes a new object),
- * so writing a file of ten thousand sessions after one add formats one entry, not all of them.
+ * The bytes of each entry as serializeConfig writes it (2-space JSON indented into its array),
+ * by entry. Entries are normalised once and never changed afterwards (a change makes a new
+ * object), so writing a file of ten thousand sessions after one add formats one entry and copies
+ * the bytes of the others.
  */
-const entryText = new WeakMap<object, string>();
+const entryBytes = new WeakMap<object, Buffer>();
 
-function textOf(entry: object, words: Parameters<typeof inWordOrder>[1]): string {
-  let text = entryText.get(entry);
-  if (text === undefined) {
-    text = `    ${JSON.stringify(inWordOrder(entry, words), null, 2).replace(/\n/g, '\n    ')}`;
-    entryText.set(entry, text);
+function bytesOf(entry: object, words: Parameters<typeof inWordOrder>[1]): Buffer {
+  let bytes = entryBytes.get(entry);
+  if (bytes === undefined) {
+    bytes = Buffer.from(`    ${JSON.stringify(inWordOrder(entry, words), null, 2).replace(/\n/g, '\n    ')}`);
+    entryBytes.set(entry, bytes);
   }
-  return text;
+  return bytes;
 }
 
+const piece = (text: string): Buffer => Buffer.from(text);
+const PIECES = {
+  head: piece('{\n  "tunnels": '), between: piece(',\n  "sessions": '), tail: piece('\n}\n'),
+  empty: piece('[]'), open: piece('[\n'), comma: piece(',\n'), close: piece('\n  ]'),
+};
+
 /**
- * Stable text of a config: sorted entries, keys in word-table order, 2-space JSON, trailing
- * newline (the same text as JSON.stringify(…, null, 2), assembled from cached entries).
+ * Stable text of a config as the pieces of its bytes: sorted entries, keys in word-table order,
+ * 2-space JSON, trailing newline (the bytes of JSON.stringify(…, null, 2)).
  */
-export function serializeConfig(cfg: Config): string {
+export function serializeConfigPieces(cfg: Config): Buffer[] {
   const sorted = sortConfig(cfg);
-  const list = (entries: object[], words: Parameters<typeof inWordOrder>[1]): string =>
-    (entries.length === 0 ? '[]' : `[\n${entries.map((e) => textOf(e, words)).join(',\n')}\n  ]`);
-  return `{\n  "tunnels": ${list(sorted.tunnels, TUNNEL_WORDS)},\n  "sessions": ${list(sorted.sessions, SESSION_WORDS)}\n}\n`;
+  const out: Buffer[] = [PIECES.head];
+  const list = (entries: object[], words: Parameters<typeof inWordOrder>[1]): void => {
+    if (entries.length === 0) { out.push(PIECES.empty); return; }
+    out.push(PIECES.open);
+    entries.forEach((e, i) => { if (i > 0) out.push(PIECES.comma); out.push(bytesOf(e, words)); });
+    out.push(PIECES.close);
+  };
+  list(sorted.tunnels, TUNNEL_WORDS);
+  out.push(PIECES.between);
+  list(sorted.sessions, SESSION_WORDS);
+  out.push(PIECES.tail);
+  return out;
+}
+
+/** serializeConfigPieces as one string. */
+export function serializeConfig(cfg: Config): string {
+  return Buffer.concat(serializeConfigPieces(cfg)).toString('utf8');
 }
 
 export class ConfigStore {
@@ -116,7 +137,7 @@ export class ConfigStore {
    * entries on every change would cost more than the change.
    */
   saveValid(cfg: Config): void {
-    writeFileAtomic(this.path, serializeConfig(cfg), CONFIG_FILE_MODE, CONFIG_DIR_MODE);
+    writeFileAtomic(this.path, Buffer.concat(serializeConfigPieces(cfg)), CONFIG_FILE_MODE, CONFIG_DIR_MODE);
   }
 }
 
@@ -153,11 +174,12 @@ function processRuns(pid: number): boolean {
 }
 
 /**
- * Write `text` to `file` so that a crash at any point leaves the old file or the new one, never
- * a partial one: temp file in the same directory (created with `dirMode` if missing), fsync,
- * rename over the target, fsync the directory. Throws, leaving the old file, on any failure.
+ * Write `text` (a string or its bytes) to `file` so that a crash at
+ * any point leaves the old file or the new one, never a partial one: temp file in the same
+ * directory (created with `dirMode` if missing), fsync, rename over the target, fsync the
+ * directory. Throws, leaving the old file, on any failure.
  */
-export function writeFileAtomic(file: string, text: string, mode: number, dirMode: number): void {
+export function writeFileAtomic(file: string, text: string | Buffer, mode: number, dirMode: number): void {
   const dir = path.dirname(file);
   fs.mkdirSync(dir, { recursive: true, mode: dirMode });
   const tmp = `${file}.tmp-${process.pid}`;

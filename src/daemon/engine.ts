@@ -64,6 +64,8 @@ interface RunningSession {
   spec: SessionSpec;
   /** Times the interfaces were put back after being changed behind l2tpd's back. */
   restored: number;
+  /** The session as its send numbering knows it (made once: the check runs every second). */
+  tx: TxSession;
   /** Bridge ports over the session's MTU as last warned about (checkPortMtus). */
   portsOverMtu: PortOverMtu[];
 }
@@ -578,11 +580,13 @@ export class DaemonEngine implements Engine, MetricsSource {
       const start = this.tx.startAt(key, spec);
       this.dataplane.seedTx(slot, start.nextSeq, start.numbered);
       await this.dataplane.addSession(spec);
-      const rs: RunningSession = { cfg: s, slot, links, spec, restored: 0, portsOverMtu: [] };
+      const rs: RunningSession = {
+        cfg: s, slot, links, spec, restored: 0, portsOverMtu: [], tx: { key, tunnelId: s.tunnel_id, sessionId: s.session_id, slot },
+      };
       this.sessions.set(key, rs);
       this.watch.set(key, links);
       this.liveness.addSession(s, key, slot, links.tap.fd, links.ifname);
-      this.tx.started(txSession(rs));
+      this.tx.started(rs.tx);
     } catch (err) {
       if (slot !== undefined) this.sessionSlots.give(slot);
       await undo();
@@ -601,14 +605,14 @@ export class DaemonEngine implements Engine, MetricsSource {
       await this.dataplane.delSession(rs.slot);
       confirmed = true;
     } finally {
-      this.tx.stopped(txSession(rs), remove, confirmed);
+      this.tx.stopped(rs.tx, remove, confirmed);
     }
     await this.ifaces.release(rs.links, remove, this.config.sessions);
     this.sessionSlots.give(rs.slot);
   }
 
   private txSessions(): TxSession[] {
-    return [...this.sessions.values()].map(txSession);
+    return [...this.sessions.values()].map((rs) => rs.tx);
   }
 
   /** Remove interfaces l2tpd marked that the config no longer names (see interfaces.ts). */
@@ -806,8 +810,4 @@ async function runPaced<R>(steps: Generator<void, R, void>): Promise<R> {
     if (step.done) return step.value;
     await new Promise<void>((resolve) => setImmediate(resolve));
   }
-}
-
-function txSession(rs: RunningSession): TxSession {
-  return { key: sessionKey(rs.cfg.tunnel_id, rs.cfg.session_id), tunnelId: rs.cfg.tunnel_id, sessionId: rs.cfg.session_id, slot: rs.slot };
 }
