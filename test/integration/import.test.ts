@@ -56,9 +56,10 @@ t.test('import applies a script and a .netdev to a live daemon, or nothing at al
   const r = sites.cli(d, ['import', script, netdev]);
   t.same([r.status, r.stdout], [0, `imported 2 tunnels and 2 sessions into l2tpd at ${d.socket}\n`], r.stderr);
   const sessions = sites.json<Array<{ session_id: number; interface: string; mtu: number; bridge?: string; l2spec_type: string; state?: string }>>(d, ['show', 'session']);
+  // Listed as the config file lists them: by tunnel_id, then session_id.
   t.match(sessions, [
-    { session_id: 1000, interface: 'l2tpeth0', mtu: 1400, bridge: 'br0' },
     { session_id: 70, interface: 'l2tp-ses7', l2spec_type: 'none' },
+    { session_id: 1000, interface: 'l2tpeth0', mtu: 1400, bridge: 'br0' },
   ]);
   const tap0 = mustLink(d.ns, 'l2tpeth0');
   t.same([tap0.mtu, tap0.master, tap0.linkinfo?.info_kind], [1400, 'br0', 'tun'], 'l2tpeth0: MTU 1400, in br0');
