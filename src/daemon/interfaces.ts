@@ -60,13 +60,12 @@ function isTapOf(l: LinkInfo, s: Pick<SessionConfig, 'tunnel_id' | 'session_id'>
 
 /**
  * What setting up a session needs to know of the links already there: the taps l2tpd marked as
- * that session's, and whether a session tap notes that l2tpd enslaved a VLAN interface. A batch
- * of sessions (start-up, reload, retry) reads it from one dump (knownLinks); a single new session
- * from what the running sessions hold. Either way no session costs a dump of every link.
+ * that session's (to re-attach one), and names. A batch of sessions (start-up, reload, retry)
+ * reads it from one dump (knownLinks); a new session needs none (no tap of a session the config
+ * does not name survives a sweep). Either way no session costs a dump of every link.
  */
 export interface KnownLinks {
   tapsOf(s: Pick<SessionConfig, 'tunnel_id' | 'session_id'>): LinkInfo[];
-  enslavedNoted(ifname: string): boolean;
   /** Every link by name, when read from a dump (else a name is looked up when needed). */
   byName?(ifname: string): LinkInfo | undefined;
 }
@@ -74,7 +73,6 @@ export interface KnownLinks {
 /** KnownLinks from one dump of this namespace's links, indexed once. */
 export function knownLinks(dump: LinkInfo[]): KnownLinks {
   const taps = new Map<string, LinkInfo[]>();
-  const enslaved = new Set<string>();
   const names = new Map<string, LinkInfo>();
   for (const l of dump) {
     names.set(l.name, l);
@@ -82,11 +80,9 @@ export function knownLinks(dump: LinkInfo[]): KnownLinks {
     if (!a) continue;
     const key = sessionKey(a.tunnel_id, a.session_id);
     taps.set(key, [...taps.get(key) ?? [], l]);
-    if (a.enslaved !== undefined) enslaved.add(a.enslaved);
   }
   return {
     tapsOf: (s) => taps.get(sessionKey(s.tunnel_id, s.session_id)) ?? [],
-    enslavedNoted: (ifname) => enslaved.has(ifname),
     byName: (ifname) => names.get(ifname),
   };
 }
@@ -250,9 +246,11 @@ export class SessionInterfaces {
         const idx = vlanLink.index;
         undos.push(() => this.rtnl.setLink(idx, { master: prev ?? null }));
         if (vlanLink.alias !== SHARED_ALIAS) enslavedVlan = vlanLink.name;
-      } else if (vlanLink && vlanLink.alias !== SHARED_ALIAS) {
-        // Already in the bridge: l2tpd's doing if a session tap says so (before a restart, or another session's).
-        if (links0.enslavedNoted(vlanLink.name)) enslavedVlan = vlanLink.name;
+      } else if (vlanLink && br && vlanLink.alias !== SHARED_ALIAS) {
+        // Already in the bridge: l2tpd's doing if a session tap in it says so (before a restart,
+        // or another session's, running or not).
+        const ports = await this.rtnl.listLinks({ master: br.index });
+        if (ports.some((l) => parseSessionAlias(l.alias)?.enslaved === vlanLink.name)) enslavedVlan = vlanLink.name;
       }
       const { tap, link } = await this.openTap(s, mtu, undos, links0, enslavedVlan);
       if (br && link.master !== br.index) await this.rtnl.setLink(link.index, { master: br.index });
@@ -294,7 +292,6 @@ export class SessionInterfaces {
       prev = mine.find((l) => l.kind === 'tun');
       if (prev) name = prev.name;
     }
-    const reattach = prev !== undefined;
     // A new tap stays non-persistent until it carries its ownership alias: if l2tpd dies before
     // that, the kernel removes it with the fd, so no persistent tap ever lacks the mark a sweep
     // needs to find it. (A re-attached tap is persistent already and keeps its alias.)
@@ -304,12 +301,23 @@ export class SessionInterfaces {
     } catch (err) {
       throw new ConfigError('name', names.tap, `an interface name l2tpd can create (${(err as Error).message})`);
     }
+    // Re-attached only if the tap opened is the one found (a batch's dump can be seconds old);
+    // `found`: its state now, so that only what differs is changed (a restart with ten thousand
+    // sessions then costs one request per tap).
+    let found: LinkInfo | undefined;
+    if (prev) {
+      const now = await this.rtnl.linkByName(tap.name).catch(() => undefined);
+      if (now && now.index === prev.index) {
+        found = now;
+      } else if (now && now.alias !== undefined && !isTapOf(now, s)) {
+        native.close(tap.fd);
+        throw new ConflictError(`name ${tap.name}: interface ${tap.name} was created by someone else meanwhile`, 409, 'name', tap.name);
+      }
+    }
+    const reattach = found !== undefined;
     undos.push(reattach ? () => native.close(tap.fd) : () => dropTap(tap));
     if (this.offload && !tap.offload) this.log.warn({ interface: tap.name }, 'the kernel refused tap offload (IFF_VNET_HDR + TSO): plain tap');
-    // A re-attached tap is only changed where it differs from how it was found (a restart with
-    // ten thousand sessions then costs no request per tap).
-    const dumped = prev;
-    if (tap.offload && dumped?.gsoMaxSegs !== GSO_MAX_SEGS) {
+    if (tap.offload && found?.gsoMaxSegs !== GSO_MAX_SEGS) {
       try {
         await this.rtnl.setLink(tap.name, { gsoMaxSegs: GSO_MAX_SEGS });
       } catch (err) {
@@ -319,9 +327,9 @@ export class SessionInterfaces {
         tap = native.tapOpen(tap.name, false, false);
       }
     }
-    if (!(dumped && dumped.alias === alias && dumped.mtu === mtu && dumped.up)) await this.rtnl.setLink(tap.name, { alias, mtu, up: true });
+    if (!(found && found.alias === alias && found.mtu === mtu && found.up)) await this.rtnl.setLink(tap.name, { alias, mtu, up: true });
     if (!reattach) native.tapSetPersist(tap.fd, true);
-    const link = dumped ? { ...dumped, alias, mtu, up: true } : await this.rtnl.linkByName(tap.name);
+    const link = found ? { ...found, alias, mtu, up: true } : await this.rtnl.linkByName(tap.name);
     if (!link) throw new NetlinkError(`open tap ${tap.name}`, 'ENODEV', 19, 'vanished right after creation');
     if (reattach) this.log.info({ interface: tap.name, ifindex: link.index }, 're-attached to persistent session interface');
     return { tap, link };

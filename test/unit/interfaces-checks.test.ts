@@ -71,7 +71,7 @@ t.test('session alias: the tap mark, with the note of an enslaved VLAN interface
   }
 });
 
-t.test('knownLinks: the marked taps of each session and the enslaved VLAN interfaces, from one dump', async (t) => {
+t.test('knownLinks: the marked taps of each session and every link by name, from one dump', async (t) => {
   const known = knownLinks([
     link({ name: 'l2tpeth0', index: 10, kind: 'tun', alias: sessionAlias(1, 5) }),
     link({ name: 'old0', index: 11, kind: 'tun', alias: sessionAlias(1, 5) }),
@@ -82,8 +82,9 @@ t.test('knownLinks: the marked taps of each session and the enslaved VLAN interf
   t.same(known.tapsOf({ tunnel_id: 1, session_id: 5 }).map((l) => l.name), ['l2tpeth0', 'old0'], 'both taps marked 1/5');
   t.same(known.tapsOf({ tunnel_id: 1, session_id: 6 }), [], 'an alias that is not a mark marks nothing');
   t.same(known.tapsOf({ tunnel_id: 2, session_id: 5 }), [], 'another tunnel\'s session is another session');
-  t.equal(known.enslavedNoted('eth1.9'), true, 'the note of pw7');
-  t.equal(known.enslavedNoted('eth1.10'), false);
+  t.same(known.tapsOf({ tunnel_id: 1, session_id: 7 }).map((l) => l.name), ['pw7'], 'a mark with its note of an enslaved VLAN interface');
+  t.equal(known.byName?.('br0')?.index, 3, 'by name');
+  t.equal(known.byName?.('br9'), undefined);
 });
 
 t.test('LinkWatch: which sessions an event concerns, kept as they start, change and stop', async (t) => {
