@@ -281,7 +281,8 @@ export class DaemonEngine implements Engine, MetricsSource {
     const { tunnel_id: tid, session_id: sid } = filter;
     const one = tid !== undefined && sid !== undefined ? this.index.session(tid, sid) : undefined;
     const list = one ? [one]
-      : (tid !== undefined ? [...this.index.sessionsOf(tid)] : this.config.sessions).filter((s) => sid === undefined || s.session_id === sid);
+      : (tid !== undefined ? [...this.index.sessionsOf(tid)].sort((a, b) => a.session_id - b.session_id) : this.config.sessions)
+        .filter((s) => sid === undefined || s.session_id === sid);
     // Bridge ports as they are now, only for bridges a listed session runs in.
     const bridges = new Set<string>();
     for (const s of list) {
@@ -324,11 +325,8 @@ export class DaemonEngine implements Engine, MetricsSource {
       throw new ConflictError(`tunnel ${s.tunnel_id} is configured but not running (${this.failures.get(`tunnel ${s.tunnel_id}`)?.error ?? 'unknown reason'})`, 409);
     }
     // No tap of a session the config does not name survives a sweep (start-up, reload), so
-    // none is looked for; the VLAN interfaces l2tpd enslaved are known from the running sessions.
-    await this.startSession(s, {
-      tapsOf: () => [],
-      enslavedNoted: (ifname) => [...this.sessions.values()].some((r) => r.links.enslavedVlan === ifname),
-    });
+    // none is looked for.
+    await this.startSession(s, { tapsOf: () => [] });
     const key = sessionKey(s.tunnel_id, s.session_id);
     await this.commit(() => this.index.addSession(s), () => this.index.delSession(s.tunnel_id, s.session_id), async () => {
       await this.stopSession(this.sessions.get(key)!, true);
@@ -348,7 +346,8 @@ export class DaemonEngine implements Engine, MetricsSource {
     this.failures.delete(`session ${sessionKey(tid, sid)}`);
     const rt = this.sessions.get(sessionKey(tid, sid));
     if (rt) {
-      await this.stopSession(rt, true);
+      // A stop that fails may leave its tap: a sweep finds it.
+      await this.stopSession(rt, true).catch(async (err: unknown) => { await this.sweepInterfaces(); throw err; });
       // Its tap is gone with it; its bridge and VLAN interface go if no other session names them.
       const { bridge, vlanIf } = interfaceNames(s);
       await this.ifaces.removeUnused([vlanIf, bridge], (name) => this.index.isUsed(name));
@@ -677,6 +676,8 @@ export class DaemonEngine implements Engine, MetricsSource {
         this.log.warn({ err: err.message }, 'link monitor error; re-checking session interfaces');
         for (const key of this.sessions.keys()) this.repairDue.add(key);
         this.scheduleRepair();
+        // A lost event may be the one a failed entry waits for.
+        if (this.failures.size > 0) this.scheduleRetry(EVENT_RETRY_MS);
       });
       if (this.rtnl.monitorStatus()?.overrunSafe === false) {
         this.log.warn({}, 'cannot protect the link monitor against bursts of link events (NETLINK_NO_ENOBUFS): a burst larger than its buffer aborts l2tpd');

@@ -50,6 +50,10 @@ export class TxSequencing {
     const r = this.store.load();
     if (r.error) this.log.warn({ file: this.store.path, err: r.error }, 'send numbering file not used');
     for (const [key, e] of r.next) if (keys.has(key)) this.resume.set(key, r.clean ? e : { ...e, next: seqAfterCrash(e.next) });
+    // After a crash, a configured session the file does not name may have been added and have
+    // sent just before it (the file is written shortly after an add, not with it): it starts
+    // ahead too, as if its last saved number were 0.
+    if (r.found && !r.clean) for (const key of keys) if (!this.resume.has(key)) this.resume.set(key, { next: seqAfterCrash(0) });
     if (r.found && !r.clean && this.resume.size > 0) {
       this.log.warn({ sessions: this.resume.size, skip: SEQ_CRASH_SKIP },
         'l2tpd did not stop cleanly: numbered sessions resume ahead of their last saved number (a Linux peer drops 5 frames, then follows)');

@@ -87,6 +87,14 @@ t.test('resuming: exact after a clean stop, SEQ_CRASH_SKIP ahead after a crash, 
   crashed.tx.load(new Set(['100/1', '100/2']));
   t.same([nextOf(crashed.tx, '100/1'), nextOf(crashed.tx, '100/2')], [500 + SEQ_CRASH_SKIP, SEQ_CRASH_SKIP - 11], 'skipped ahead, wrapping at 2^24');
   t.match(crashed.logs.find((l) => l.level === 40), { sessions: 2, skip: SEQ_CRASH_SKIP, msg: /did not stop cleanly/ }, 'said once');
+
+  // The file is written shortly after an add: a session added just before the crash may be missing.
+  const added = harness(t, { [TX_SEQ_FILE]: JSON.stringify({ clean: false, sessions: { '100/1': 500 } }) });
+  added.tx.load(new Set(['100/1', '100/3']));
+  t.equal(nextOf(added.tx, '100/3'), SEQ_CRASH_SKIP, 'after a crash, a configured session the file lacks starts ahead too');
+  const fresh = harness(t);
+  fresh.tx.load(new Set(['100/3']));
+  t.equal(nextOf(fresh.tx, '100/3'), 0, 'with no file at all, at 0');
 });
 
 t.test('saving: at start, when numbering moved a stride, on a clean stop; a deleted session is forgotten', async (t) => {
