@@ -128,7 +128,10 @@ class SessionFamilies {
   async render(): Promise<string> {
     const sessions = this.snapshot.sessions();
     const labels = sessions.map((s) => this.labels(s));
-    const ctr = this.src.sessionCounters;
+    // The counter rows as they are now: between the steps a deleted session's slot can be taken
+    // by another, whose counters must not appear under the first one's labels.
+    const ctr = new Float64Array(sessions.length * SESSION_ROW_WIDTH);
+    sessions.forEach((s, i) => ctr.set(this.src.sessionCounters.subarray(s.slot * SESSION_ROW_WIDTH, (s.slot + 1) * SESSION_ROW_WIDTH), i * SESSION_ROW_WIDTH));
     const lines: string[] = [];
     let rendered = 0;
     const turn = (): Promise<void> => new Promise<void>((resolve) => setImmediate(resolve));
@@ -137,8 +140,7 @@ class SessionFamilies {
       const scale = c.gauge?.scale ?? 1;
       head(c.metric, c.gauge ? 'gauge' : 'counter', c.help);
       for (let i = 0; i < sessions.length; i++) {
-        const slot = sessions[i].slot;
-        lines.push(this.line(slot, labels[i], field, c.metric, ctr[slot * SESSION_ROW_WIDTH + field] / scale));
+        lines.push(this.line(sessions[i].slot, labels[i], field, c.metric, ctr[i * SESSION_ROW_WIDTH + field] / scale));
         if (++rendered % RENDER_STEP === 0) await turn();
       }
     }

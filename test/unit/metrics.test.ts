@@ -151,3 +151,19 @@ t.test('a scrape of many sessions lets other work run while it renders', async (
   t.equal(text.split('\n').filter((l) => l.startsWith('l2tp_session_rx_packets_total{')).length, n, 'and every session is there');
   t.ok(text.includes(`l2tp_session_rx_packets_total{tunnel_id="1",session_id="${n}",interface="pw${n - 1}"} 7\n`), 'the last one too');
 });
+
+t.test('a scrape shows the counters as they were when it began, though it renders in steps', async (t) => {
+  const n = 12000;
+  const sessionCounters = new Float64Array(n * SESSION_ROW_WIDTH).fill(7);
+  const sessions = Array.from({ length: n }, (_, i) => ({ tunnel_id: 1, session_id: i + 1, interface: `pw${i}`, slot: i, up: 1, transitions: 0, mismatches: [] }));
+  const src: MetricsSource = {
+    metricSessions: () => sessions, metricTunnels: () => [], sessionCounters,
+    tunnelCounters: new Float64Array(TUNNEL_ROW_WIDTH), hostRow: 0,
+  };
+  const scrape = createRegistry(src, '9.9.9').metrics();
+  // Between two steps: the last session's slot now counts for another session.
+  setImmediate(() => sessionCounters.fill(999, (n - 1) * SESSION_ROW_WIDTH, n * SESSION_ROW_WIDTH));
+  const text = await scrape;
+  t.notOk(text.includes(`interface="pw${n - 1}"} 999\n`), 'no value of the slot\'s next user under the old labels');
+  t.ok(text.includes(`l2tp_session_tx_packets_total{tunnel_id="1",session_id="${n}",interface="pw${n - 1}"} 7\n`), 'the value at the start');
+});
