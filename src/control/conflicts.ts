@@ -50,24 +50,25 @@ function removeSorted<T>(list: T[], x: T, cmp: (a: T, b: T) => number): void {
   if (list[at] === x) list.splice(at, 1);
 }
 
-/** Add `key` to the set under `name`. */
-function addTo<K>(map: Map<string, Set<K>>, name: string, key: K): void {
-  let set = map.get(name);
-  if (!set) { set = new Set(); map.set(name, set); }
-  set.add(key);
+/** Add `value` to the set under `key` (made when missing). */
+export function addTo<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
+  let set = map.get(key);
+  if (!set) { set = new Set(); map.set(key, set); }
+  set.add(value);
 }
 
-function removeFrom<K>(map: Map<string, Set<K>>, name: string, key: K): void {
-  const set = map.get(name);
+/** Remove `value` from the set under `key`, and the set once empty. */
+export function removeFrom<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
+  const set = map.get(key);
   if (!set) return;
-  set.delete(key);
-  if (set.size === 0) map.delete(name);
+  set.delete(value);
+  if (set.size === 0) map.delete(key);
 }
 
 export class ConfigIndex {
   readonly tunnels = new Map<number, TunnelConfig>();
   readonly sessions = new Map<string, SessionConfig>();
-  /** Session keys of each tunnel, in the order they were added. */
+  /** Session keys of each tunnel (for counting and deleting them). */
   private readonly ofTunnel = new Map<number, Set<string>>();
   /** `encap|local|port` of tunnels that bind a socket of their own → tunnel id. */
   private readonly ports = new Map<string, number>();
@@ -99,9 +100,12 @@ export class ConfigIndex {
     return this.sessions.get(sessionKey(tid, sid));
   }
 
-  /** The sessions of a tunnel, in the order they were added. */
+  /** The sessions of a tunnel in file order (by session_id): a run of the sorted list. */
   *sessionsOf(tid: number): IterableIterator<SessionConfig> {
-    for (const key of this.ofTunnel.get(tid) ?? []) yield this.sessions.get(key)!;
+    const list = this.sortedSessions;
+    for (let at = lowerBound(list, { tunnel_id: tid, session_id: 0 } as SessionConfig, bySession); at < list.length && list[at].tunnel_id === tid; at++) {
+      yield list[at];
+    }
   }
 
   sessionCount(tid: number): number {

@@ -281,8 +281,7 @@ export class DaemonEngine implements Engine, MetricsSource {
     const { tunnel_id: tid, session_id: sid } = filter;
     const one = tid !== undefined && sid !== undefined ? this.index.session(tid, sid) : undefined;
     const list = one ? [one]
-      : (tid !== undefined ? [...this.index.sessionsOf(tid)].sort((a, b) => a.session_id - b.session_id) : this.config.sessions)
-        .filter((s) => sid === undefined || s.session_id === sid);
+      : (tid !== undefined ? [...this.index.sessionsOf(tid)] : this.config.sessions).filter((s) => sid === undefined || s.session_id === sid);
     // Bridge ports as they are now, only for bridges a listed session runs in.
     const bridges = new Set<string>();
     for (const s of list) {

@@ -33,7 +33,7 @@ import type { Logger } from 'pino';
 import type { SessionConfig } from '../control/model.js';
 import { ConfigError, ConflictError } from '../control/errors.js';
 import { interfaceNames } from '../control/session-words.js';
-import { sessionKey } from '../control/conflicts.js';
+import { addTo, removeFrom, sessionKey } from '../control/conflicts.js';
 import { GSO_MAX_SEGS } from '../dataplane/layout.js';
 import { native, type TapHandle } from '../native/index.js';
 import { NetlinkError, type LinkInfo, type Rtnl } from '../netlink/index.js';
@@ -79,7 +79,8 @@ export function knownLinks(dump: LinkInfo[]): KnownLinks {
     const a = parseSessionAlias(l.alias);
     if (!a) continue;
     const key = sessionKey(a.tunnel_id, a.session_id);
-    taps.set(key, [...taps.get(key) ?? [], l]);
+    const mine = taps.get(key);
+    if (mine) mine.push(l); else taps.set(key, [l]);
   }
   return {
     tapsOf: (s) => taps.get(sessionKey(s.tunnel_id, s.session_id)) ?? [],
@@ -106,8 +107,8 @@ export class LinkWatch {
     const names = [links.ifname, links.bridge, links.vlanIf].filter((n): n is string => n !== undefined);
     const entry = { index: links.ifindex, names, bridgeIndex: links.bridge !== undefined ? links.bridgeIndex : undefined };
     this.entries.set(key, entry);
-    add(this.byIndex, entry.index, key);
-    for (const n of names) add(this.byName, n, key);
+    addTo(this.byIndex, entry.index, key);
+    for (const n of names) addTo(this.byName, n, key);
     if (entry.bridgeIndex !== undefined) {
       const br = this.bridges.get(entry.bridgeIndex) ?? { name: links.bridge!, keys: new Set<string>() };
       br.keys.add(key);
@@ -119,8 +120,8 @@ export class LinkWatch {
     const entry = this.entries.get(key);
     if (!entry) return;
     this.entries.delete(key);
-    remove(this.byIndex, entry.index, key);
-    for (const n of entry.names) remove(this.byName, n, key);
+    removeFrom(this.byIndex, entry.index, key);
+    for (const n of entry.names) removeFrom(this.byName, n, key);
     if (entry.bridgeIndex !== undefined) {
       const br = this.bridges.get(entry.bridgeIndex);
       br?.keys.delete(key);
@@ -144,18 +145,6 @@ export class LinkWatch {
   bridgeOf(link: Pick<LinkInfo, 'index' | 'master'>): string | undefined {
     return (link.master !== undefined ? this.bridges.get(link.master)?.name : undefined) ?? this.bridges.get(link.index)?.name;
   }
-}
-
-function add<K>(map: Map<K, Set<string>>, k: K, key: string): void {
-  let set = map.get(k);
-  if (!set) { set = new Set(); map.set(k, set); }
-  set.add(key);
-}
-
-function remove<K>(map: Map<K, Set<string>>, k: K, key: string): void {
-  const set = map.get(k);
-  set?.delete(key);
-  if (set?.size === 0) map.delete(k);
 }
 
 /**
@@ -230,7 +219,6 @@ export class SessionInterfaces {
     try {
       const names = interfaceNames(s);
       const bridgeName = names.bridge;
-      const links0 = known ?? knownLinks(await this.rtnl.listLinks());
       let vlanLink: LinkInfo | undefined;
       if (s.vlan !== undefined) vlanLink = (await this.ensureVlan(s, mtu, undos)).link;
       let br: LinkInfo | undefined;
@@ -252,7 +240,7 @@ export class SessionInterfaces {
         const ports = await this.rtnl.listLinks({ master: br.index });
         if (ports.some((l) => parseSessionAlias(l.alias)?.enslaved === vlanLink.name)) enslavedVlan = vlanLink.name;
       }
-      const { tap, link } = await this.openTap(s, mtu, undos, links0, enslavedVlan);
+      const { tap, link } = await this.openTap(s, mtu, undos, known, enslavedVlan);
       if (br && link.master !== br.index) await this.rtnl.setLink(link.index, { master: br.index });
       const links: SessionLinks = {
         tap, ifindex: link.index, ifname: tap.name, bridge: bridgeName, vlanIf: names.vlanIf,
@@ -403,23 +391,20 @@ export class SessionInterfaces {
   /**
    * Remove the bridges and VLAN interfaces l2tpd created among `names` (VLAN interfaces first)
    * that no configured session names any more (`isUsed`): what a sweep would remove after one
-   * session went, without a dump of every link. Returns what was removed.
+   * session went, without a dump of every link.
    */
-  async removeUnused(names: Array<string | undefined>, isUsed: (ifname: string) => boolean): Promise<string[]> {
-    const removed: string[] = [];
+  async removeUnused(names: Array<string | undefined>, isUsed: (ifname: string) => boolean): Promise<void> {
     for (const name of names) {
       if (name === undefined || isUsed(name)) continue;
       try {
         const l = await this.rtnl.linkByName(name);
         if (!l || l.alias !== SHARED_ALIAS) continue;
         await this.rtnl.deleteLink(l.index);
-        removed.push(name);
         this.log.info({ interface: name, alias: l.alias }, 'removed interface l2tpd created and the config no longer names');
       } catch (err) {
         if (!(err instanceof NetlinkError && err.code === 'ENODEV')) this.log.warn({ interface: name, err: (err as Error).message }, 'cannot remove leftover interface');
       }
     }
-    return removed;
   }
 
   /**
@@ -445,14 +430,12 @@ export class SessionInterfaces {
       if (owner) {
         const s = byKey.get(sessionKey(owner.tunnel_id, owner.session_id));
         const named = s === undefined ? undefined : interfaceNames(s).own;
-        if (!keep.running.has(l.index) && (!s || (named !== undefined && named !== l.name))) stale.push(l);
+        if (keep.running.has(l.index) || (s && (named === undefined || named === l.name))) continue;
+        if (owner.enslaved !== undefined && l.master !== undefined) await this.giveBack(owner.enslaved, l.master, keep.sessions);
+        stale.push(l);
       } else if (l.alias === SHARED_ALIAS && !shared.has(l.name)) {
         stale.push(l);
       }
-    }
-    for (const l of stale) {
-      const owner = parseSessionAlias(l.alias);
-      if (owner?.enslaved !== undefined && l.master !== undefined) await this.giveBack(owner.enslaved, l.master, keep.sessions);
     }
     // Taps and VLAN interfaces before bridges, so a bridge is never deleted under a port we still
     // use; each group in one kernel batch (one RCU grace period for all, not one per interface).
