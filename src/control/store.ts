@@ -43,10 +43,10 @@ const PIECES = {
 };
 
 /**
- * Stable text of a config as the pieces of its bytes: sorted entries, keys in word-table order,
- * 2-space JSON, trailing newline (the bytes of JSON.stringify(…, null, 2)).
+ * Stable text of a config, as bytes: sorted entries, keys in word-table order, 2-space JSON,
+ * trailing newline (the bytes of JSON.stringify(…, null, 2)).
  */
-export function serializeConfigPieces(cfg: Config): Buffer[] {
+export function serializeConfigBytes(cfg: Config): Buffer {
   const sorted = sortConfig(cfg);
   const out: Buffer[] = [PIECES.head];
   const list = (entries: object[], words: Parameters<typeof inWordOrder>[1]): void => {
@@ -59,12 +59,12 @@ export function serializeConfigPieces(cfg: Config): Buffer[] {
   out.push(PIECES.between);
   list(sorted.sessions, SESSION_WORDS);
   out.push(PIECES.tail);
-  return out;
+  return Buffer.concat(out);
 }
 
-/** serializeConfigPieces as one string. */
+/** serializeConfigBytes as a string. */
 export function serializeConfig(cfg: Config): string {
-  return Buffer.concat(serializeConfigPieces(cfg)).toString('utf8');
+  return serializeConfigBytes(cfg).toString('utf8');
 }
 
 export class ConfigStore {
@@ -137,7 +137,7 @@ export class ConfigStore {
    * entries on every change would cost more than the change.
    */
   saveValid(cfg: Config): void {
-    writeFileAtomic(this.path, Buffer.concat(serializeConfigPieces(cfg)), CONFIG_FILE_MODE, CONFIG_DIR_MODE);
+    writeFileAtomic(this.path, serializeConfigBytes(cfg), CONFIG_FILE_MODE, CONFIG_DIR_MODE);
   }
 }
 
