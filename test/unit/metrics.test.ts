@@ -131,14 +131,19 @@ t.test('every drop reason is counted by a counter /metrics exports', async (t) =
   }
 });
 
-t.test('a scrape of many sessions lets other work run while it renders', async (t) => {
-  const n = 12000;
+/** `n` sessions in tunnel 1 (`pw<i>`, slot i), every counter at 7. */
+function manySessions(n: number): { n: number; src: MetricsSource; sessionCounters: Float64Array } {
   const sessionCounters = new Float64Array(n * SESSION_ROW_WIDTH).fill(7);
   const sessions = Array.from({ length: n }, (_, i) => ({ tunnel_id: 1, session_id: i + 1, interface: `pw${i}`, slot: i, up: 1, transitions: 0, mismatches: [] }));
   const src: MetricsSource = {
     metricSessions: () => sessions, metricTunnels: () => [], sessionCounters,
     tunnelCounters: new Float64Array(TUNNEL_ROW_WIDTH), hostRow: 0,
   };
+  return { n, src, sessionCounters };
+}
+
+t.test('a scrape of many sessions lets other work run while it renders', async (t) => {
+  const { n, src, sessionCounters } = manySessions(12000);
   const reg = createRegistry(src, '9.9.9');
   let turns = 0;
   let done = false;
@@ -153,13 +158,7 @@ t.test('a scrape of many sessions lets other work run while it renders', async (
 });
 
 t.test('a scrape shows the counters as they were when it began, though it renders in steps', async (t) => {
-  const n = 12000;
-  const sessionCounters = new Float64Array(n * SESSION_ROW_WIDTH).fill(7);
-  const sessions = Array.from({ length: n }, (_, i) => ({ tunnel_id: 1, session_id: i + 1, interface: `pw${i}`, slot: i, up: 1, transitions: 0, mismatches: [] }));
-  const src: MetricsSource = {
-    metricSessions: () => sessions, metricTunnels: () => [], sessionCounters,
-    tunnelCounters: new Float64Array(TUNNEL_ROW_WIDTH), hostRow: 0,
-  };
+  const { n, src, sessionCounters } = manySessions(12000);
   const scrape = createRegistry(src, '9.9.9').metrics();
   // Between two steps: the last session's slot now counts for another session.
   setImmediate(() => sessionCounters.fill(999, (n - 1) * SESSION_ROW_WIDTH, n * SESSION_ROW_WIDTH));

@@ -279,5 +279,8 @@ t.test('validationSteps: pauses every VALIDATION_STEP entries, and ends as valid
   const bad = [...sessions.slice(0, VALIDATION_STEP + 3), { tunnel_id: 1, session_id: 1, peer_session_id: 9 }];
   const failing = validationSteps({ tunnels, sessions: bad });
   t.equal(failing.next().done, false, 'the first step passes');
-  t.throws(() => failing.next(), { field: `sessions[${VALIDATION_STEP + 3}].session_id` }, 'the duplicate is refused, named by its place');
+  let refused: unknown;
+  try { failing.next(); } catch (err) { refused = err; }
+  t.ok(refused instanceof ConfigError, 'the duplicate is refused');
+  t.match(refused, { field: `sessions[${VALIDATION_STEP + 3}].session_id` }, 'named by its place');
 });
