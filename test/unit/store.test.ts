@@ -3,7 +3,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ConfigError } from '../../src/control/errors.js';
 import { ConfigStore, serializeConfig } from '../../src/control/store.js';
-import { validateConfig } from '../../src/control/validate.js';
+import { sortConfig, validateConfig } from '../../src/control/validate.js';
+import { inWordOrder } from '../../src/control/vocabulary.js';
+import { TUNNEL_WORDS } from '../../src/control/tunnel-words.js';
+import { SESSION_WORDS } from '../../src/control/session-words.js';
 
 const CFG = validateConfig({
   tunnels: [
@@ -61,6 +64,39 @@ t.test('the text is JSON.stringify(…, null, 2) of the sorted config, whatever 
   t.not(after, before);
   t.equal(JSON.parse(after).sessions.find((x: { session_id: number }) => x.session_id === renamed.session_id).name, 'pw0', 'the changed entry as it is now');
   t.equal(serializeConfig(CFG), before, 'the old entries still give the old text');
+});
+
+t.test('many entries: the text and the file stay exact through adds, deletes and changes anywhere', async (t) => {
+  const inOrder = (cfg: typeof CFG): string => `${JSON.stringify({
+    tunnels: sortConfig(cfg).tunnels.map((e) => inWordOrder(e, TUNNEL_WORDS)),
+    sessions: sortConfig(cfg).sessions.map((e) => inWordOrder(e, SESSION_WORDS)),
+  }, null, 2)}\n`;
+  const tunnels = validateConfig({ tunnels: Array.from({ length: 300 }, (_, i) => ({ tunnel_id: i + 1, peer_tunnel_id: i + 1, local: '192.0.2.1', remote: '192.0.2.2', udp_sport: 2000 + i, udp_dport: 1701 })), sessions: [] }).tunnels;
+  const session = (tid: number, sid: number, extra: object = {}) =>
+    validateConfig({ tunnels: [tunnels[tid - 1]], sessions: [{ tunnel_id: tid, session_id: sid, peer_session_id: sid, ...extra }] }).sessions[0];
+  let sessions = Array.from({ length: 3000 }, (_, i) => session(i % 300 + 1, i + 10));
+  const file = path.join(t.testdir({}), 'l2tpd.json');
+  const store = new ConfigStore(file);
+  const check = (what: string) => {
+    const cfg = { tunnels, sessions };
+    const expected = inOrder(cfg);
+    t.equal(serializeConfig(cfg), expected, what);
+    store.saveValid(cfg);
+    t.equal(fs.readFileSync(file, 'utf8'), expected, `${what}: the file`);
+  };
+  check('first');
+  sessions = [session(1, 1), ...sessions];
+  check('an entry added in front');
+  sessions = sessions.filter((s) => s.session_id !== 1500);
+  check('one deleted in the middle');
+  sessions = sessions.map((s) => (s.session_id === 2000 ? session(s.tunnel_id, 2000, { name: 'pw2000' }) : s));
+  check('one changed');
+  sessions = [...sessions, session(300, 99999)];
+  check('one added at the end');
+  sessions = sessions.filter((s) => s.session_id % 7 !== 0);
+  check('many deleted');
+  sessions = sessions.slice(0, 1);
+  check('one left');
 });
 
 t.test('save is atomic: temp file + rename, old content intact on failure', async (t) => {
