@@ -78,13 +78,37 @@ export class TxSeqStore {
     return removeStaleTemps(this.path);
   }
 
+  /** The keys as last sorted, and each entry's text as last written: a save after a change formats only what moved. */
+  private sortedKeys: string[] = [];
+  private readonly entryText = new Map<string, { entry: TxSeqEntry; text: string }>();
+
   save(next: Map<string, TxSeqEntry>, clean: boolean): void {
-    // Keys are `tunnel_id/session_id`: sorted by the two numbers (a locale-aware compare costs
-    // seconds for ten thousand keys).
-    const ids = (key: string): [number, number] => { const at = key.indexOf('/'); return [Number(key.slice(0, at)), Number(key.slice(at + 1))]; };
-    const sorted = [...next].map(([key, e]) => ({ key, e, id: ids(key) })).sort((a, b) => a.id[0] - b.id[0] || a.id[1] - b.id[1]);
-    const sessions = Object.fromEntries(sorted.map(({ key, e }) => [key, e.numbered === undefined ? { next: e.next } : { next: e.next, numbered: e.numbered }]));
-    writeFileAtomic(this.path, `${JSON.stringify({ clean, sessions }, null, 2)}\n`, FILE_MODE, DIR_MODE);
+    const kept = this.sortedKeys.filter((k) => {
+      if (next.has(k)) return true;
+      this.entryText.delete(k);
+      return false;
+    });
+    // Only removals (sessions stopping): the order stands.
+    if (kept.length === next.size) this.sortedKeys = kept;
+    else {
+      // Keys are `tunnel_id/session_id`: sorted by the two numbers (a locale-aware compare costs
+      // seconds for ten thousand keys).
+      const ids = (key: string): [number, number] => { const at = key.indexOf('/'); return [Number(key.slice(0, at)), Number(key.slice(at + 1))]; };
+      this.sortedKeys = [...next.keys()].map((key) => ({ key, id: ids(key) }))
+        .sort((a, b) => a.id[0] - b.id[0] || a.id[1] - b.id[1]).map(({ key }) => key);
+    }
+    // The text of JSON.stringify({ clean, sessions }, null, 2), an entry at a time.
+    const entries = this.sortedKeys.map((key) => {
+      const e = next.get(key)!;
+      const c = this.entryText.get(key);
+      if (c && c.entry.next === e.next && c.entry.numbered === e.numbered) return c.text;
+      const value = e.numbered === undefined ? { next: e.next } : { next: e.next, numbered: e.numbered };
+      const text = `    ${JSON.stringify(key)}: ${JSON.stringify(value, null, 2).replace(/\n/g, '\n    ')}`;
+      this.entryText.set(key, { entry: { ...e }, text });
+      return text;
+    });
+    const sessions = entries.length === 0 ? '{}' : `{\n${entries.join(',\n')}\n  }`;
+    writeFileAtomic(this.path, `{\n  "clean": ${clean},\n  "sessions": ${sessions}\n}\n`, FILE_MODE, DIR_MODE);
   }
 }
 

@@ -39,8 +39,6 @@ const EVENT_RETRY_MS = 200;
 const RETRY_QUIET_MS = 1000;
 /** Bridges whose ports a check reads with a dump each; more than this, one dump of every link. */
 const BRIDGE_DUMPS_MAX = 8;
-/** An add or delete saves the send numbering this soon after (a burst of them shares the write). */
-const TX_FLUSH_DELAY_MS = 100;
 
 /** Why an entry of the config is not running, and since when (ms since the epoch). */
 interface Failure { error: string; since: number }
@@ -121,7 +119,6 @@ export class DaemonEngine implements Engine, MetricsSource {
   /** Sending of sequence numbers: where each session's numbering resumes, the peer's S bit. */
   private readonly tx: TxSequencing;
   private txTimer: NodeJS.Timeout | undefined;
-  private txFlushTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly store: ConfigStore,
@@ -225,7 +222,6 @@ export class DaemonEngine implements Engine, MetricsSource {
     if (this.repairTimer) clearTimeout(this.repairTimer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.txTimer) clearInterval(this.txTimer);
-    if (this.txFlushTimer) clearTimeout(this.txFlushTimer);
     await this.exclusive(async () => undefined);
     for (const s of [...this.sessions.values()]) await this.stopSession(s).catch(() => undefined);
     for (const t of [...this.tunnels.values()]) await this.stopTunnel(t).catch(() => undefined);
@@ -331,7 +327,6 @@ export class DaemonEngine implements Engine, MetricsSource {
       await this.stopSession(this.sessions.get(key)!, true);
       await this.sweepInterfaces();
     });
-    this.flushTxSoon();
     const links = this.sessions.get(key)?.links;
     this.log.info({ tunnel_id: s.tunnel_id, session_id: s.session_id, interface: links?.ifname }, 'session added');
     // Only the new tap's bridge changed: a session outside any bridge needs no link dump.
@@ -354,7 +349,6 @@ export class DaemonEngine implements Engine, MetricsSource {
       // It never ran here (or no longer): whatever of it is left is found by a sweep.
       await this.sweepInterfaces();
     }
-    this.flushTxSoon();
     this.log.info({ tunnel_id: tid, session_id: sid }, 'session deleted');
     // Only the removed tap's bridge changed.
     if (rt?.links.bridge !== undefined) await this.checkPortMtus([rt.links.bridge]);
@@ -473,16 +467,6 @@ export class DaemonEngine implements Engine, MetricsSource {
       await undo().catch((e: Error) => this.log.error({ err: e.message }, 'cannot undo a change the config file did not take'));
       throw err;
     }
-  }
-
-  /** Save the send numbering soon: one write for a burst of adds and deletes (tx.check is the backstop). */
-  private flushTxSoon(): void {
-    if (this.txFlushTimer || this.stopping) return;
-    this.txFlushTimer = setTimeout(() => {
-      this.txFlushTimer = undefined;
-      if (!this.stopping) this.tx.flush(this.txSessions());
-    }, TX_FLUSH_DELAY_MS);
-    this.txFlushTimer.unref();
   }
 
   // ------------------------------------------------------------------ running state

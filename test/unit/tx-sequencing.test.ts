@@ -12,7 +12,7 @@ import path from 'node:path';
 import pino from 'pino';
 import t from 'tap';
 import type tap from 'tap';
-import { TxSeqStore, TX_SEQ_FILE } from '../../src/control/tx-seq-store.js';
+import { TxSeqStore, TX_SEQ_FILE, type TxSeqEntry } from '../../src/control/tx-seq-store.js';
 import { SEQ_LOG_INTERVAL_MS, SEQ_LOG_LINES_MAX, TxSequencing, type TxSession } from '../../src/daemon/tx-sequencing.js';
 import { SEQ_CRASH_SKIP, SEQ_MASK, SEQ_SAVE_STRIDE } from '../../src/protocol/index.js';
 import { shortDir } from '../helpers/tmp.js';
@@ -62,6 +62,33 @@ t.test('the file: exact numbers after a clean stop, and what is wrong in it is s
   t.match(r.error, /entries ignored .*: x, 100\/2, 100\/3, 100\/5, 100\/6/, 'the others are named');
   fs.writeFileSync(store.path, '{"clean": tr');
   t.match(store.load(), { found: true, clean: false, error: /invalid JSON/ }, 'a broken file is reported, not fatal');
+});
+
+t.test('the file\'s text is JSON.stringify(…, null, 2) of the entries in id order, however they changed between saves', async (t) => {
+  const store = new TxSeqStore(shortDir(t));
+  const reference = (entries: Map<string, TxSeqEntry>, clean: boolean): string => {
+    const ids = (k: string) => k.split('/').map(Number);
+    const keys = [...entries.keys()].sort((a, b) => ids(a)[0] - ids(b)[0] || ids(a)[1] - ids(b)[1]);
+    return `${JSON.stringify({ clean, sessions: Object.fromEntries(keys.map((k) => [k, { ...entries.get(k) }])) }, null, 2)}\n`;
+  };
+  const entries = new Map<string, TxSeqEntry>();
+  const check = (clean: boolean, what: string) => {
+    store.save(entries, clean);
+    t.equal(fs.readFileSync(store.path, 'utf8'), reference(entries, clean), what);
+  };
+  check(false, 'no sessions');
+  for (let i = 20; i > 0; i--) entries.set(`${i % 3 + 1}/${i * 7}`, { next: i, numbered: i % 2 === 0 });
+  check(false, 'first save');
+  entries.set('2/14', { next: 99, numbered: true });
+  entries.set('1/21', { next: 3, numbered: false });
+  check(false, 'numbers and numbering changed');
+  entries.delete('3/14');
+  entries.set('1/1', { next: 1 });
+  check(true, 'one key gone, one new, with the same count');
+  entries.set('10/5', { next: SEQ_MASK, numbered: true });
+  check(true, 'a key added');
+  entries.clear();
+  check(false, 'all gone');
 });
 
 t.test('start-up removes the file\'s temp files that dead writers left, and only those', async (t) => {
