@@ -119,7 +119,7 @@ export function validateToIndex(input: unknown, inOrder?: Config): ConfigIndex {
 }
 
 /** Entries validationSteps checks between two pauses. */
-export const VALIDATION_STEP = 500;
+export const VALIDATION_STEP = 200;
 
 /**
  * validateToIndex as a generator that pauses after every VALIDATION_STEP entries, so that a
