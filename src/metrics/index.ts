@@ -226,8 +226,10 @@ class Block {
 class BlockPool {
   private readonly free: Block[] = [];
 
+  /** The smallest free block of at least `min` bytes, or a new one. */
   take(min: number): Block {
-    const i = this.free.findIndex((b) => b.bytes.length >= min);
+    let i = -1;
+    this.free.forEach((b, k) => { if (b.bytes.length >= min && (i < 0 || b.bytes.length < this.free[i].bytes.length)) i = k; });
     if (i < 0) return new Block(Buffer.allocUnsafe(min));
     const [b] = this.free.splice(i, 1);
     b.refs = 1;
