@@ -37,6 +37,7 @@ Native::Native(Napi::Env env, Napi::Object exports) : env_(env) {
       InstanceMethod("pollPause", &Native::PollPause, napi_enumerable),
       InstanceMethod("pollSlice", &Native::PollSlice, napi_enumerable),
       InstanceMethod("pollWake", &Native::PollWake, napi_enumerable),
+      InstanceMethod("pollEnd", &Native::PollEnd, napi_enumerable),
       InstanceMethod("wakeOpen", &Native::WakeOpen, napi_enumerable),
       InstanceMethod("wakeSignal", &Native::WakeSignal, napi_enumerable),
       InstanceMethod("notifySend", &Native::NotifySend, napi_enumerable),

@@ -73,6 +73,7 @@ class Native : public Napi::Addon<Native> {
   Napi::Value PollPause(const Napi::CallbackInfo& info);
   Napi::Value PollSlice(const Napi::CallbackInfo& info);
   Napi::Value PollWake(const Napi::CallbackInfo& info);
+  Napi::Value PollEnd(const Napi::CallbackInfo& info);
   Napi::Value WakeOpen(const Napi::CallbackInfo& info);
   Napi::Value WakeSignal(const Napi::CallbackInfo& info);
   // service.cc
@@ -89,7 +90,7 @@ class Native : public Napi::Addon<Native> {
   bool EnsureEpoll(Napi::Env env);
   int Arm(PollHandle* h, int events);
   void ServeReady();
-  bool CallPoll(Napi::Env env, PollHandle* h, int events);
+  bool CallJs(Napi::Env env, napi_value fn, size_t argc, const napi_value* argv);
   static void OnEpollReady(uv_poll_t* handle, int status, int events);
   static void Cleanup(void* arg);
 
@@ -116,6 +117,7 @@ class Native : public Napi::Addon<Native> {
   bool dispatching_ = false;
   bool after_wake_ = false;
   std::vector<PollHandle*> retired_;  // stopped during a dispatch; freed after it
+  Napi::FunctionReference end_callback_;  // pollEnd: after the callbacks of each epoll_wait
   static constexpr int kMaxReady = 64;
   epoll_event ready_[kMaxReady];
   // Offload taps: the buffer a super-frame is read into before it is cut into slots (sized on first use).

@@ -2,7 +2,8 @@
 // with a single uv_poll_t. Each libuv turn costs the JS heap an object (Node's CheckImmediate
 // makes one per turn), so with a slice set (pollSlice) the callback keeps waiting on the set
 // itself — until a libuv timer is due, the wake fd fires, or the slice ends — instead of
-// returning to libuv after every batch. JS callback: (fd, events).
+// returning to libuv after every batch. JS callback: (fd, events, ready), ready = how many fds
+// that epoll_wait reported; pollEnd's callback runs after them.
 #include "addon.h"
 
 #include <sys/epoll.h>
@@ -166,6 +167,19 @@ Napi::Value Native::PollWake(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// pollEnd(callback | null): called once after the fd callbacks of each epoll_wait (one wake),
+// before the next wait: work the callbacks gathered (sends to flush) goes out once per wake.
+Napi::Value Native::PollEnd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !(info[0].IsFunction() || info[0].IsNull())) {
+    Napi::TypeError::New(env, "pollEnd(callback: function | null)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (info[0].IsNull()) end_callback_.Reset();
+  else end_callback_ = Napi::Persistent(info[0].As<Napi::Function>());
+  return env.Undefined();
+}
+
 // wakeOpen() -> fd: a non-blocking eventfd for pollWake; any thread's instance may signal it.
 Napi::Value Native::WakeOpen(const Napi::CallbackInfo& info) {
   int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -211,6 +225,7 @@ void Native::StopAllPolls() {
     epoll_ = nullptr;
   }
   wake_fd_ = -1;
+  end_callback_.Reset();
 }
 
 void Native::OnEpollReady(uv_poll_t* handle, int status, int events) {
@@ -232,24 +247,42 @@ void Native::ServeReady() {
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     uv_update_time(loop_);  // timers the callbacks set count from now, not from the turn's start
-    for (int i = 0; i < n; i++) {
-      int fd = ready_[i].data.fd;
-      if (fd == wake_fd_) {
-        uint64_t count;
-        while (read(fd, &count, sizeof count) > 0) {
+    {
+      // One callback scope per epoll_wait: the fds' callbacks and pollEnd's are plain calls in
+      // it, so the per-call cost of napi_make_callback (its scope, the microtask and tick
+      // checkpoint on leaving it) is paid once per wake, not once per ready fd.
+      // (Not Napi::CallbackScope: it makes a fresh resource object per scope, garbage per wake;
+      // the global object is the resource, as napi_make_callback's receiver was.)
+      Napi::HandleScope scope(env);
+      napi_callback_scope cb_scope;
+      if (napi_open_callback_scope(env, env.Global(), *async_context_, &cb_scope) != napi_ok) break;
+      napi_value argv[3] = {nullptr, nullptr, Napi::Number::New(env, n)};
+      bool js_ok = true;
+      for (int i = 0; i < n; i++) {
+        int fd = ready_[i].data.fd;
+        if (fd == wake_fd_) {
+          uint64_t count;
+          while (read(fd, &count, sizeof count) > 0) {
+          }
+          more = false;
+          after_wake_ = true;
+          continue;
         }
-        more = false;
-        after_wake_ = true;
-        continue;
+        auto it = polls_.find(fd);
+        if (it == polls_.end()) continue;  // stopped earlier in this batch
+        PollHandle* h = it->second;
+        int ev = FromEpoll(ready_[i].events, h->events);  // 0 if paused earlier in this batch
+        if (ev == 0) continue;
+        Napi::HandleScope per_call(env);  // a slice makes thousands of calls
+        argv[0] = Napi::Number::New(env, h->fd);
+        argv[1] = Napi::Number::New(env, ev);
+        if (!CallJs(env, h->callback.Value(), 3, argv)) {
+          js_ok = more = false;  // JS can no longer run (worker terminating)
+          break;
+        }
       }
-      auto it = polls_.find(fd);
-      if (it == polls_.end()) continue;  // stopped earlier in this batch
-      PollHandle* h = it->second;
-      int ev = FromEpoll(ready_[i].events, h->events);  // 0 if paused earlier in this batch
-      if (ev != 0 && !CallPoll(env, h, ev)) {
-        more = false;  // JS can no longer run (worker terminating)
-        break;
-      }
+      if (js_ok && !end_callback_.IsEmpty() && !CallJs(env, end_callback_.Value(), 0, nullptr)) more = false;
+      napi_close_callback_scope(env, cb_scope);
     }
     if (!more || slice_ms == 0 || armed_count_ == 0) break;
     int due = uv_backend_timeout(loop_);  // ms to the next libuv timer; 0: something is pending
@@ -263,19 +296,18 @@ void Native::ServeReady() {
   retired_.clear();
 }
 
-bool Native::CallPoll(Napi::Env env, PollHandle* h, int events) {
-  Napi::HandleScope scope(env);  // per call: a slice makes thousands of calls
-  napi_value argv[2] = {Napi::Number::New(env, h->fd), Napi::Number::New(env, events)};
+// false: JS can no longer run (a worker being terminated: the call fails without a pending
+// exception); that ends the slice rather than becoming a fatal error. A JS exception goes to
+// process 'uncaughtException', as from any callback, and the dispatch goes on.
+bool Native::CallJs(Napi::Env env, napi_value fn, size_t argc, const napi_value* argv) {
   napi_value result;
-  // Plain napi_make_callback: it fails without a pending exception while a worker is being
-  // terminated (JS can no longer run); that ends the slice rather than becoming a fatal error.
-  napi_status st = napi_make_callback(env, *async_context_, env.Global(), h->callback.Value(), 2, argv, &result);
+  napi_status st = napi_call_function(env, env.Global(), fn, argc, argv, &result);
   if (st == napi_ok) return true;
   bool pending = false;
   if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
     napi_value err;
     napi_get_and_clear_last_exception(env, &err);
-    napi_fatal_exception(env, err);  // -> process 'uncaughtException', like any callback
+    napi_fatal_exception(env, err);
     return true;
   }
   return false;

@@ -147,13 +147,23 @@ export interface Readiness {
   /**
    * Level-triggered readiness on the calling thread's loop (one epoll set per thread, watched by
    * libuv). `events` is a POLL_* mask; calling again for the same fd changes the mask (and
-   * callback). The callback gets (fd, events) once per readiness.
+   * callback). The callback gets (fd, events, ready) once per readiness; `ready` is how many fds
+   * the same wake (one epoll_wait) reported, so a callback can tell a busy wake from a lone fd.
    */
-  pollStart(fd: number, events: number, callback: (fd: number, events: number) => void): void;
+  pollStart(fd: number, events: number, callback: PollCallback): void;
   pollStop(fd: number): void;
   /** Stop the callbacks for fd but keep its handle: the next pollStart only re-arms it. */
   pollPause(fd: number): void;
+  /**
+   * A callback run once after the fd callbacks of each wake (one epoll_wait), before the next
+   * wait (null: none). What the callbacks gathered, e.g. datagrams for one socket from many taps,
+   * can leave in one call per wake.
+   */
+  pollEnd(callback: (() => void) | null): void;
 }
+
+/** A readiness callback: fd, POLL_* events, and how many fds the same wake reported. */
+export type PollCallback = (fd: number, events: number, ready: number) => void;
 
 /** How the data-plane worker's loop serves readiness. */
 export interface SliceControl {

@@ -5,9 +5,9 @@
  * move nothing (no datagram, no frame; sends and tap writes are all taken) until a test's
  * subclass says what they do. No method allocates, so the allocation test can build on it.
  */
-import type { ForwarderIo } from '../../src/native/index.js';
+import type { ForwarderIo, PollCallback } from '../../src/native/index.js';
 
-export type PollCallback = (fd: number, events: number) => void;
+export type { PollCallback };
 
 export class FakeIo implements ForwarderIo {
   /** The pool, as attached by the forwarder. */
@@ -45,9 +45,25 @@ export class FakeIo implements ForwarderIo {
   }
   pollStop(fd: number): void { this.events.set(fd, 0); }
   pollPause(fd: number): void { this.events.set(fd, 0); }
+  /** What runs after each wake's callbacks (pollEnd). */
+  endCallback: (() => void) | null = null;
+  pollEnd(callback: (() => void) | null): void { this.endCallback = callback; }
 
-  /** Readiness of `fd`, as the loop would report it. */
+  /** A wake that finds `fd` ready alone, as the loop would report it: its callback, then pollEnd's. */
   fire(fd: number, events: number): void {
-    this.callbacks.get(fd)!(fd, events);
+    this.callbacks.get(fd)!(fd, events, 1);
+    this.endCallback?.();
+  }
+
+  /**
+   * A wake that finds several fds ready (one epoll_wait): each one's callback in order, skipping
+   * any paused or stopped by an earlier one as the addon does, then pollEnd's.
+   */
+  fireWake(ready: ReadonlyArray<readonly [fd: number, events: number]>): void {
+    for (const [fd, events] of ready) {
+      const armed = this.events.get(fd) ?? 0;
+      if ((armed & events) !== 0) this.callbacks.get(fd)!(fd, armed & events, ready.length);
+    }
+    this.endCallback?.();
   }
 }

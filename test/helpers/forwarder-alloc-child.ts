@@ -157,13 +157,13 @@ export interface AllocResult {
 
 async function main(frames: number): Promise<AllocResult> {
   const { fwd, addon, sc, tc, state } = setup();
-  const socketEvent = (events: number): void => addon.callbacks.get(SOCK_FD)!(SOCK_FD, events);
+  const socketEvent = (events: number): void => addon.fire(SOCK_FD, events);
   let unblocks = 0;
   const run = (batches: number): void => {
     for (let k = 0; k < batches; k++) {
       socketEvent(POLL_READABLE);
       const tap = (k & 1) === 0 ? TAP_A : TAP_B;
-      if (addon.events.get(tap) === POLL_READABLE) addon.callbacks.get(tap)!(tap, POLL_READABLE);
+      if (addon.events.get(tap) === POLL_READABLE) addon.fire(tap, POLL_READABLE);
       // Backpressure: the socket asks for writability while blocked; grant it.
       if ((addon.events.get(SOCK_FD)! & POLL_WRITABLE) !== 0) {
         unblocks++;

@@ -518,7 +518,41 @@ async function slice(a: Args): Promise<unknown> {
   return { withSlice, withoutSlice, pongs, fivePingsMs, timerMs, exitCode, terminateMs };
 }
 
-const scenarios: Record<string, (a: Args) => Promise<unknown>> = { udp, raw, tap, offload, errors, bounds, workers, slice };
+/**
+ * One wake with three fds ready: three UDP sockets (loopback), each holding a datagram before
+ * any is polled. Every callback learns how many fds the wake reported, pollEnd runs once after
+ * them, and an fd one callback pauses gets no callback later in the same wake.
+ */
+async function wake(): Promise<unknown> {
+  native.attachPool(new SharedArrayBuffer(POOL_SIZE));
+  const tx = native.udpOpen(4, '127.0.0.1', 0, {});
+  const rx = [0, 1, 2].map(() => native.udpOpen(4, '127.0.0.1', 0, {}));
+  rx.forEach((fd, i) => native.setPeer(i, 4, '127.0.0.1', native.localPort(fd)));
+  native.sendBatch(tx, new Uint32Array(3), new Uint32Array([8, 8, 8]), new Uint32Array([0, 1, 2]), 0, 3);
+  await new Promise((resolve) => setTimeout(resolve, 50));  // all three queued before polling starts
+  const log: string[] = [];
+  const ro = new Uint32Array([65536]), rl = new Int32Array(1), rs = new Uint32Array(SOURCE_STRIDE);
+  await new Promise<void>((resolve) => {
+    let ends = 0;
+    native.pollEnd(() => {
+      log.push(`end:${++ends}`);
+      if (ends === 1) { for (const fd of rx) native.pollStop(fd); resolve(); }
+    });
+    for (const fd of rx) {
+      native.pollStart(fd, POLL_READABLE, (f, events, ready) => {
+        native.recvBatch(f, ro, 2048, 1, rl, rs);
+        log.push(`${rx.indexOf(f)}:${events}:${ready}`);
+        // The first socket served pauses the others: their events of this wake are not delivered.
+        if (log.length === 1) for (const other of rx) if (other !== f) native.pollPause(other);
+      });
+    }
+  });
+  native.pollEnd(null);
+  for (const fd of [tx, ...rx]) native.close(fd);
+  return { log };
+}
+
+const scenarios: Record<string, (a: Args) => Promise<unknown>> = { udp, raw, tap, offload, errors, bounds, workers, slice, wake };
 
 const name = process.argv[2];
 if (name !== undefined && scenarios[name]) {

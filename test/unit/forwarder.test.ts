@@ -137,19 +137,19 @@ t.test('deleting a tunnel on a shared raw socket drops its queued packets', asyn
   // The socket is full: three frames of tunnel 1 wait in the socket's queue.
   addon.full = true;
   addon.framesOnTap = 3;
-  addon.callbacks.get(TAP_A)!(TAP_A, POLL_READABLE);
+  addon.fire(TAP_A, POLL_READABLE);
   t.equal(addon.sentTo.length, 0, 'nothing accepted while the socket is full');
 
   // Tunnel 1 goes; a new tunnel takes its slot (and peer entry) before the socket drains.
   fwd.delTunnel(1);
   fwd.addTunnel(ipTunnel(1, '192.0.2.9'));
   addon.full = false;
-  addon.callbacks.get(RAW_FD)!(RAW_FD, POLL_WRITABLE);
+  addon.fire(RAW_FD, POLL_WRITABLE);
   t.same(addon.sentTo, [], 'the deleted tunnel\'s frames are not sent to the slot\'s new peer');
 
   // The socket works as before for the tunnel that stayed.
   addon.framesOnTap = 2;
-  addon.callbacks.get(21)!(21, POLL_READABLE);
+  addon.fire(21, POLL_READABLE);
   t.same(addon.sentTo, ['192.0.2.3', '192.0.2.3'], 'tunnel 2 still sends to its peer');
 });
 
@@ -163,7 +163,7 @@ t.test('an offload tap is read with room for a super-frame, and its undeliverabl
   // and 20 frames): not drained, so the forwarder reads again. Read 2: two dropped frames, then EAGAIN.
   const full = BATCH + GSO_MAX_SEGS - 1;
   addon.reads.push(new Array(65).fill(1000), [-22, 800, -90]);
-  addon.callbacks.get(TAP_A)!(TAP_A, POLL_READABLE);
+  addon.fire(TAP_A, POLL_READABLE);
   t.same(addon.offered, [full, full], 'offered a batch plus room for one more super-frame, twice');
   t.same(addon.offload, [`${TAP_A}:true`, `${TAP_A}:true`], 'read as an offload tap');
   t.equal(addon.sentTo.length, 66, 'every deliverable frame went out');
@@ -174,13 +174,13 @@ t.test('an offload tap is read with room for a super-frame, and its undeliverabl
   // A plain tap is offered a plain batch, and stops at the first short read.
   addon.offered.length = 0;
   addon.framesOnTap = 10;
-  addon.callbacks.get(21)!(21, POLL_READABLE);
+  addon.fire(21, POLL_READABLE);
   t.same(addon.offered, [BATCH], 'plain tap: one batch, drained');
   t.same(addon.offload.slice(2), ['21:false'], 'read as a plain tap');
 
   // Every slot came back: a full pool is offered again.
   addon.offered.length = 0;
-  addon.callbacks.get(TAP_A)!(TAP_A, POLL_READABLE);
+  addon.fire(TAP_A, POLL_READABLE);
   t.same(addon.offered, [full], 'no slot leaked');
 });
 
@@ -193,7 +193,7 @@ t.test('a receive batch is written one session at a time, in order, and refused 
   // Sessions interleave on the tunnel socket; the tap of session 1 refuses its second frame.
   for (let i = 0; i < 6; i++) addon.datagrams.push([i % 2 === 0 ? 100 : 101, i + 1]);
   addon.refuse.add(4);
-  addon.callbacks.get(UDP_FD)!(UDP_FD, POLL_READABLE);
+  addon.fire(UDP_FD, POLL_READABLE);
   t.same(addon.writes, [
     { fd: TAP_A, offload: true, markers: [1, 3, 5] },
     { fd: 21, offload: false, markers: [2, 4, 6] },
@@ -215,7 +215,7 @@ t.test('decapsulated frames keep scratch in their slot for an offload tap\'s vir
   fwd.addSession(session(0, 1, TAP_A, true, IP_WIRE, { l2spec_type: 'none' }));
   addon.rxEncap = { encap: 'ip', l2spec: 'none', source: [6 << 16, 0x20010db8, 0, 0, 2] };
   for (let i = 0; i < 3; i++) addon.datagrams.push([100, i + 1]);
-  addon.callbacks.get(RAW_FD)!(RAW_FD, POLL_READABLE);
+  addon.fire(RAW_FD, POLL_READABLE);
   t.same(addon.writes, [{ fd: TAP_A, offload: true, markers: [1, 2, 3] }], 'all three delivered to the offload tap');
   t.equal(sc[S.RxPackets], 3, 'rx_packets');
   // writeBatch (offload) puts a 10-byte virtio header in front of a frame written alone.
@@ -229,7 +229,7 @@ t.test('what the sequencer counts is in the session counters: resyncs, window dr
   fwd.addSession(session(1, 1, 21, false, UDP_WIRE, { seq: 'both', reorder_timeout: 1000 }));
   const receive = (sid: number, seqs: number[]): void => {
     for (const n of seqs) addon.datagrams.push([sid, 1, n]);
-    addon.callbacks.get(UDP_FD)!(UDP_FD, POLL_READABLE);
+    addon.fire(UDP_FD, POLL_READABLE);
   };
   const row = (slot: number, c: S): number => sc[slot * SESSION_ROW_WIDTH + c];
 
@@ -309,3 +309,4 @@ t.test("the peer's S bit switches a session's sending, as a Linux static session
   receive(0, 10);
   t.same(sends(0), ['S1004', 'S1005'], 're-added: numbering continues where it was');
 });
+

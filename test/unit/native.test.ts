@@ -60,9 +60,16 @@ if (!existsSync(ADDON)) {
       `readClock monotonic clock advances in ms (${r.clock.monoStep} ms over a 5 ms spin)`);
     t.match(r.clockShort.message, /2 elements/, 'readClock needs room for both clocks');
     t.match(r.clockBadType.message, /out has the wrong type/, 'readClock takes a Float64Array');
-    t.same(r.enumerable, ['attachPool', 'close', 'localPort', 'notifySend', 'pathMtu', 'pollPause', 'pollSlice', 'pollStart',
+    t.same(r.enumerable, ['attachPool', 'close', 'localPort', 'notifySend', 'pathMtu', 'pollEnd', 'pollPause', 'pollSlice', 'pollStart',
       'pollStop', 'pollWake', 'rawOpen', 'readBatch', 'readClock', 'recvBatch', 'sendBatch', 'setPeer', 'setSockoptInt', 'setThreadName', 'tapOpen',
       'tapSetCarrier', 'tapSetPersist', 'udpOpen', 'wakeOpen', 'wakeSignal', 'writeBatch']);
+  });
+
+  t.test('one wake with several fds ready: each callback learns how many, pollEnd runs after them', async (t) => {
+    const { log } = child(null, 'wake').result;
+    t.equal(log.length, 2, `one fd callback, then pollEnd (${log.join(' ')})`);
+    t.match(log[0], /^[012]:1:3$/, 'the callback was told the wake reported 3 fds');
+    t.equal(log[1], 'end:1', 'pollEnd ran once, after the callbacks; the fds paused in the wake got none');
   });
 
   t.test('pollSlice: no garbage per readiness; wake fd, timers and terminate() still end a slice', async (t) => {
