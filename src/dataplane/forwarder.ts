@@ -113,6 +113,8 @@ class SocketState {
   owner: TunnelState | null = null;
   refs = 0;
   blocked = false;
+  /** In the forwarder's list of sockets to flush when the current wake ends. */
+  flushPending = false;
   /** Poll callback, made once: block/unblock re-register it without allocating a closure. */
   readonly onEvent: (fd: number, events: number) => void;
   // Transmit queue (head..head+count): what was encapsulated but not yet accepted by the kernel.
@@ -162,13 +164,20 @@ class SessionState {
   /** Slots offered to one tap read, and the fewest worth a read (an offload tap needs room for a super-frame). */
   readonly readSlots: number;
   readonly minReadSlots: number;
+  /**
+   * Frames the last drain of this tap brought (at least 1): what a read is bounded to when other
+   * fds are ready in the same wake, so it need not end in a read that fails with EAGAIN.
+   */
+  readHint = BATCH;
+  /** The wake (Forwarder.wakeSeq) in which a bounded read of this tap filled up, or -1. */
+  filledWake = -1;
   readonly seq: SequenceState;
   /** Tap poll callback, made once (see SocketState.onEvent). */
-  readonly onReadable: () => void;
+  readonly onReadable: (fd: number, events: number, ready: number) => void;
 
   constructor(readonly spec: SessionSpec, readonly tunnel: TunnelState,
-    onReadable: (s: SessionState) => void, monoClock: Float64Array) {
-    this.onReadable = (): void => onReadable(this);
+    onReadable: (s: SessionState, ready: number) => void, monoClock: Float64Array) {
+    this.onReadable = (_fd, _events, ready): void => onReadable(this, ready);
     this.tpl = spec.tx;
     this.rx = spec.rx;
     this.numbered = spec.tx.l2ssOffset >= 0;
@@ -246,10 +255,19 @@ export class Forwarder implements ControlHost {
   private readonly wOrder = new Int32Array(DELIVERY_CAPACITY);
   private readonly wOffsets = new Uint32Array(DELIVERY_CAPACITY);
   private readonly wLengths = new Int32Array(DELIVERY_CAPACITY);
-  // Tap read batch.
+  // Tap read batch: slots owned by the tap read path, tFilled of them at the front. A read
+  // consumes the first ones; only those are replaced (taking and returning a whole batch of
+  // slots per read was most of the cost of a read that brings one frame).
   private readonly tSlots = new Int32Array(OFFLOAD_BATCH);
   private readonly tOffsets = new Uint32Array(OFFLOAD_BATCH);
   private readonly tLengths = new Int32Array(OFFLOAD_BATCH);
+  private tFilled = 0;
+  /** Sockets with queued datagrams to send when the current wake ends (flushPending set), first flushCount. */
+  private readonly flushList: Array<SocketState | null> = [];
+  private flushCount = 0;
+  /** Counts wakes (int32, wraps): a tap ready again in the wake right after its bounded read filled had a burst. */
+  private wakeSeq = 0;
+  private readonly onWakeEndBound = (): void => this.onWakeEnd();
   /** Where a held frame lives in its slot (frame start, length, L2TP bytes), by slot index. */
   private readonly heldStart: Uint32Array;
   private readonly heldLength: Int32Array;
@@ -284,6 +302,7 @@ export class Forwarder implements ControlHost {
     this.heldLength = new Int32Array(this.slots.slotCount);
     this.heldBytes = new Int32Array(this.slots.slotCount);
     for (let i = 0; i < BATCH; i++) this.setRxSlot(i, this.slots.take());
+    io.pollEnd(this.onWakeEndBound);
   }
 
   private setRxSlot(i: number, slot: number): void {
@@ -334,7 +353,7 @@ export class Forwarder implements ControlHost {
     if (this.sessionsBySlot.has(spec.slot)) throw new Error(`session slot ${spec.slot} already in use`);
     const sock = tunnel.socket;
     if (sock.sessions.has(sessionIdKey(spec.sessionId))) throw new Error(`session ${spec.sessionId} already on this socket`);
-    const s = new SessionState(spec, tunnel, (ss) => this.onTapReadable(ss), this.monoClock);
+    const s = new SessionState(spec, tunnel, (ss, ready) => this.onTapReadable(ss, ready), this.monoClock);
     sock.sessions.set(sessionIdKey(spec.sessionId), s);
     sock.tapSessions.push(s);
     tunnel.sessions.add(s);
@@ -363,6 +382,7 @@ export class Forwarder implements ControlHost {
   stop(): void {
     for (const s of this.sessionsBySlot.values()) this.io.pollStop(s.spec.tapFd);
     for (const sock of this.sockets.values()) this.io.pollStop(sock.fd);
+    this.io.pollEnd(null);
     if (this.reorderTimer) clearTimeout(this.reorderTimer);
     this.control.stop();
   }
@@ -397,7 +417,14 @@ export class Forwarder implements ControlHost {
 
   // ---------------------------------------------------------------- encapsulation: tap -> socket
 
-  private onTapReadable(s: SessionState): void {
+  /**
+   * Read the tap and queue its frames, encapsulated, on the tunnel's socket; the socket is sent
+   * when the wake ends (onWakeEnd), so the frames of all the taps one wake finds ready leave in
+   * one sendmmsg per socket. `ready`: fds ready in this wake; when there are others, the read is
+   * bounded to what this tap brought last time (readHint) and level-triggered readiness brings
+   * the rest, rather than a read per tap that ends in EAGAIN.
+   */
+  private onTapReadable(s: SessionState, ready: number): void {
     const sock = s.tunnel.socket;
     const io = this.io;
     const sc = this.sc;
@@ -405,26 +432,33 @@ export class Forwarder implements ControlHost {
     const tx = this.tx;
     const nextSeqAt = s.txRow + TX.NextSeq;
     const least = s.minReadSlots;
+    if (this.tFilled < s.readSlots) this.topUpTapSlots();
+    if (s.filledWake !== -1 && ((s.filledWake + 1) | 0) === this.wakeSeq) {
+      // Its last bounded read filled up and it is ready in the very next wake: a burst, allow more.
+      s.readHint = s.readHint * 2 < BATCH ? s.readHint * 2 : BATCH;
+    }
+    s.filledWake = -1;
     for (let round = 0; round < ROUNDS && !sock.blocked; round++) {
       // Read per batch: the peer's S bit may have switched it since the last one.
       const numbering = s.numbered && tx[s.txRow + TX.Numbering] !== 0;
+      if (TXQ_CAP - sock.qCount < s.readSlots) {
+        // What other taps queued leaves no room for a whole batch: send it first.
+        this.flush(sock);
+        if (sock.blocked) return;
+      }
       const room = TXQ_CAP - sock.qCount;
       let want = s.readSlots < room ? s.readSlots : room;
-      if (this.slots.free < want) want = this.slots.free;
+      if (this.tFilled < want) want = this.tFilled;
+      const bounded = ready > 1 && least === 1 && s.readHint < want;
+      if (bounded) want = s.readHint;
       // A super-frame needs its segments' slots at once: wait for them rather than drop it.
       if (want < least) return;
-      for (let i = 0; i < want; i++) {
-        const slot = this.slots.take();
-        this.tSlots[i] = slot;
-        this.tOffsets[i] = slotOffset(slot) + HEADROOM;
-      }
       const n = io.readBatch(s.spec.tapFd, this.tOffsets, FRAME_CAPACITY, want, this.tLengths, s.spec.tapOffload);
-      const got = n > 0 ? n : 0;
-      for (let i = want - 1; i >= got; i--) this.slots.give(this.tSlots[i]);
       if (n < 0) {
         sc[row + S.TxErrors]++;
         return;
       }
+      const got = n;
       if (sock.qHead + sock.qCount + got > TXQ_CAP) this.compactQueue(sock);
       let q = sock.qHead + sock.qCount;
       for (let i = 0; i < got; i++) {
@@ -456,10 +490,56 @@ export class Forwarder implements ControlHost {
         q++;
         sock.qCount++;
       }
-      this.flush(sock);
+      this.refillTapSlots(got);
+      if (sock.qCount > 0 && !sock.flushPending) {
+        sock.flushPending = true;
+        this.flushList[this.flushCount++] = sock;
+      }
       // Drained (EAGAIN), unless the addon stopped for want of room for another super-frame.
-      if (got <= want - least) return;
+      if (got <= want - least) {
+        s.readHint = got > 1 ? got : 1;
+        return;
+      }
+      if (bounded) {
+        // Perhaps not drained: readiness brings this tap back after the others if it is not.
+        s.filledWake = this.wakeSeq;
+        return;
+      }
     }
+  }
+
+  /** Give the tap read batch back its slots up to the largest batch (offload taps need more). */
+  private topUpTapSlots(): void {
+    while (this.tFilled < OFFLOAD_BATCH && this.slots.free > 0) this.setTapSlot(this.tFilled++, this.slots.take());
+  }
+
+  private setTapSlot(i: number, slot: number): void {
+    this.tSlots[i] = slot;
+    this.tOffsets[i] = slotOffset(slot) + HEADROOM;
+  }
+
+  /** The first `used` tap read slots went to the queue (or back to the pool): replace them. */
+  private refillTapSlots(used: number): void {
+    let i = 0;
+    for (; i < used && this.slots.free > 0; i++) this.setTapSlot(i, this.slots.take());
+    // The pool ran dry: close the remaining holes with slots from the end of the batch.
+    let end = this.tFilled;
+    for (; i < used && end > used; i++) this.setTapSlot(i, this.tSlots[--end]);
+    this.tFilled = i < used ? i : end;
+  }
+
+  /** The wake ended: send what its callbacks queued, one sendmmsg (batch) per socket. */
+  private onWakeEnd(): void {
+    const list = this.flushList;
+    for (let k = 0; k < this.flushCount; k++) {
+      const sock = list[k]!;
+      list[k] = null;
+      sock.flushPending = false;
+      // A socket deleted since (its queue dropped) is no longer in the table.
+      if (!sock.blocked && this.sockets.get(sock.fd) === sock) this.flush(sock);
+    }
+    this.flushCount = 0;
+    this.wakeSeq = (this.wakeSeq + 1) | 0;
   }
 
   private compactQueue(sock: SocketState): void {

@@ -310,3 +310,88 @@ t.test("the peer's S bit switches a session's sending, as a Linux static session
   t.same(sends(0), ['S1004', 'S1005'], 're-added: numbering continues where it was');
 });
 
+/** Taps holding frames per fd (each frame filled with its marker byte), and what each sendBatch carried. */
+class WakeAddon extends RecordingAddon {
+  readonly tapFrames = new Map<number, number[]>();
+  /** Per readBatch call: fd, frames offered, frames read. */
+  readonly tapReads: Array<{ fd: number; offered: number; got: number }> = [];
+  /** Per sendBatch call: socket fd and the marker (last byte) of every message. */
+  readonly sends: Array<{ fd: number; markers: number[] }> = [];
+  override readBatch(fd: number, offsets: Uint32Array, _cap: number, count: number, lengths: Int32Array): number {
+    const q = this.tapFrames.get(fd) ?? [];
+    const n = Math.min(count, q.length);
+    for (let i = 0; i < n; i++) {
+      this.bytes.fill(q.shift()!, offsets[i], offsets[i] + FRAME);
+      lengths[i] = FRAME;
+    }
+    this.tapReads.push({ fd, offered: count, got: n });
+    return n;
+  }
+  override sendBatch(fd: number, offsets: Uint32Array, lengths: Uint32Array, _p: Uint32Array, first: number, count: number): number {
+    const markers: number[] = [];
+    for (let i = first; i < first + count; i++) markers.push(this.bytes[offsets[i] + lengths[i] - 1]);
+    this.sends.push({ fd, markers });
+    return count;
+  }
+  /** Taps that still hold frames: what a level-triggered wake reports. */
+  readyTaps(): Array<[number, number]> {
+    return [...this.tapFrames].filter(([, q]) => q.length > 0).map(([fd]) => [fd, POLL_READABLE]);
+  }
+}
+
+function wakeForwarder(): { addon: WakeAddon; fwd: Forwarder; sc: Float64Array } {
+  const addon = new WakeAddon();
+  const sessions = new SharedArrayBuffer(SESSION_COUNTER_BYTES);
+  const fwd = new Forwarder(addon, new SharedArrayBuffer(SLOT_COUNT * SLOT_SIZE), sessions,
+    new SharedArrayBuffer(TUNNEL_COUNTER_BYTES), allocateStatusBuffers());
+  // Tunnel 1 (socket 6): sessions 0..2 on taps 20..22; tunnel 2 (socket 7): session 3 on tap 23.
+  fwd.addTunnel({ slot: 1, tunnelId: 1, encap: EncapKind.Udp, family: 4, fd: UDP_FD, remote: '192.0.2.2', remotePort: 1701 });
+  fwd.addTunnel({ slot: 2, tunnelId: 2, encap: EncapKind.Udp, family: 4, fd: UDP_FD + 1, remote: '192.0.2.3', remotePort: 1701 });
+  for (let k = 0; k < 4; k++) fwd.addSession(session(k, k < 3 ? 1 : 2, 20 + k, false, UDP_WIRE));
+  return { addon, fwd, sc: new Float64Array(sessions) };
+}
+
+t.test('the frames of all the taps one wake finds ready leave in one sendBatch per tunnel socket, in order', async (t) => {
+  const { addon, sc } = wakeForwarder();
+  addon.tapFrames.set(20, [1, 2]).set(21, [3]).set(22, [4, 5, 6]).set(23, [7]);
+  addon.fireWake(addon.readyTaps());
+  t.same(addon.sends, [{ fd: UDP_FD, markers: [1, 2, 3, 4, 5, 6] }, { fd: UDP_FD + 1, markers: [7] }],
+    'one send per socket when the wake ends, each session\'s frames in the order its tap gave them');
+  t.same([0, 1, 2, 3].map((k) => sc[k * SESSION_ROW_WIDTH + S.TxPackets]), [2, 1, 3, 1], 'tx_packets per session');
+  t.same([0, 1, 2, 3].map((k) => sc[k * SESSION_ROW_WIDTH + S.TxBytes] > 0), [true, true, true, true], 'tx_bytes counted');
+  t.same(addon.tapReads.map((r) => r.offered), [BATCH, BATCH, BATCH, BATCH], 'first wake: each tap offered a batch');
+
+  // A lone fd in its wake is drained as before, and its frames go out at the end of that wake.
+  addon.sends.length = 0;
+  addon.tapFrames.set(22, [8, 9]);
+  addon.fire(22, POLL_READABLE);
+  t.same(addon.sends, [{ fd: UDP_FD, markers: [8, 9] }], 'a wake with one tap ready: its frames in one send');
+});
+
+t.test('with other fds ready a tap is read as far as it brought last time; one that stays readable is served until drained', async (t) => {
+  const { addon, sc } = wakeForwarder();
+  // Wake 1 teaches each tap's hint: tap 20 brought 1 frame, tap 21 two.
+  addon.tapFrames.set(20, [1]).set(21, [2, 3]);
+  addon.fireWake(addon.readyTaps());
+  addon.tapReads.length = 0;
+  addon.sends.length = 0;
+  // Then a burst on tap 20 (40 frames) while tap 21 gets one frame in each of the next 10 wakes.
+  addon.tapFrames.set(20, Array.from({ length: 40 }, (_, i) => 10 + i));
+  let wakes = 0;
+  for (; (wakes < 10 || addon.readyTaps().length > 0) && wakes < 100; wakes++) {
+    if (wakes < 10) addon.tapFrames.get(21)!.push(100 + wakes);
+    addon.fireWake(addon.readyTaps());
+  }
+  const reads20 = addon.tapReads.filter((r) => r.fd === 20);
+  t.same(reads20.map((r) => r.offered), [1, 2, 4, 8, 16, 32], 'tap 20: bounded to its last count, doubling while it stays readable');
+  t.equal(reads20.reduce((a, r) => a + r.got, 0), 40, 'tap 20: all 40 frames read');
+  t.ok(wakes < 100, `every tap drained after ${wakes} wakes`);
+  t.equal(addon.tapReads.filter((r) => r.got === 0).length, 0, 'no read came back empty (EAGAIN)');
+  const sent = addon.sends.flatMap((x) => x.markers);
+  t.same(sent.filter((m) => m >= 10 && m < 50), Array.from({ length: 40 }, (_, i) => 10 + i), 'tap 20\'s frames sent in order');
+  t.same(sent.filter((m) => m >= 100), Array.from({ length: 10 }, (_, i) => 100 + i), 'tap 21\'s frames sent in order, one per wake');
+  t.equal(sc[0 * SESSION_ROW_WIDTH + S.TxPackets], 41, 'session 0: tx_packets');
+  t.equal(sc[1 * SESSION_ROW_WIDTH + S.TxPackets], 2 + 10, 'session 1: tx_packets');
+  t.ok(addon.sends.every((x) => x.fd === UDP_FD), 'all on tunnel 1\'s socket');
+  t.ok(addon.sends.length <= wakes, `${addon.sends.length} sends in ${wakes} wakes: at most one per socket per wake`);
+});
