@@ -449,8 +449,10 @@ export class Forwarder implements ControlHost {
       const room = TXQ_CAP - sock.qCount;
       let want = s.readSlots < room ? s.readSlots : room;
       if (this.tFilled < want) want = this.tFilled;
-      const bounded = ready > 1 && least === 1 && s.readHint < want;
-      if (bounded) want = s.readHint;
+      // An offload tap is bounded to one read (room for one super-frame) while its drains bring
+      // fewer frames than a super-frame can carry; a plain tap to the frames its last drain brought.
+      const bounded = ready > 1 && s.readHint < want && s.readHint < (least === 1 ? want : least);
+      if (bounded) want = least === 1 ? s.readHint : least;
       // A super-frame needs its segments' slots at once: wait for them rather than drop it.
       if (want < least) return;
       const n = io.readBatch(s.spec.tapFd, this.tOffsets, FRAME_CAPACITY, want, this.tLengths, s.spec.tapOffload);

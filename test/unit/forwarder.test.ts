@@ -395,3 +395,15 @@ t.test('with other fds ready a tap is read as far as it brought last time; one t
   t.ok(addon.sends.every((x) => x.fd === UDP_FD), 'all on tunnel 1\'s socket');
   t.ok(addon.sends.length <= wakes, `${addon.sends.length} sends in ${wakes} wakes: at most one per socket per wake`);
 });
+
+t.test('with other fds ready an offload tap that brought a frame or two is read once, with room for a super-frame', async (t) => {
+  const { addon, fwd } = wakeForwarder();
+  fwd.addSession(session(4, 1, 24, true, UDP_WIRE));
+  addon.tapFrames.set(24, [1]).set(20, [2]);
+  addon.fireWake(addon.readyTaps());
+  addon.tapReads.length = 0;
+  addon.tapFrames.set(24, [3]).set(20, [4]);
+  addon.fireWake(addon.readyTaps());
+  t.same(addon.tapReads.filter((r) => r.fd === 24).map((r) => r.offered), [GSO_MAX_SEGS], 'one read, room for one super-frame');
+  t.same(addon.sends.flatMap((x) => x.markers), [1, 2, 3, 4], 'all sent, in the order the wakes read them');
+});
