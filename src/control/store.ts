@@ -203,9 +203,10 @@ function processRuns(pid: number): boolean {
 }
 
 /**
- * Write `text` (a string, its bytes, or its bytes in pieces) to `file` so that a crash at any point leaves the old file or the new one, never a partial one: temp file in the same
- * directory (created with `dirMode` if missing), fsync, rename over the target, fsync the
- * directory. Throws, leaving the old file, on any failure.
+ * Write `text` (a string, its bytes, or its bytes in pieces) to `file` so that a crash at any
+ * point leaves the old file or the new one, never a partial one: temp file in the same directory
+ * (created with `dirMode` if missing), fsync, rename over the target, fsync the directory.
+ * Throws, leaving the old file, on any failure.
  */
 export function writeFileAtomic(file: string, text: string | Buffer | Buffer[], mode: number, dirMode: number): void {
   const dir = path.dirname(file);

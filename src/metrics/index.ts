@@ -6,6 +6,7 @@
  */
 import fs from 'node:fs';
 import http from 'node:http';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import client from 'prom-client';
 import {
   SESSION_COUNTERS, SESSION_ROW_WIDTH, TUNNEL_COUNTERS, TUNNEL_DROPS_FAMILY, TUNNEL_ROW_WIDTH, type CounterDef,
@@ -139,7 +140,9 @@ class SessionFamilies {
       const prev = last.families[families.length];
       const out = new GrowingBuffer(this.pool, prev ? textLength(prev) + 64 * 1024 : n * 128 + head.length * 3);
       out.write(head);
-      const text: FamilyText = { block: out.block, ends: new Int32Array(n), headLength: out.length, values: new Float64Array(n) };
+      const headLength = out.length;
+      const ends = new Int32Array(n);
+      const values = new Float64Array(n);
       // A run of the previous text being reused: lines [from, to) of the last scrape.
       let from = -1;
       let to = -1;
@@ -150,26 +153,25 @@ class SessionFamilies {
       };
       for (let i = 0; i < n; i++) {
         const v = value(i);
-        text.values[i] = v;
+        values[i] = v;
         const j = before[i];
         // NaN is never equal to itself: a NaN value is formatted afresh.
         if (prev !== undefined && j >= 0 && prev.values[j] === v) {
           if (from < 0 || j !== to) { flush(); from = j; }
           to = j + 1;
-          text.ends[i] = out.length + prev.ends[j] - prevStart(from);
+          ends[i] = out.length + prev.ends[j] - prevStart(from);
         } else {
           flush();
           out.write(`${metric}${labels[i]} ${v}\n`);
-          text.ends[i] = out.length;
+          ends[i] = out.length;
         }
         if (++rendered % RENDER_CHECK === 0 && performance.now() - sliceStart >= RENDER_SLICE_MS) {
-          await turn();
+          await nextTurn();
           sliceStart = performance.now();
         }
       }
       flush();
-      text.block = out.block;
-      families.push(text);
+      families.push({ block: out.block, ends, headLength, values });
     };
     const help = (metric: string, type: string, what: string): string => `# HELP ${metric} ${what}\n# TYPE ${metric} ${type}\n`;
     for (const [field, c] of SESSION_COUNTERS.entries()) {
@@ -189,13 +191,15 @@ class SessionFamilies {
     for (let i = 0; i < n; i++) {
       for (const kind of sessions[i].mismatches) mismatch.write(`l2tp_session_mismatch${labels[i].slice(0, -1)},kind="${kind}"} 1\n`);
     }
-    // The texts read from go back to the pool once no scrape reads or sends them; the new ones
-    // are held as `last` (their first reference) and by the caller until `done`.
+    // A block taken from the pool is the caller's until `done`; the texts kept as `last` are held
+    // once more, and go back to the pool when no scrape copies from them or sends them.
     for (const f of last.families) this.pool.drop(f.block);
-    if (this.last === last) for (const f of last.families) this.pool.drop(f.block);
-    else for (const f of families) this.pool.drop(f.block); // another scrape finished first: its texts stay `last`
-    if (this.last === last) this.last = { labels, families };
-    for (const f of families) this.pool.hold(f.block);
+    // Unless another scrape finished first: then its texts stay `last`.
+    if (this.last === last) {
+      for (const f of last.families) this.pool.drop(f.block);
+      for (const f of families) this.pool.hold(f.block);
+      this.last = { labels, families };
+    }
     const blocks = [...families.map((f) => f.block), mismatch.block];
     const chunks = [...families.map((f) => f.block.bytes.subarray(0, textLength(f))), mismatch.block.bytes.subarray(0, mismatch.length)];
     let held = true;
@@ -211,13 +215,12 @@ export interface ScrapeBytes {
 
 const textLength = (f: FamilyText): number => (f.ends.length > 0 ? f.ends[f.ends.length - 1] : f.headLength);
 
-const turn = (): Promise<void> => new Promise<void>((resolve) => setImmediate(resolve));
-
 /**
  * A buffer and its references: the scrape whose text it holds (as `last`), scrapes copying from
  * it, responses still sending it. At none it goes back to its pool.
  */
 class Block {
+  /** Taken from the pool by one holder. */
   refs = 1;
   constructor(readonly bytes: Buffer) {}
 }

@@ -15,6 +15,7 @@ import {
   type NetlinkMessage, type NetlinkSocket,
 } from 'netlink';
 import { randomBytes } from 'node:crypto';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { isMainThread } from 'node:worker_threads';
 import { decodeLink } from './decode.js';
 import { errnoName, NetlinkError, toNetlinkError } from './errors.js';
@@ -307,7 +308,7 @@ export class Rtnl {
       if (m.type !== RTM_NEWLINK) continue;
       links.push(parseLinkInfo(m.data));
       // Ten thousand links take tens of milliseconds to decode: other work runs in between.
-      if (links.length % DECODE_STEP === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      if (links.length % DECODE_STEP === 0) await nextTurn();
     }
     return master === undefined ? links : links.filter((l) => l.master === master);
   }
@@ -504,7 +505,7 @@ export class Rtnl {
           }
         }
         await oneByOne([...moved, ...untagged]);
-        await new Promise<void>((resolve) => setImmediate(resolve));
+        await nextTurn();
       }
     } else {
       await oneByOne(want);
