@@ -432,7 +432,7 @@ export class Forwarder implements ControlHost {
     const tx = this.tx;
     const nextSeqAt = s.txRow + TX.NextSeq;
     const least = s.minReadSlots;
-    if (this.tFilled < s.readSlots) this.topUpTapSlots();
+    if (this.tFilled < s.readSlots) this.topUpTapSlots(s.readSlots);
     if (s.filledWake !== -1 && ((s.filledWake + 1) | 0) === this.wakeSeq) {
       // Its last bounded read filled up and it is ready in the very next wake: a burst, allow more.
       s.readHint = s.readHint * 2 < BATCH ? s.readHint * 2 : BATCH;
@@ -441,18 +441,18 @@ export class Forwarder implements ControlHost {
     for (let round = 0; round < ROUNDS && !sock.blocked; round++) {
       // Read per batch: the peer's S bit may have switched it since the last one.
       const numbering = s.numbered && tx[s.txRow + TX.Numbering] !== 0;
-      if (TXQ_CAP - sock.qCount < s.readSlots) {
-        // What other taps queued leaves no room for a whole batch: send it first.
-        this.flush(sock);
-        if (sock.blocked) return;
-      }
-      const room = TXQ_CAP - sock.qCount;
-      let want = s.readSlots < room ? s.readSlots : room;
-      if (this.tFilled < want) want = this.tFilled;
+      let want = s.readSlots < this.tFilled ? s.readSlots : this.tFilled;
       // An offload tap is bounded to one read (room for one super-frame) while its drains bring
       // fewer frames than a super-frame can carry; a plain tap to the frames its last drain brought.
       const bounded = ready > 1 && s.readHint < want && s.readHint < (least === 1 ? want : least);
       if (bounded) want = least === 1 ? s.readHint : least;
+      if (TXQ_CAP - sock.qCount < want) {
+        // What other taps queued leaves no room for this read: send it first.
+        this.flush(sock);
+        if (sock.blocked) return;
+      }
+      const room = TXQ_CAP - sock.qCount;
+      if (room < want) want = room;
       // A super-frame needs its segments' slots at once: wait for them rather than drop it.
       if (want < least) return;
       const n = io.readBatch(s.spec.tapFd, this.tOffsets, FRAME_CAPACITY, want, this.tLengths, s.spec.tapOffload);
@@ -460,10 +460,9 @@ export class Forwarder implements ControlHost {
         sc[row + S.TxErrors]++;
         return;
       }
-      const got = n;
-      if (sock.qHead + sock.qCount + got > TXQ_CAP) this.compactQueue(sock);
+      if (sock.qHead + sock.qCount + n > TXQ_CAP) this.compactQueue(sock);
       let q = sock.qHead + sock.qCount;
-      for (let i = 0; i < got; i++) {
+      for (let i = 0; i < n; i++) {
         const len = this.tLengths[i];
         if (len < 0) {
           // Read from an offload tap but not deliverable (headers not as announced, or too many segments).
@@ -492,14 +491,14 @@ export class Forwarder implements ControlHost {
         q++;
         sock.qCount++;
       }
-      this.refillTapSlots(got);
+      this.refillTapSlots(n);
       if (sock.qCount > 0 && !sock.flushPending) {
         sock.flushPending = true;
         this.flushList[this.flushCount++] = sock;
       }
       // Drained (EAGAIN), unless the addon stopped for want of room for another super-frame.
-      if (got <= want - least) {
-        s.readHint = got > 1 ? got : 1;
+      if (n <= want - least) {
+        s.readHint = n > 1 ? n : 1;
         return;
       }
       if (bounded) {
@@ -510,9 +509,9 @@ export class Forwarder implements ControlHost {
     }
   }
 
-  /** Give the tap read batch back its slots up to the largest batch (offload taps need more). */
-  private topUpTapSlots(): void {
-    while (this.tFilled < OFFLOAD_BATCH && this.slots.free > 0) this.setTapSlot(this.tFilled++, this.slots.take());
+  /** Give the tap read batch slots up to `count` (a read of an offload tap needs more). */
+  private topUpTapSlots(count: number): void {
+    while (this.tFilled < count && this.slots.free > 0) this.setTapSlot(this.tFilled++, this.slots.take());
   }
 
   private setTapSlot(i: number, slot: number): void {
@@ -533,15 +532,21 @@ export class Forwarder implements ControlHost {
   /** The wake ended: send what its callbacks queued, one sendmmsg (batch) per socket. */
   private onWakeEnd(): void {
     const list = this.flushList;
-    for (let k = 0; k < this.flushCount; k++) {
+    const count = this.flushCount;
+    // Reset before any send: a send that throws must not leave the list half-served for the next wake.
+    this.flushCount = 0;
+    this.wakeSeq = (this.wakeSeq + 1) | 0;
+    let failure: unknown;
+    for (let k = 0; k < count; k++) {
       const sock = list[k]!;
       list[k] = null;
       sock.flushPending = false;
       // A socket deleted since (its queue dropped) is no longer in the table.
-      if (!sock.blocked && this.sockets.get(sock.fd) === sock) this.flush(sock);
+      if (sock.blocked || this.sockets.get(sock.fd) !== sock) continue;
+      // One socket's failure does not keep the others' frames back.
+      try { this.flush(sock); } catch (err) { failure ??= err; }
     }
-    this.flushCount = 0;
-    this.wakeSeq = (this.wakeSeq + 1) | 0;
+    if (failure !== undefined) throw failure;
   }
 
   private compactQueue(sock: SocketState): void {
