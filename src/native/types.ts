@@ -148,7 +148,9 @@ export interface Readiness {
    * Level-triggered readiness on the calling thread's loop (one epoll set per thread, watched by
    * libuv). `events` is a POLL_* mask; calling again for the same fd changes the mask (and
    * callback). The callback gets (fd, events, ready) once per readiness; `ready` is how many fds
-   * the same wake (one epoll_wait) reported, so a callback can tell a busy wake from a lone fd.
+   * the same wake (one epoll_wait) reported, so a callback can tell a busy wake from a lone fd
+   * (an upper bound: it counts the loop's wake fd and fds paused by an earlier callback). The
+   * callbacks of one wake share one callback scope: promises they settle run after all of them.
    */
   pollStart(fd: number, events: number, callback: PollCallback): void;
   pollStop(fd: number): void;
@@ -157,7 +159,8 @@ export interface Readiness {
   /**
    * A callback run once after the fd callbacks of each wake (one epoll_wait), before the next
    * wait (null: none). What the callbacks gathered, e.g. datagrams for one socket from many taps,
-   * can leave in one call per wake.
+   * can leave in one call per wake. One per thread: a second registration replaces the first
+   * (the data plane's forwarder is its one user).
    */
   pollEnd(callback: (() => void) | null): void;
 }
