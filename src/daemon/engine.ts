@@ -284,7 +284,11 @@ export class DaemonEngine implements Engine, MetricsSource {
       const br = this.sessions.get(sessionKey(s.tunnel_id, s.session_id))?.links.bridge;
       if (br !== undefined) bridges.add(br);
     }
-    const dump = bridges.size > 0 ? await this.bridgeLinks(bridges).catch(() => undefined) : undefined;
+    const dump = bridges.size > 0 ? await this.bridgeLinks(bridges).catch((err: Error) => {
+      // Shown without ports_over_mtu: say why, rather than let the field vanish unexplained.
+      this.log.warn({ err: err.message }, 'cannot list bridge ports for show session');
+      return undefined;
+    }) : undefined;
     return list.map((s) => this.sessionView(s, withStats, dump));
   }
 
@@ -619,7 +623,12 @@ export class DaemonEngine implements Engine, MetricsSource {
       : [...only].flatMap((br) => [...this.watch.named(br)].map((key) => this.sessions.get(key)!).filter((r) => r.links.bridge === br));
     if (bridged.length === 0) return;
     let dump: LinkInfo[];
-    try { dump = await this.bridgeLinks(only); } catch { return; }
+    try {
+      dump = await this.bridgeLinks(only);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'cannot list bridge ports to check their MTUs');
+      return;
+    }
     for (const rs of bridged) {
       const over = SessionInterfaces.portsOverMtu(rs.links, rs.spec.mtu, dump);
       const same = over.length === rs.portsOverMtu.length && over.every((p, i) => p.interface === rs.portsOverMtu[i].interface && p.mtu === rs.portsOverMtu[i].mtu);

@@ -123,6 +123,43 @@ function randomGroup(): number {
   }
 }
 
+/**
+ * Orders the requests of one socket around its dumps. The kernel sends a dump's parts as the
+ * reader drains them, so a reply to anything sent while a dump is open arrives among its parts,
+ * and the package then ends the dump early ("Multipart message not terminated properly"); two
+ * dumps in flight mix their parts the same way. The daemon's readers (show session) dump while
+ * a reload or a repair sends requests. So a dump waits for the requests in flight and runs
+ * alone, and a request waits for the dumps queued before it; requests still overlap each other
+ * (deleteLinks keeps SETLINK_WINDOW in flight).
+ */
+class DumpGate {
+  private inFlight = 0;
+  private readonly drained: (() => void)[] = [];
+  private dumpsQueued = 0;
+  private lastDump: Promise<void> = Promise.resolve();
+
+  async request<T>(send: () => Promise<T>): Promise<T> {
+    while (this.dumpsQueued > 0) await this.lastDump;
+    this.inFlight++;
+    try {
+      return await send();
+    } finally {
+      if (--this.inFlight === 0) for (const wake of this.drained.splice(0)) wake();
+    }
+  }
+
+  dump<T>(send: () => Promise<T>): Promise<T> {
+    this.dumpsQueued++;
+    const alone = async (): Promise<T> => {
+      while (this.inFlight > 0) await new Promise<void>((wake) => this.drained.push(wake));
+      return send();
+    };
+    const run = this.lastDump.then(alone).finally(() => { this.dumpsQueued--; });
+    this.lastDump = run.then(() => undefined, () => undefined);
+    return run;
+  }
+}
+
 /** Run fn over items with at most `limit` calls pending; resolves when all have settled. */
 async function eachWindowed<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
@@ -200,8 +237,7 @@ export class Rtnl {
   private readonly errorListeners = new Set<(err: NetlinkError) => void>();
   private readonly pending = new Set<(err: Error) => void>();
   private closed = false;
-  /** The last dump queued (oneDumpAtATime). */
-  private dumps: Promise<void> = Promise.resolve();
+  private readonly gate = new DumpGate();
 
   private constructor(sock: NetlinkSocket) { this.sock = sock; }
 
@@ -227,9 +263,14 @@ export class Rtnl {
 
   /**
    * Send one request (REQUEST|ACK added by the package) and return the reply messages
-   * (empty for a plain ACK). NLMSG_ERROR with errno≠0 → NetlinkError.
+   * (empty for a plain ACK). NLMSG_ERROR with errno≠0 → NetlinkError. Dumps run alone (DumpGate).
    */
-  private async request(type: number, payload: Buffer, flags: number, op: string, hints: Record<string, string> = {}): Promise<NetlinkMessage[]> {
+  private request(type: number, payload: Buffer, flags: number, op: string, hints: Record<string, string> = {}): Promise<NetlinkMessage[]> {
+    const send = (): Promise<NetlinkMessage[]> => this.exchange(type, payload, flags, op, hints);
+    return (flags & FlagsGet.DUMP) !== 0 ? this.gate.dump(send) : this.gate.request(send);
+  }
+
+  private async exchange(type: number, payload: Buffer, flags: number, op: string, hints: Record<string, string>): Promise<NetlinkMessage[]> {
     if (this.closed) throw new NetlinkError(op, 'ECLOSED', 0, 'netlink socket closed');
     let msgs: NetlinkMessage[];
     try {
@@ -252,16 +293,6 @@ export class Rtnl {
       throw new NetlinkError(op, code, errno, hints[code]);
     }
     return msgs;
-  }
-
-  /**
-   * Run dumps one after another: the package mixes up the multipart replies of two dumps in
-   * flight on one socket, and the daemon's readers (show session) dump while a reload does.
-   */
-  private oneDumpAtATime<T>(dump: () => Promise<T>): Promise<T> {
-    const run = this.dumps.then(dump, dump);
-    this.dumps = run.then(() => undefined, () => undefined);
-    return run;
   }
 
   /** One link by name; undefined when it does not exist. */
@@ -302,7 +333,7 @@ export class Rtnl {
       attrs.master = master;
       op = `list links of master #${master}`;
     }
-    const msgs = await this.oneDumpAtATime(() => this.request(RTM_GETLINK, linkPayload({}, attrs), FlagsGet.DUMP, op));
+    const msgs = await this.request(RTM_GETLINK, linkPayload({}, attrs), FlagsGet.DUMP, op);
     const links: LinkInfo[] = [];
     for (const m of msgs) {
       if (m.type !== RTM_NEWLINK) continue;

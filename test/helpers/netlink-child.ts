@@ -14,6 +14,8 @@ export type ChildOp =
   | { op: 'linkByIndex'; args: [number] }
   | { op: 'listLinks'; args?: [{ master?: number }] }
   | { op: 'concurrentDumps'; args: [number] }
+  // listLinks({master}), then linkByName of each name while that dump is under way
+  | { op: 'dumpBesideGets'; args: [number, string[]] }
   | { op: 'setLink'; args: [string | number, Record<string, unknown>] }
   | { op: 'createBridge'; args: [string, Record<string, unknown>?] }
   | { op: 'createVlan'; args: [string, number, string, Record<string, unknown>?] }
@@ -74,6 +76,14 @@ async function main(): Promise<void> {
       // Dumps started together, as a reader's and a reload's can be: the names each one got.
       case 'concurrentDumps': return Promise.all(Array.from({ length: o.args[0] }, () => rtnl.listLinks()))
         .then((all) => all.map((links) => links.map((l) => l.name).sort()));
+      case 'dumpBesideGets': {
+        const [master, names] = o.args;
+        const dump = rtnl.listLinks({ master });
+        // A few microtask turns: the dump request is on the socket, its first part not yet read.
+        for (let i = 0; i < 10; i++) await null;
+        const [ports, ...got] = await Promise.all([dump, ...names.map((n) => rtnl.linkByName(n))]);
+        return { ports: ports.map((l) => l.name).sort(), got: got.map((l) => l?.name) };
+      }
       case 'setLink': return rtnl.setLink(o.args[0], o.args[1]);
       case 'createBridge': return rtnl.createBridge(o.args[0], o.args[1] ?? {});
       case 'createVlan': return rtnl.createVlan(o.args[0], o.args[1], o.args[2], o.args[3] ?? {});

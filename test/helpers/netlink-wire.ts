@@ -87,24 +87,29 @@ export function semantic(m: DecodedLinkMessage): Omit<DecodedLinkMessage, 'len' 
 /**
  * Every buffer strace dumped for sendmsg calls (`-e write=all -xx`), in order. The hex area of a
  * dump line ` | 00000  4c 00 00 00 10 00 05 06  01 4e ...  L....... |` is columns 10..58.
+ * Under `-f` the dumps of two threads can interleave, line by line, each line prefixed
+ * `[pid N]`: a dump is put together from its own thread's lines.
  */
 export function straceSendBuffers(out: string): Buffer[] {
-  const bufs: Buffer[] = [];
-  let cur: string[] | undefined;
+  const dumps: string[][] = [];
+  const open = new Map<string, string[]>();
   for (const raw of out.split('\n')) {
-    const line = raw.replace(/^\[pid\s+\d+\]\s*/, '');
+    const pid = /^\[pid\s+(\d+)\]\s*/.exec(raw);
+    const thread = pid?.[1] ?? 'main';
+    const line = pid ? raw.slice(pid[0].length) : raw;
     if (/^ \* \d+ bytes in buffer \d+/.test(line)) {
-      cur = [];
-      bufs.push(Buffer.alloc(0));
+      const hex: string[] = [];
+      dumps.push(hex);
+      open.set(thread, hex);
       continue;
     }
     const m = /^ \| ([0-9a-f]{5})  /.exec(line);
-    if (m && cur) {
-      cur.push(...(line.slice(10, 59).match(/[0-9a-f]{2}/g) ?? []));
-      bufs[bufs.length - 1] = Buffer.from(cur.join(''), 'hex');
+    const hex = open.get(thread);
+    if (m && hex) {
+      hex.push(...(line.slice(10, 59).match(/[0-9a-f]{2}/g) ?? []));
       continue;
     }
-    cur = undefined;
+    open.delete(thread);
   }
-  return bufs.filter((b) => b.length > 0);
+  return dumps.map((hex) => Buffer.from(hex.join(''), 'hex')).filter((b) => b.length > 0);
 }

@@ -379,6 +379,18 @@ t.test('in a namespace', { skip: nsSkip }, async (t) => {
     for (const [a] of pairs) ip(ns, 'link', 'del', a);
   });
 
+  t.test('requests sent while a dump is under way: the dump and each request succeed', async (tt) => {
+    // The kernel sends a dump's parts as the reader drains them: a reply to a request sent after
+    // the dump began arrives between its parts, and the package then ends the dump early
+    // ("Multipart message not terminated properly"). show session met this beside a repair.
+    const br = uniqueName('lb'), p1 = uniqueName('lp'), p2 = uniqueName('lp');
+    ip(ns, 'link', 'add', br, 'type', 'bridge');
+    for (const p of [p1, p2]) { ip(ns, 'tuntap', 'add', p, 'mode', 'tap'); ip(ns, 'link', 'set', p, 'master', br); }
+    const res = child(tt, ns, [{ op: 'dumpBesideGets', args: [ifindex(ns, br), [br, p1, 'lo']] }]);
+    tt.same(res[0], { ok: true, value: { ports: [p1, p2].sort(), got: [br, p1, 'lo'] } }, 'the bridge\'s ports, and each link asked for');
+    for (const l of [p1, p2, br]) ip(ns, 'link', 'del', l);
+  });
+
   t.test('listLinks({master}): exactly each bridge\'s ports, filtered by the kernel', async (tt) => {
     const br1 = uniqueName('lb'), br2 = uniqueName('lb');
     const a1 = uniqueName('la'), a2 = uniqueName('la'), b1 = uniqueName('lt'), c1 = uniqueName('lc');
