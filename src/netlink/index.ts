@@ -128,37 +128,31 @@ function randomGroup(): number {
  * reader drains them, so a reply to anything sent while a dump is open arrives among its parts,
  * and the package then ends the dump early ("Multipart message not terminated properly"); two
  * dumps in flight mix their parts the same way. The daemon's readers (show session) dump while
- * a reload or a repair sends requests. So a dump waits for the requests in flight and runs
- * alone, and a request waits for the dumps queued before it; requests still overlap each other
- * (deleteLinks keeps SETLINK_WINDOW in flight).
+ * a reload or a repair sends requests. So, in the order they come: a dump starts when everything
+ * before it has finished, a request when the dumps before it have. Requests still overlap each
+ * other (deleteLinks keeps SETLINK_WINDOW in flight), and readers dumping back to back cannot
+ * hold a reload's requests back.
  */
 class DumpGate {
-  private inFlight = 0;
-  private readonly drained: (() => void)[] = [];
-  private dumpsQueued = 0;
-  private lastDump: Promise<void> = Promise.resolve();
+  /** Settles when everything queued so far has finished: the next dump's turn. */
+  private allDone: Promise<void> = Promise.resolve();
+  /** Settles when the last dump queued has finished: the next request's turn. */
+  private dumpDone: Promise<void> = Promise.resolve();
 
-  async request<T>(send: () => Promise<T>): Promise<T> {
-    while (this.dumpsQueued > 0) await this.lastDump;
-    this.inFlight++;
-    try {
-      return await send();
-    } finally {
-      if (--this.inFlight === 0) for (const wake of this.drained.splice(0)) wake();
-    }
+  request<T>(send: () => Promise<T>): Promise<T> {
+    const run = this.dumpDone.then(send);
+    this.allDone = Promise.all([this.allDone, settled(run)]).then(() => undefined);
+    return run;
   }
 
   dump<T>(send: () => Promise<T>): Promise<T> {
-    this.dumpsQueued++;
-    const alone = async (): Promise<T> => {
-      while (this.inFlight > 0) await new Promise<void>((wake) => this.drained.push(wake));
-      return send();
-    };
-    const run = this.lastDump.then(alone).finally(() => { this.dumpsQueued--; });
-    this.lastDump = run.then(() => undefined, () => undefined);
+    const run = this.allDone.then(send);
+    this.allDone = this.dumpDone = settled(run);
     return run;
   }
 }
+
+const settled = (p: Promise<unknown>): Promise<void> => p.then(() => undefined, () => undefined);
 
 /** Run fn over items with at most `limit` calls pending; resolves when all have settled. */
 async function eachWindowed<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {

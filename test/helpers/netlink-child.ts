@@ -16,6 +16,9 @@ export type ChildOp =
   | { op: 'concurrentDumps'; args: [number] }
   // listLinks({master}), then linkByName of each name while that dump is under way
   | { op: 'dumpBesideGets'; args: [number, string[]] }
+  // READERS loops of ROUNDS back-to-back listLinks, and linkByName(NAME) sent once they run:
+  // how many dumps had finished when it answered, of how many
+  | { op: 'getAmidDumps'; args: [number, number, string] }
   | { op: 'setLink'; args: [string | number, Record<string, unknown>] }
   | { op: 'createBridge'; args: [string, Record<string, unknown>?] }
   | { op: 'createVlan'; args: [string, number, string, Record<string, unknown>?] }
@@ -83,6 +86,18 @@ async function main(): Promise<void> {
         for (let i = 0; i < 10; i++) await null;
         const [ports, ...got] = await Promise.all([dump, ...names.map((n) => rtnl.linkByName(n))]);
         return { ports: ports.map((l) => l.name).sort(), got: got.map((l) => l?.name) };
+      }
+      case 'getAmidDumps': {
+        const [readers, rounds, name] = o.args;
+        let dumped = 0;
+        const loops = Array.from({ length: readers }, async () => {
+          for (let i = 0; i < rounds; i++) { await rtnl.listLinks(); dumped++; }
+        });
+        while (dumped < readers) await new Promise((r) => setImmediate(r));
+        const got = await rtnl.linkByName(name);
+        const dumpedAtGet = dumped;
+        await Promise.all(loops);
+        return { got: got?.name, dumpedAtGet, dumps: dumped };
       }
       case 'setLink': return rtnl.setLink(o.args[0], o.args[1]);
       case 'createBridge': return rtnl.createBridge(o.args[0], o.args[1] ?? {});

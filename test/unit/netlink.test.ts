@@ -391,6 +391,14 @@ t.test('in a namespace', { skip: nsSkip }, async (t) => {
     for (const l of [p1, p2, br]) ip(ns, 'link', 'del', l);
   });
 
+  t.test('a request waits only for the dumps queued before it, not for readers dumping back to back', async (tt) => {
+    const res = child(tt, ns, [{ op: 'getAmidDumps', args: [4, 50, 'lo'] }]);
+    const r = value<{ got: string; dumpedAtGet: number; dumps: number }>(res[0]);
+    tt.equal(r.got, 'lo', 'the request answered');
+    tt.equal(r.dumps, 200, 'every dump ran');
+    tt.ok(r.dumpedAtGet < 20, `answered after ${r.dumpedAtGet} of ${r.dumps} dumps (a reload's requests are not held back by looping readers)`);
+  });
+
   t.test('listLinks({master}): exactly each bridge\'s ports, filtered by the kernel', async (tt) => {
     const br1 = uniqueName('lb'), br2 = uniqueName('lb');
     const a1 = uniqueName('la'), a2 = uniqueName('la'), b1 = uniqueName('lt'), c1 = uniqueName('lc');
