@@ -42,6 +42,7 @@ Native::Native(Napi::Env env, Napi::Object exports) : env_(env) {
       InstanceMethod("wakeSignal", &Native::WakeSignal, napi_enumerable),
       InstanceMethod("notifySend", &Native::NotifySend, napi_enumerable),
       InstanceMethod("setThreadName", &Native::SetThreadName, napi_enumerable),
+      InstanceMethod("netlinkAck", &Native::NetlinkAck, napi_enumerable),
   });
 }
 
@@ -132,7 +133,7 @@ bool IntArg(const Napi::CallbackInfo& info, size_t i, const char* what, int64_t*
   return true;
 }
 
-Napi::Value ThrowErrno(Napi::Env env, int err, const char* syscall, const std::string& detail) {
+Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall, const std::string& detail) {
   const char* code = uv_err_name(-err);
   std::string code_str = (code && std::strncmp(code, "Unknown", 7) != 0)
                              ? std::string(code) : "E" + std::to_string(err);
@@ -142,7 +143,11 @@ Napi::Value ThrowErrno(Napi::Env env, int err, const char* syscall, const std::s
   e.Set("code", Napi::String::New(env, code_str));
   e.Set("errno", Napi::Number::New(env, err));
   e.Set("syscall", Napi::String::New(env, syscall));
-  e.ThrowAsJavaScriptException();
+  return e;
+}
+
+Napi::Value ThrowErrno(Napi::Env env, int err, const char* syscall, const std::string& detail) {
+  ErrnoError(env, err, syscall, detail).ThrowAsJavaScriptException();
   return env.Undefined();
 }
 

@@ -1,5 +1,5 @@
 // l2tpd_native: syscalls and loops only (tap, UDP/raw sockets, batched I/O, readiness, service
-// notifications and thread names).
+// notifications, thread names, and rtnetlink requests sent from a pool thread).
 // No L2TP knowledge lives here. One instance per Node environment (main thread, each worker):
 // all state is in this class, nothing is static.
 #pragma once
@@ -80,6 +80,8 @@ class Native : public Napi::Addon<Native> {
   Napi::Value NotifySend(const Napi::CallbackInfo& info);
   Napi::Value SetThreadName(const Napi::CallbackInfo& info);
 
+  Napi::Value NetlinkAck(const Napi::CallbackInfo& info);
+
   Napi::Value OpenSocket(const Napi::CallbackInfo& info, int type);
   bool RequirePool(Napi::Env env);
   void EnsureMessages(size_t n);
@@ -130,6 +132,8 @@ class Native : public Napi::Addon<Native> {
 
 // Number argument i as int64; false + pending TypeError naming `what` otherwise.
 bool IntArg(const Napi::CallbackInfo& info, size_t i, const char* what, int64_t* out);
+// An Error with code (errno name), errno and syscall set, for a promise to reject with.
+Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall, const std::string& detail = "");
 // Throws (as a pending JS exception) an Error with code/errno/syscall. Returns undefined.
 Napi::Value ThrowErrno(Napi::Env env, int err, const char* syscall, const std::string& detail = "");
 // Parses an address for `family` (4 or 6; IPv6 may carry %scope). false + pending exception on error.

@@ -193,8 +193,19 @@ export interface ServiceProcess {
   setThreadName(name: string): void;
 }
 
+/** Kernel requests that take long inside the kernel, made from a libuv pool thread. */
+export interface KernelRequests {
+  /**
+   * Send one complete rtnetlink message (nlmsghdr with NLM_F_REQUEST|NLM_F_ACK; nlmsg_len its
+   * length) on a socket of its own, and resolve with its acknowledgement's error: 0, or a negative
+   * errno. The kernel carries a request out inside the sendmsg() that delivers it, which here
+   * waits on the pool thread, not on the caller's. Rejects (code, errno) when a socket call fails.
+   */
+  netlinkAck(message: Buffer): Promise<number>;
+}
+
 /** What the forwarder is given: packet I/O and readiness, nothing that opens or closes. */
 export type ForwarderIo = PacketIo & Readiness;
 
 /** The whole addon, as loaded in each thread. */
-export type NativeAddon = Setup & PacketIo & Readiness & SliceControl & ServiceProcess;
+export type NativeAddon = Setup & PacketIo & Readiness & SliceControl & ServiceProcess & KernelRequests;

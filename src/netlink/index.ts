@@ -11,12 +11,13 @@
  *    21 DELADDR), which parsed messages drop.
  */
 import {
-  AttrStream, createNetlink, FlagsGet, ifla, parseError, Protocol, putU32, rt,
+  AttrStream, createNetlink, Flags, FlagsGet, formatMessage, ifla, parseError, Protocol, putU32, rt,
   type NetlinkMessage, type NetlinkSocket,
 } from 'netlink';
 import { randomBytes } from 'node:crypto';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { isMainThread } from 'node:worker_threads';
+import { addonCall } from './addon.js';
 import { decodeLink } from './decode.js';
 import { errnoName, NetlinkError, toNetlinkError } from './errors.js';
 import { guardMonitorSocket, NETLINK_ROUTE, type MonitorGuard } from './monitor-socket.js';
@@ -108,7 +109,7 @@ const RTNLGRP_IPV6_IFADDR = 9;
 const AF_INET = 2;
 const AF_INET6 = 10;
 const RTEXT_FILTER_SKIP_STATS = 1 << 3;
-/** Links deleteLinks deletes with one request (one group): the kernel's work for them blocks this thread. */
+/** Links deleteLinks deletes with one request (one group), with the kernel's RTNL lock held throughout. */
 export const DELETE_BATCH = 200;
 /** Links listLinks decodes between two turns of the event loop. */
 const DECODE_STEP = 2000;
@@ -232,6 +233,7 @@ export class Rtnl {
   private readonly pending = new Set<(err: Error) => void>();
   private closed = false;
   private readonly gate = new DumpGate();
+  private offLoopSeq = 0;
 
   private constructor(sock: NetlinkSocket) { this.sock = sock; }
 
@@ -287,6 +289,23 @@ export class Rtnl {
       throw new NetlinkError(op, code, errno, hints[code]);
     }
     return msgs;
+  }
+
+  /**
+   * A request the kernel takes long to carry out, sent from a pool thread on a socket of its own
+   * (the addon's netlinkAck), so that this thread goes on answering readers meanwhile: the
+   * kernel carries a request out inside the sendmsg() that delivers it, and deleting a group
+   * of a few hundred links takes tens of milliseconds there. Outside the DumpGate, since its
+   * acknowledgement comes on that socket. Without the addon: an ordinary request.
+   */
+  private async requestOffLoop(type: number, payload: Buffer, op: string): Promise<void> {
+    const netlinkAck = addonCall('netlinkAck');
+    if (netlinkAck === undefined) { await this.request(type, payload, 0, op); return; }
+    if (this.closed) throw new NetlinkError(op, 'ECLOSED', 0, 'netlink socket closed');
+    const message = Buffer.concat(formatMessage({ type, flags: Flags.REQUEST | Flags.ACK, seq: ++this.offLoopSeq, port: 0, data: payload }));
+    let error: number;
+    try { error = await netlinkAck(message); } catch (e) { throw toNetlinkError(e, op); }
+    if (error !== 0) throw new NetlinkError(op, errnoName(-error), -error);
   }
 
   /** One link by name; undefined when it does not exist. */
@@ -440,7 +459,9 @@ export class Rtnl {
    * value (one RTM_SETLINK each, ≤32 in flight; cheap), one full dump checks that no other link
    * carries that group, then one RTM_DELLINK {ifindex 0, IFLA_GROUP} makes the kernel
    * (rtnl_group_dellink → unregister_netdevice_many) unregister them all behind a single RCU
-   * grace period, instead of one grace period per RTM_DELLINK. 0 or 1 index: plain deletes.
+   * grace period, instead of one grace period per RTM_DELLINK. That delete is sent from a pool
+   * thread (requestOffLoop): this thread is not held up while the kernel works through it.
+   * 0 or 1 index: plain deletes.
    *
    * Semantics:
    *  - indexes that do not exist (or vanish before their turn) are skipped, not errors;
@@ -483,8 +504,8 @@ export class Rtnl {
 
     if (want.length >= 2) {
       // One group per batch: the kernel deletes a group inside the sendmsg() that asks for it,
-      // about 0.25 ms a link, with this thread waiting; batches keep each wait short and let
-      // other work (readers of the API) run between them.
+      // which is sent from a pool thread (requestOffLoop). The kernel holds the RTNL lock all
+      // that time, so batches keep each hold short for the other requests waiting on it.
       const batches: Array<{ group: number; tagged: number[]; untagged: number[] }> = [];
       const used = new Set<number>();
       for (let at = 0; at < want.length; at += DELETE_BATCH) {
@@ -523,7 +544,7 @@ export class Rtnl {
           await oneByOne(inGroup.filter((i) => mine.has(i)));
         } else if (inGroup.length > 0) {
           try {
-            await this.request(RTM_DELLINK, linkPayload({}, { group }), 0, `delete link group ${group}`);
+            await this.requestOffLoop(RTM_DELLINK, linkPayload({}, { group }), `delete link group ${group}`);
           } catch (e) {
             if (!(e instanceof NetlinkError) || e.code === 'ECLOSED') throw e;
             if (e.code !== 'ENODEV') await oneByOne(inGroup); // ENODEV: all of them vanished meanwhile

@@ -4,6 +4,7 @@
  * set with the addon's setSockoptInt. See Rtnl.openMonitor for why.
  */
 import type { Setup } from '../native/types.js';
+import { addonCall } from './addon.js';
 import { findNetlinkSocketFd } from './socket-fd.js';
 
 export const SOL_SOCKET = 1;
@@ -37,25 +38,6 @@ export interface GuardOptions {
   procRoot?: string;
 }
 
-let addonSetsockopt: SetSockoptInt | null | undefined;
-
-/**
- * The addon's setSockoptInt, or undefined when the addon cannot be loaded or predates it. Loaded
- * here, not imported: importing src/netlink must not need the built addon.
- */
-function loadSetsockopt(): SetSockoptInt | undefined {
-  if (addonSetsockopt === undefined) {
-    try {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const { native } = require('../native/index.js') as typeof import('../native/index.js');
-      addonSetsockopt = typeof native.setSockoptInt === 'function' ? native.setSockoptInt.bind(native) : null;
-    } catch {
-      addonSetsockopt = null;
-    }
-  }
-  return addonSetsockopt ?? undefined;
-}
-
 /**
  * Make the NETLINK_ROUTE socket bound to `portId` (its address().port) drop what does not fit
  * instead of failing (NETLINK_NO_ENOBUFS), and give it a large receive buffer (SO_RCVBUFFORCE,
@@ -63,7 +45,7 @@ function loadSetsockopt(): SetSockoptInt | undefined {
  * fails is left as it was, and the result says what took.
  */
 export function guardMonitorSocket(portId: number, opts: GuardOptions = {}): MonitorGuard {
-  const setsockopt = opts.setsockopt ?? loadSetsockopt();
+  const setsockopt = opts.setsockopt ?? addonCall('setSockoptInt');
   if (!setsockopt) return { overrunSafe: false, forced: false };
   let fd: number | undefined;
   try { fd = findNetlinkSocketFd(portId, NETLINK_ROUTE, opts.procRoot); } catch { fd = undefined; }

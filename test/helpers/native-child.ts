@@ -334,6 +334,34 @@ async function errors(a: Args): Promise<unknown> {
   return out;
 }
 
+/** An rtnetlink message: nlmsghdr (REQUEST|ACK, seq) + ifinfomsg for `index` + attributes. */
+function linkRequest(type: number, index: number, seq: number, attrs: Buffer = Buffer.alloc(0)): Buffer {
+  const m = Buffer.alloc(32 + attrs.length);
+  m.writeUInt32LE(m.length, 0);
+  m.writeUInt16LE(type, 4);
+  m.writeUInt16LE(0x1 | 0x4, 6);
+  m.writeUInt32LE(seq, 8);
+  m.writeInt32LE(index, 20);
+  attrs.copy(m, 32);
+  return m;
+}
+
+/** netlinkAck: the kernel's answer to requests sent from a pool thread, and refused arguments. */
+async function netlinkAck(a: Args): Promise<unknown> {
+  const RTM_DELLINK = 17, RTM_GETLINK = 18;
+  const index = a.index as number;
+  // IFLA_GROUP (27) = 4242 on no link: the group delete finds nothing.
+  const group = Buffer.from([8, 0, 27, 0, 0x92, 0x10, 0, 0]);
+  return {
+    getLo: await native.netlinkAck(linkRequest(RTM_GETLINK, 1, 7)),
+    delMissing: await native.netlinkAck(linkRequest(RTM_DELLINK, 0x7ffffff0, 8)),
+    delEmptyGroup: await native.netlinkAck(linkRequest(RTM_DELLINK, 0, 9, group)),
+    delTap: await native.netlinkAck(linkRequest(RTM_DELLINK, index, 10)),
+    badLength: errInfo(() => native.netlinkAck(Buffer.alloc(16))),
+    notBuffer: errInfo(() => native.netlinkAck('x' as unknown as Buffer)),
+  };
+}
+
 /** Bounds checks happen before any syscall, so fd -1 is enough. Needs no root. */
 async function bounds(): Promise<unknown> {
   const beforeAttach = errInfo(() => native.readBatch(-1, new Uint32Array(1), 10, 1, new Int32Array(1), false));
@@ -552,7 +580,7 @@ async function wake(): Promise<unknown> {
   return { log };
 }
 
-const scenarios: Record<string, (a: Args) => Promise<unknown>> = { udp, raw, tap, offload, errors, bounds, workers, slice, wake };
+const scenarios: Record<string, (a: Args) => Promise<unknown>> = { udp, raw, tap, offload, errors, bounds, workers, slice, wake, netlinkAck };
 
 const name = process.argv[2];
 if (name !== undefined && scenarios[name]) {

@@ -69,7 +69,7 @@ async function main(): Promise<void> {
   } finally {
     rtnl.close();
   }
-  process.stdout.write(`${JSON.stringify({ results, closed: rtnl.isClosed })}\n`);
+  process.stdout.write(`${JSON.stringify({ results, closed: rtnl.isClosed, pid: process.pid })}\n`);
 
   async function run(o: ChildOp): Promise<unknown> {
     switch (o.op) {

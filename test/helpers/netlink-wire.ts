@@ -85,21 +85,25 @@ export function semantic(m: DecodedLinkMessage): Omit<DecodedLinkMessage, 'len' 
 }
 
 /**
- * Every buffer strace dumped for sendmsg calls (`-e write=all -xx`), in order. The hex area of a
- * dump line ` | 00000  4c 00 00 00 10 00 05 06  01 4e ...  L....... |` is columns 10..58.
- * Under `-f` the dumps of two threads can interleave, line by line, each line prefixed
- * `[pid N]`: a dump is put together from its own thread's lines.
+ * Every buffer strace dumped for sendmsg calls (`-e write=all -xx`), in order, with the thread
+ * that sent it. The hex area of a dump line ` | 00000  4c 00 00 00 10 00 05 06  01 4e ...  L....... |`
+ * is columns 10..58. Under `-f` a syscall line says `[pid N]` (N the thread id) and the dump
+ * lines after it do not, unless another thread's lines come between: then each line says whose
+ * it is. A dump is put together from its own thread's lines; `thread` is that N, or 'main'
+ * before any line named one.
  */
-export function straceSendBuffers(out: string): Buffer[] {
-  const dumps: string[][] = [];
+export function straceSends(out: string): Array<{ thread: string; bytes: Buffer }> {
+  const dumps: Array<{ thread: string; hex: string[] }> = [];
   const open = new Map<string, string[]>();
+  let current = 'main';
   for (const raw of out.split('\n')) {
     const pid = /^\[pid\s+(\d+)\]\s*/.exec(raw);
-    const thread = pid?.[1] ?? 'main';
+    if (pid) current = pid[1]!;
+    const thread = current;
     const line = pid ? raw.slice(pid[0].length) : raw;
     if (/^ \* \d+ bytes in buffer \d+/.test(line)) {
       const hex: string[] = [];
-      dumps.push(hex);
+      dumps.push({ thread, hex });
       open.set(thread, hex);
       continue;
     }
@@ -111,5 +115,10 @@ export function straceSendBuffers(out: string): Buffer[] {
     }
     open.delete(thread);
   }
-  return dumps.map((hex) => Buffer.from(hex.join(''), 'hex')).filter((b) => b.length > 0);
+  return dumps.map(({ thread, hex }) => ({ thread, bytes: Buffer.from(hex.join(''), 'hex') })).filter((d) => d.bytes.length > 0);
+}
+
+/** The buffers of straceSends, without their threads. */
+export function straceSendBuffers(out: string): Buffer[] {
+  return straceSends(out).map((d) => d.bytes);
 }

@@ -60,8 +60,8 @@ if (!existsSync(ADDON)) {
       `readClock monotonic clock advances in ms (${r.clock.monoStep} ms over a 5 ms spin)`);
     t.match(r.clockShort.message, /2 elements/, 'readClock needs room for both clocks');
     t.match(r.clockBadType.message, /out has the wrong type/, 'readClock takes a Float64Array');
-    t.same(r.enumerable, ['attachPool', 'close', 'localPort', 'notifySend', 'pathMtu', 'pollEnd', 'pollPause', 'pollSlice', 'pollStart',
-      'pollStop', 'pollWake', 'rawOpen', 'readBatch', 'readClock', 'recvBatch', 'sendBatch', 'setPeer', 'setSockoptInt', 'setThreadName', 'tapOpen',
+    t.same(r.enumerable, ['attachPool', 'close', 'localPort', 'netlinkAck', 'notifySend', 'pathMtu', 'pollEnd', 'pollPause', 'pollSlice',
+      'pollStart', 'pollStop', 'pollWake', 'rawOpen', 'readBatch', 'readClock', 'recvBatch', 'sendBatch', 'setPeer', 'setSockoptInt', 'setThreadName', 'tapOpen',
       'tapSetCarrier', 'tapSetPersist', 'udpOpen', 'wakeOpen', 'wakeSignal', 'writeBatch']);
   });
 
@@ -206,6 +206,20 @@ if (!existsSync(ADDON)) {
       t.equal(r.mtu6, 1400, 'IPv6 path MTU = veth MTU');
       t.match(r.noRoute, { code: 'ENETUNREACH', errno: 101, syscall: 'connect' });
       t.match(r.closeBad, { code: 'EBADF', errno: 9, syscall: 'close' });
+    });
+
+    t.test('netlinkAck: a request from a pool thread resolves with its acknowledgement', async (t) => {
+      const tap = uniqueName('nk');
+      spawnSync('ip', ['-n', nsA, 'tuntap', 'add', tap, 'mode', 'tap']);
+      const index = (JSON.parse(spawnSync('ip', ['-n', nsA, '-j', 'link', 'show', tap], { encoding: 'utf8' }).stdout) as { ifindex: number }[])[0]!.ifindex;
+      const r = child(nsA, 'netlinkAck', { index }).result;
+      t.equal(r.getLo, 0, 'a GETLINK answered with the link and then the ACK: 0');
+      t.equal(r.delMissing, -19, 'a link that does not exist: -ENODEV');
+      t.equal(r.delEmptyGroup, -19, 'a group no link is in: -ENODEV');
+      t.equal(r.delTap, 0, 'the tap deleted: 0');
+      t.equal(spawnSync('ip', ['-n', nsA, 'link', 'show', tap]).status, 1, 'and gone from the namespace');
+      t.match(r.badLength, { code: 'EINVAL', message: /nlmsg_len/ }, 'a buffer whose nlmsg_len is not its length is refused');
+      t.match(r.notBuffer, { message: /netlinkAck\(message: Buffer\)/ }, 'so is anything but a Buffer');
     });
 
     t.test('worker_threads: addon in main and workers at once, clean exit with active polls', async (t) => {

@@ -10,7 +10,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { createNetns, deleteNetns, hasCommand, ipLink, netnsUnavailable, uniqueName } from '../helpers/netns';
 import { childEnv, childLoaderUnavailable, runChild, tsNodeArgs, CHILD, type ChildRun } from '../helpers/netlink-run';
 import type { ChildOp, ChildResult } from '../helpers/netlink-child';
-import { decodeLinkMessage, semantic, straceSendBuffers } from '../helpers/netlink-wire';
+import { decodeLinkMessage, semantic, straceSendBuffers, straceSends } from '../helpers/netlink-wire';
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { shortDir } from '../helpers/tmp';
@@ -65,24 +65,39 @@ function ifindex(ns: string, name: string): number {
 
 /**
  * Run netlink-child.ts with `ops` under strace in `ns`; the netlink messages it sent (the
- * package sends header and payload as two iovecs, re-joined here), and the child's results.
+ * package sends header and payload as two iovecs, re-joined here) with whether each went out
+ * from the child's main thread, and the child's results.
  */
-function childUnderStrace(ns: string, ops: ChildOp[]): { sent: Buffer[]; results: ChildResult[]; status: number | null; stderr: string } {
+function childUnderStrace(ns: string, ops: ChildOp[]): {
+  sent: Buffer[]; fromMain: boolean[]; results: ChildResult[]; status: number | null; stderr: string;
+} {
   const r = spawnSync('ip', ['netns', 'exec', ns, 'strace', '-f', '-qq', '-e', 'trace=sendmsg', '-e', 'write=all', '-xx',
     process.execPath, ...tsNodeArgs(CHILD, [JSON.stringify(ops)])], { encoding: 'utf8', env: childEnv(), timeout: 60000 });
-  const parts = straceSendBuffers(r.stderr);
-  const sent: Buffer[] = [];
-  for (let i = 0; i < parts.length; i++) {
-    let b = parts[i] as Buffer;
-    if (b.length < 16) continue;
-    const len = b.readUInt32LE(0);
-    while (b.length < len && i + 1 < parts.length) b = Buffer.concat([b, parts[++i] as Buffer]);
-    if (b.length >= 32 && b.length >= len) sent.push(b.subarray(0, len));
-  }
   const line = r.stdout.trim().split('\n').pop() ?? '';
   let results: ChildResult[] = [];
-  try { results = (JSON.parse(line) as { results: ChildResult[] }).results; } catch { /* reported by the caller's asserts */ }
-  return { sent, results, status: r.status, stderr: r.stderr.slice(-3000) };
+  let pid: number | undefined;
+  try { ({ results, pid } = JSON.parse(line) as { results: ChildResult[]; pid: number }); } catch { /* reported by the caller's asserts */ }
+  const parts = straceSends(r.stderr);
+  const sent: Buffer[] = [];
+  const fromMain: boolean[] = [];
+  const taken = new Set<number>();
+  for (let i = 0; i < parts.length; i++) {
+    if (taken.has(i)) continue;
+    const { thread } = parts[i]!;
+    let b = parts[i]!.bytes;
+    if (b.length < 16) continue;
+    const len = b.readUInt32LE(0);
+    for (let j = i + 1; b.length < len && j < parts.length; j++) {
+      if (parts[j]!.thread !== thread) continue;
+      b = Buffer.concat([b, parts[j]!.bytes]);
+      taken.add(j);
+    }
+    if (b.length >= 32 && b.length >= len) {
+      sent.push(b.subarray(0, len));
+      fromMain.push(thread === 'main' || thread === String(pid));
+    }
+  }
+  return { sent, fromMain, results, status: r.status, stderr: r.stderr.slice(-3000) };
 }
 
 t.test('pure: vlanRequest framing and error wrapping (no namespace)', { skip: loaderSkip }, async (tt) => {
@@ -482,6 +497,10 @@ t.test('in a namespace', { skip: nsSkip }, async (t) => {
     const sets = msgs.filter((m) => m.type === RTM_SETLINK);
     const dels = msgs.filter((m) => m.type === RTM_DELLINK);
     tt.same(sets.map((m) => m.ifinfomsg.index).sort(), [...idx].sort(), 'one RTM_SETLINK per link');
+    // The kernel deletes the group inside the sendmsg() that carries it: not on the thread running JS.
+    tt.same(msgs.flatMap((m, i) => (m.type === RTM_SETLINK ? [r.fromMain[i]] : [])), sets.map(() => true), 'the SETLINKs from the main thread');
+    tt.same(msgs.flatMap((m, i) => (m.type === RTM_DELLINK ? [r.fromMain[i]] : [])), [false], 'the group DELLINK from another thread');
+    tt.equal(dels[0]?.flags, 0x5, 'NLM_F_REQUEST|NLM_F_ACK');
     const groups = new Set(sets.map((m) => m.attrs.find((a) => a.type === IFLA_GROUP)?.value));
     tt.equal(groups.size, 1, 'all set to the same group');
     const group = [...groups][0];
