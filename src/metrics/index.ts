@@ -100,18 +100,20 @@ interface FamilyText {
  * result took most of a scrape and made most of its garbage.
  */
 class SessionFamilies {
-  private readonly labelCache: Array<{ tid: number; sid: number; ifname: string; text: string } | undefined> = [];
+  private readonly labelCache: Array<{ tid: number; sid: number; ifname: string; text: string; bytes: Buffer } | undefined> = [];
   /** What the last scrape to finish wrote: its sessions (by label text, unique per session) and each family's text. */
   private last: { labels: string[]; families: FamilyText[] } = { labels: [], families: [] };
   private readonly pool = new BlockPool();
   constructor(private readonly src: MetricsSource, private readonly snapshot: ScrapeSnapshot) {}
 
-  private labels(s: MetricSession): string {
+  /** A session's label set, as text and as the bytes a line is made of. */
+  private labels(s: MetricSession): { text: string; bytes: Buffer } {
     const c = this.labelCache[s.slot];
-    if (c && c.tid === s.tunnel_id && c.sid === s.session_id && c.ifname === s.interface) return c.text;
+    if (c && c.tid === s.tunnel_id && c.sid === s.session_id && c.ifname === s.interface) return c;
     const text = `{tunnel_id="${s.tunnel_id}",session_id="${s.session_id}",interface="${escapeLabel(s.interface)}"}`;
-    this.labelCache[s.slot] = { tid: s.tunnel_id, sid: s.session_id, ifname: s.interface, text };
-    return text;
+    const entry = { tid: s.tunnel_id, sid: s.session_id, ifname: s.interface, text, bytes: Buffer.from(text) };
+    this.labelCache[s.slot] = entry;
+    return entry;
   }
 
   /**
@@ -121,7 +123,9 @@ class SessionFamilies {
    */
   async render(): Promise<ScrapeBytes> {
     const sessions = this.snapshot.sessions();
-    const labels = sessions.map((s) => this.labels(s));
+    const labelSets = sessions.map((s) => this.labels(s));
+    const labels = labelSets.map((l) => l.text);
+    const labelBytes = labelSets.map((l) => l.bytes);
     const n = sessions.length;
     // The counter rows as they are now: between the steps a deleted session's slot can be taken
     // by another, whose counters must not appear under the first one's labels.
@@ -138,6 +142,7 @@ class SessionFamilies {
     let sliceStart = performance.now();
     const family = async (head: string, metric: string, value: (i: number) => number): Promise<void> => {
       const prev = last.families[families.length];
+      const name = Buffer.from(metric);
       const out = new GrowingBuffer(this.pool, prev ? textLength(prev) + 64 * 1024 : n * 128 + head.length * 3);
       out.write(head);
       const headLength = out.length;
@@ -162,7 +167,7 @@ class SessionFamilies {
           ends[i] = out.length + prev.ends[j] - prevStart(from);
         } else {
           flush();
-          out.write(`${metric}${labels[i]} ${v}\n`);
+          out.line(name, labelBytes[i], v);
           ends[i] = out.length;
         }
         if (++rendered % RENDER_CHECK === 0 && performance.now() - sliceStart >= RENDER_SLICE_MS) {
@@ -250,6 +255,9 @@ class BlockPool {
 /** Free blocks kept: the families of about three scrapes. */
 const POOL_BLOCKS_MAX = 3 * (SESSION_COUNTERS.length + 4);
 
+/** The longest String(number): '-1.2345678901234567e-308'. */
+const MAX_NUMBER_TEXT = 24;
+
 /** Bytes appended to a pool block that is replaced by one twice as large when full. */
 class GrowingBuffer {
   block: Block;
@@ -268,6 +276,38 @@ class GrowingBuffer {
   write(text: string): void {
     this.room(text.length * 3);
     this.length += this.block.bytes.write(text, this.length);
+  }
+
+  /**
+   * One sample line: `name`, `labels`, a space, `value` as String() spells it, a newline. Written
+   * as bytes: building each line as a string and encoding it was most of a scrape whose values
+   * all moved.
+   */
+  line(name: Buffer, labels: Buffer, value: number): void {
+    this.room(name.length + labels.length + 2 + MAX_NUMBER_TEXT);
+    const b = this.block.bytes;
+    let at = this.length;
+    b.set(name, at);
+    at += name.length;
+    b.set(labels, at);
+    at += labels.length;
+    b[at++] = 0x20;
+    if (Number.isInteger(value) && value >= 0 && value <= Number.MAX_SAFE_INTEGER) {
+      // Counters: the digits String() would give (it uses no exponent below 1e21).
+      let digits = 1;
+      for (let x = value; x >= 10; x = Math.floor(x / 10)) digits++;
+      let x = value;
+      for (let k = at + digits - 1; k >= at; k--) {
+        const q = Math.floor(x / 10);
+        b[k] = 0x30 + (x - q * 10);
+        x = q;
+      }
+      at += digits;
+    } else {
+      at += b.write(String(value), at, 'latin1');
+    }
+    b[at++] = 0x0a;
+    this.length = at;
   }
 
   copy(from: Buffer, start: number, end: number): void {

@@ -155,6 +155,20 @@ function manySessions(n: number): { n: number; src: MetricsSource; sessionCounte
   return { n, src, sessionCounters };
 }
 
+t.test('sample values are spelled as String() spells them, at the edges of the integer path too', async (t) => {
+  const values = [0, -0, 1, 9, 10, 99, 100, 123456789, 2 ** 32, 2 ** 40 + 1, 999999999999999, 1e15, 2 ** 53 - 1, 2 ** 53,
+    2 ** 53 + 2, 1e20, 1e21, 1.5, 0.1, 1e-7, -1, -(2 ** 53), NaN, Infinity, -Infinity, Number.MAX_VALUE, Number.MIN_VALUE];
+  const { src, sessionCounters } = manySessions(values.length);
+  values.forEach((v, i) => { sessionCounters[i * SESSION_ROW_WIDTH + S.RxPackets] = v; });
+  const spelled = (text: string) => [...text.matchAll(/^l2tp_session_rx_packets_total\{[^}]*session_id="(\d+)"[^}]*\} (\S+)$/gm)]
+    .map((m) => [Number(m[1]), m[2]]);
+  const reg = createRegistry(src, '9.9.9');
+  const want = values.map((v, i) => [i + 1, String(v)]);
+  t.same(spelled(await reg.metrics()), want, 'a first scrape');
+  values.forEach((v, i) => { sessionCounters[i * SESSION_ROW_WIDTH + S.RxPackets] = values[values.length - 1 - i]!; });
+  t.same(spelled(await reg.metrics()), values.map((_, i) => [i + 1, String(values[values.length - 1 - i])]), 'every value moved');
+});
+
 t.test('a scrape of many sessions lets other work run while it renders', async (t) => {
   const { n, src, sessionCounters } = manySessions(12000);
   const reg = createRegistry(src, '9.9.9');
