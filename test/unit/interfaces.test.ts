@@ -5,6 +5,7 @@
  */
 import t from 'tap';
 import pino from 'pino';
+import fs from 'node:fs';
 import type { LinkInfo, SetLinkOptions } from '../../src/netlink/index.js';
 import type { TapHandle } from '../../src/native/index.js';
 import type { SessionConfig } from '../../src/control/model.js';
@@ -143,4 +144,32 @@ t.test('a kill at any step of creating a session tap leaves no persistent tap wi
       t.same(orphans, [], `${label}: killed after ${k} of ${total} steps: no persistent tap without an alias`);
     }
   }
+});
+
+t.test('releasing a session closes its tap on the pool, not on the event loop; delete removes it', async (t) => {
+  // fs.close as the pool runs it: later, after the caller has gone on.
+  const pooled: number[] = [];
+  const fakeFs = {
+    ...fs,
+    close: (fd: number, cb: (err: Error | null) => void) => setImmediate(() => { pooled.push(fd); kernel.close(fd); cb(null); }),
+  };
+  const loopClosed: number[] = [];
+  const { SessionInterfaces } = t.mockRequire<typeof import('../../src/daemon/interfaces.js')>(
+    '../../src/daemon/interfaces.js', {
+      '../../src/native/index.js': { native: { ...fakeNative, close: (fd: number) => { loopClosed.push(fd); kernel.close(fd); } } },
+      'node:fs': fakeFs,
+    });
+  kernel = new Kernel();
+  const ifaces = new SessionInterfaces(fakeRtnl as never, pino({ level: 'silent' }), false);
+  const kept = await ifaces.setup(normalizeSession({ tunnel_id: 1, session_id: 20, peer_session_id: 20, name: 'pw20' }), 1446);
+  const gone = await ifaces.setup(normalizeSession({ tunnel_id: 1, session_id: 21, peer_session_id: 21, name: 'pw21' }), 1446);
+  const stopping = ifaces.release(kept.links, false);
+  t.same(pooled, [], 'release hands the close over and goes on');
+  await stopping;
+  t.same(pooled, [kept.links.tap.fd], 'stop: the tap fd closed on the pool');
+  t.ok(kernel.devices.get('pw20')?.persist, 'and the tap stays, persistent, for the next start');
+  await ifaces.release(gone.links, true);
+  t.same(pooled, [kept.links.tap.fd, gone.links.tap.fd], 'delete: closed on the pool too');
+  t.notOk(kernel.devices.has('pw21'), 'and the tap is gone with its last fd');
+  t.same(loopClosed, [], 'no tap closed on the event loop');
 });
