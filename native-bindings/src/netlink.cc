@@ -34,7 +34,11 @@ class NetlinkAckWorker : public Napi::AsyncWorker {
     int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
     if (fd < 0) return Fail(errno, "socket");
     timeval tv{kAckTimeoutSeconds, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0) {
+      Fail(errno, "setsockopt");
+      close(fd);
+      return;
+    }
     sockaddr_nl kernel{};
     kernel.nl_family = AF_NETLINK;
     iovec iov{message_.data(), message_.size()};
@@ -63,15 +67,20 @@ class NetlinkAckWorker : public Napi::AsyncWorker {
         break;
       }
       int len = static_cast<int>(n);
-      bool acked = false;
+      bool answered = false;
       for (auto* h = reinterpret_cast<nlmsghdr*>(reply.data()); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
-        if (h->nlmsg_seq != seq || h->nlmsg_type != NLMSG_ERROR) continue;
-        if (h->nlmsg_len < NLMSG_LENGTH(sizeof(nlmsgerr))) continue;
-        result_ = reinterpret_cast<nlmsgerr*>(NLMSG_DATA(h))->error;
-        acked = true;
+        if (h->nlmsg_seq != seq) continue;
+        if (h->nlmsg_type == NLMSG_ERROR && h->nlmsg_len >= NLMSG_LENGTH(sizeof(nlmsgerr))) {
+          result_ = reinterpret_cast<nlmsgerr*>(NLMSG_DATA(h))->error;
+        } else if (h->nlmsg_type == NLMSG_ERROR || h->nlmsg_type == NLMSG_DONE) {
+          Fail(EPROTO, "recv");  // an end that is not an acknowledgement: nothing more will come
+        } else {
+          continue;  // a reply the request asked for (a GET), before its acknowledgement
+        }
+        answered = true;
         break;
       }
-      if (acked) break;
+      if (answered) break;
     }
     close(fd);
   }
@@ -112,6 +121,12 @@ Napi::Value Native::NetlinkAck(const Napi::CallbackInfo& info) {
   if (message.Length() < NLMSG_HDRLEN ||
       reinterpret_cast<const nlmsghdr*>(message.Data())->nlmsg_len != message.Length()) {
     return ThrowErrno(env, EINVAL, "netlinkAck", "message: one netlink message whose nlmsg_len is its length");
+  }
+  // Without NLM_F_ACK a success is not answered, and a dump ends without one: either would hold a
+  // pool thread until the timeout.
+  const uint16_t flags = reinterpret_cast<const nlmsghdr*>(message.Data())->nlmsg_flags;
+  if ((flags & (NLM_F_REQUEST | NLM_F_ACK)) != (NLM_F_REQUEST | NLM_F_ACK) || (flags & NLM_F_DUMP) == NLM_F_DUMP) {
+    return ThrowErrno(env, EINVAL, "netlinkAck", "message: nlmsg_flags must have NLM_F_REQUEST and NLM_F_ACK, and not NLM_F_DUMP");
   }
   auto* worker = new NetlinkAckWorker(env, message);
   Napi::Promise promise = worker->Promise();

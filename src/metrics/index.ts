@@ -255,8 +255,8 @@ class BlockPool {
 /** Free blocks kept: the families of about three scrapes. */
 const POOL_BLOCKS_MAX = 3 * (SESSION_COUNTERS.length + 4);
 
-/** The longest String(number): '-1.2345678901234567e-308'. */
-const MAX_NUMBER_TEXT = 24;
+/** More than the longest String(number), 25 characters ('-0.0000012345678901234567'). */
+const MAX_NUMBER_TEXT = 32;
 
 /** Bytes appended to a pool block that is replaced by one twice as large when full. */
 class GrowingBuffer {

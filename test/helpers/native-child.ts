@@ -335,11 +335,11 @@ async function errors(a: Args): Promise<unknown> {
 }
 
 /** An rtnetlink message: nlmsghdr (REQUEST|ACK, seq) + ifinfomsg for `index` + attributes. */
-function linkRequest(type: number, index: number, seq: number, attrs: Buffer = Buffer.alloc(0)): Buffer {
+function linkRequest(type: number, index: number, seq: number, attrs: Buffer = Buffer.alloc(0), flags = 0x1 | 0x4): Buffer {
   const m = Buffer.alloc(32 + attrs.length);
   m.writeUInt32LE(m.length, 0);
   m.writeUInt16LE(type, 4);
-  m.writeUInt16LE(0x1 | 0x4, 6);
+  m.writeUInt16LE(flags, 6);
   m.writeUInt32LE(seq, 8);
   m.writeInt32LE(index, 20);
   attrs.copy(m, 32);
@@ -359,6 +359,9 @@ async function netlinkAck(a: Args): Promise<unknown> {
     delTap: await native.netlinkAck(linkRequest(RTM_DELLINK, index, 10)),
     badLength: errInfo(() => native.netlinkAck(Buffer.alloc(16))),
     notBuffer: errInfo(() => native.netlinkAck('x' as unknown as Buffer)),
+    // Unanswered on success (no NLM_F_ACK) or ended by NLMSG_DONE (a dump): refused before sending.
+    noAck: errInfo(() => native.netlinkAck(linkRequest(RTM_DELLINK, index, 11, undefined, 0x1))),
+    dump: errInfo(() => native.netlinkAck(linkRequest(RTM_GETLINK, 0, 12, undefined, 0x1 | 0x4 | 0x300))),
   };
 }
 

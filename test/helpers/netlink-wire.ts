@@ -88,9 +88,9 @@ export function semantic(m: DecodedLinkMessage): Omit<DecodedLinkMessage, 'len' 
  * Every buffer strace dumped for sendmsg calls (`-e write=all -xx`), in order, with the thread
  * that sent it. The hex area of a dump line ` | 00000  4c 00 00 00 10 00 05 06  01 4e ...  L....... |`
  * is columns 10..58. Under `-f` a syscall line says `[pid N]` (N the thread id) and the dump
- * lines after it do not, unless another thread's lines come between: then each line says whose
- * it is. A dump is put together from its own thread's lines; `thread` is that N, or 'main'
- * before any line named one.
+ * lines after it do not (as strace 6 prints them here); a prefixed dump line is taken as that
+ * thread's too. A dump is put together from its own thread's lines; `thread` is that N, or 'main'
+ * for what follows a line without a prefix.
  */
 export function straceSends(out: string): Array<{ thread: string; bytes: Buffer }> {
   const dumps: Array<{ thread: string; hex: string[] }> = [];
@@ -98,9 +98,11 @@ export function straceSends(out: string): Array<{ thread: string; bytes: Buffer 
   let current = 'main';
   for (const raw of out.split('\n')) {
     const pid = /^\[pid\s+(\d+)\]\s*/.exec(raw);
-    if (pid) current = pid[1]!;
-    const thread = current;
     const line = pid ? raw.slice(pid[0].length) : raw;
+    // A line of its own with no prefix (strace drops them when one thread is left) is the main thread's.
+    if (pid) current = pid[1]!;
+    else if (!/^ [*|] /.test(line)) current = 'main';
+    const thread = current;
     if (/^ \* \d+ bytes in buffer \d+/.test(line)) {
       const hex: string[] = [];
       dumps.push({ thread, hex });

@@ -9,7 +9,8 @@ import { netnsUnavailable } from '../helpers/netns.js';
 import { Sites, UNDERLAY } from '../helpers/sites.js';
 
 const skip = netnsUnavailable();
-const SESSIONS = 1500;
+// Enough that building their views takes several turns of the daemon's event loop (about 60 ms).
+const SESSIONS = 3000;
 
 /** GET `path` on the API socket; resolves with when its answer began (the response's headers). */
 function get(socket: string, path: string, sent?: () => void): Promise<{ status: number; headersAt: number }> {

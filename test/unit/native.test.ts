@@ -220,6 +220,8 @@ if (!existsSync(ADDON)) {
       t.equal(spawnSync('ip', ['-n', nsA, 'link', 'show', tap]).status, 1, 'and gone from the namespace');
       t.match(r.badLength, { code: 'EINVAL', message: /nlmsg_len/ }, 'a buffer whose nlmsg_len is not its length is refused');
       t.match(r.notBuffer, { message: /netlinkAck\(message: Buffer\)/ }, 'so is anything but a Buffer');
+      t.match(r.noAck, { code: 'EINVAL', message: /NLM_F_ACK/ }, 'a request that asks for no acknowledgement is refused');
+      t.match(r.dump, { code: 'EINVAL', message: /NLM_F_DUMP/ }, 'so is a dump');
     });
 
     t.test('worker_threads: addon in main and workers at once, clean exit with active polls', async (t) => {
