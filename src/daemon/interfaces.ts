@@ -299,12 +299,12 @@ export class SessionInterfaces {
       if (now && now.index === prev.index) {
         found = now;
       } else if (now && now.alias !== undefined && !isTapOf(now, s)) {
-        native.close(tap.fd);
+        await closeOffLoop(tap.fd);
         throw new ConflictError(`name ${tap.name}: interface ${tap.name} was created by someone else meanwhile`, 409, 'name', tap.name);
       }
     }
     const reattach = found !== undefined;
-    undos.push(reattach ? () => native.close(tap.fd) : () => dropTap(tap));
+    undos.push(reattach ? () => closeOffLoop(tap.fd) : () => dropTap(tap));
     if (this.offload && !tap.offload) this.log.warn({ interface: tap.name }, 'the kernel refused tap offload (IFF_VNET_HDR + TSO): plain tap');
     if (tap.offload && found?.gsoMaxSegs !== GSO_MAX_SEGS) {
       try {
@@ -312,7 +312,7 @@ export class SessionInterfaces {
       } catch (err) {
         // Without the cap a super-frame could need more slots than one read offers.
         this.log.warn({ interface: tap.name, err: (err as Error).message }, 'cannot cap gso_max_segs: tap offload off');
-        native.close(tap.fd);
+        await closeOffLoop(tap.fd);
         tap = native.tapOpen(tap.name, false, false);
       }
     }
@@ -368,8 +368,7 @@ export class SessionInterfaces {
     if (!remove) { await closeOffLoop(links.tap.fd); return; }
     const l = await this.rtnl.linkByIndex(links.ifindex).catch(() => undefined);
     if (links.enslavedVlan !== undefined && l?.master !== undefined) await this.giveBack(links.enslavedVlan, l.master, keep);
-    unpersist(links.tap);
-    await closeOffLoop(links.tap.fd);
+    await dropTap(links.tap);
     // If the fd was no longer attached, the persist flag could not be cleared: delete by mark.
     if (l && parseSessionAlias(l.alias)) await this.rtnl.deleteLink(l.index).catch(() => undefined);
   }
@@ -523,24 +522,19 @@ export class SessionInterfaces {
 }
 
 /**
- * Close an fd on a libuv pool thread. A tap's close() detaches its queue behind an RCU grace
- * period, and removes a tap that is not persistent (about 16 ms here): a reload stopping ten
- * thousand sessions, or a delete, need not hold up the event loop for that. Nothing may use
- * the fd once this is called.
+ * Close a tap's fd on a libuv pool thread: every tap close here goes through this. A tap's
+ * close() detaches its queue behind an RCU grace period, and removes a tap that is not
+ * persistent (about 16 ms here): a reload stopping ten thousand sessions, or a delete, need not
+ * hold up the event loop for that. Nothing may use the fd once this is called.
  */
 function closeOffLoop(fd: number): Promise<void> {
   return new Promise((resolve, reject) => fs.close(fd, (err) => (err ? reject(err) : resolve())));
 }
 
-/** Clear persist: closing the tap's fd then removes it. */
-function unpersist(tap: TapHandle): void {
-  try { native.tapSetPersist(tap.fd, false); } catch { /* already detached */ }
-}
-
 /** Clear persist and close: the kernel removes the tap. */
-function dropTap(tap: TapHandle): void {
-  unpersist(tap);
-  native.close(tap.fd);
+async function dropTap(tap: TapHandle): Promise<void> {
+  try { native.tapSetPersist(tap.fd, false); } catch { /* already detached */ }
+  await closeOffLoop(tap.fd);
 }
 
 /** Netlink failures while applying a session become errors naming the config word. */

@@ -99,6 +99,16 @@ const fakeNative = {
   close: (fd: number) => kernel.close(fd),
 };
 
+/** fs.close as the libuv pool runs it: on a later turn, into the fake kernel. Records each fd. */
+const pooledCloses: number[] = [];
+const fakeFs = {
+  ...fs,
+  close: (fd: number, cb: (err: Error | null) => void) => setImmediate(() => {
+    pooledCloses.push(fd);
+    try { kernel.close(fd); cb(null); } catch (err) { cb(err as Error); }
+  }),
+};
+
 const fakeRtnl = {
   async listLinks(): Promise<LinkInfo[]> { kernel.step(); return [...kernel.devices.values()].map((d) => kernel.link(d)); },
   async linkByName(name: string): Promise<LinkInfo | undefined> { kernel.step(); const d = kernel.find(name); return d && kernel.link(d); },
@@ -120,7 +130,7 @@ const fakeRtnl = {
 
 t.test('a kill at any step of creating a session tap leaves no persistent tap without its alias', async (t) => {
   const { SessionInterfaces } = t.mockRequire<typeof import('../../src/daemon/interfaces.js')>(
-    '../../src/daemon/interfaces.js', { '../../src/native/index.js': { native: fakeNative } });
+    '../../src/daemon/interfaces.js', { '../../src/native/index.js': { native: fakeNative }, 'node:fs': fakeFs });
   const sessions: Array<[string, SessionConfig]> = [
     ['named', normalizeSession({ tunnel_id: 1, session_id: 10, peer_session_id: 10, name: 'pw10' })],
     ['kernel-numbered', normalizeSession({ tunnel_id: 1, session_id: 11, peer_session_id: 11 })],
@@ -147,12 +157,8 @@ t.test('a kill at any step of creating a session tap leaves no persistent tap wi
 });
 
 t.test('releasing a session closes its tap on the pool, not on the event loop; delete removes it', async (t) => {
-  // fs.close as the pool runs it: later, after the caller has gone on.
-  const pooled: number[] = [];
-  const fakeFs = {
-    ...fs,
-    close: (fd: number, cb: (err: Error | null) => void) => setImmediate(() => { pooled.push(fd); kernel.close(fd); cb(null); }),
-  };
+  const pooled = pooledCloses;
+  pooled.length = 0;
   const loopClosed: number[] = [];
   const { SessionInterfaces } = t.mockRequire<typeof import('../../src/daemon/interfaces.js')>(
     '../../src/daemon/interfaces.js', {
