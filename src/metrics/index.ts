@@ -125,7 +125,6 @@ class SessionFamilies {
     const sessions = this.snapshot.sessions();
     const labelSets = sessions.map((s) => this.labels(s));
     const labels = labelSets.map((l) => l.text);
-    const labelBytes = labelSets.map((l) => l.bytes);
     const n = sessions.length;
     // The counter rows as they are now: between the steps a deleted session's slot can be taken
     // by another, whose counters must not appear under the first one's labels.
@@ -167,7 +166,7 @@ class SessionFamilies {
           ends[i] = out.length + prev.ends[j] - prevStart(from);
         } else {
           flush();
-          out.line(name, labelBytes[i], v);
+          out.line(name, labelSets[i].bytes, v);
           ends[i] = out.length;
         }
         if (++rendered % RENDER_CHECK === 0 && performance.now() - sliceStart >= RENDER_SLICE_MS) {

@@ -233,7 +233,6 @@ export class Rtnl {
   private readonly pending = new Set<(err: Error) => void>();
   private closed = false;
   private readonly gate = new DumpGate();
-  private offLoopSeq = 0;
 
   private constructor(sock: NetlinkSocket) { this.sock = sock; }
 
@@ -302,7 +301,8 @@ export class Rtnl {
     const netlinkAck = addonCall('netlinkAck');
     if (netlinkAck === undefined) { await this.request(type, payload, 0, op); return; }
     if (this.closed) throw new NetlinkError(op, 'ECLOSED', 0, 'netlink socket closed');
-    const message = Buffer.concat(formatMessage({ type, flags: Flags.REQUEST | Flags.ACK, seq: ++this.offLoopSeq, port: 0, data: payload }));
+    // Alone on a fresh socket: any sequence number tells its acknowledgement apart.
+    const message = Buffer.concat(formatMessage({ type, flags: Flags.REQUEST | Flags.ACK, seq: 1, port: 0, data: payload }));
     let error: number;
     try { error = await netlinkAck(message); } catch (e) { throw toNetlinkError(e, op); }
     if (error !== 0) throw new NetlinkError(op, errnoName(-error), -error);
