@@ -8,6 +8,8 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
+import { Flags, FlagsGet, formatMessage, type ifla } from 'netlink';
+import { linkPayload, RTM_DELLINK, RTM_GETLINK } from '../../src/netlink/messages.js';
 import { native, POLL_READABLE, POLL_WRITABLE, SOURCE_STRIDE, socketOption, type IntSocketOption } from '../../src/native/index.js';
 
 type Args = Record<string, unknown>;
@@ -334,34 +336,25 @@ async function errors(a: Args): Promise<unknown> {
   return out;
 }
 
-/** An rtnetlink message: nlmsghdr (REQUEST|ACK, seq) + ifinfomsg for `index` + attributes. */
-function linkRequest(type: number, index: number, seq: number, attrs: Buffer = Buffer.alloc(0), flags = 0x1 | 0x4): Buffer {
-  const m = Buffer.alloc(32 + attrs.length);
-  m.writeUInt32LE(m.length, 0);
-  m.writeUInt16LE(type, 4);
-  m.writeUInt16LE(flags, 6);
-  m.writeUInt32LE(seq, 8);
-  m.writeInt32LE(index, 20);
-  attrs.copy(m, 32);
-  return m;
+/** An RTM_*LINK message for `index` (flags default: REQUEST|ACK), framed as Rtnl frames it. */
+function linkRequest(type: number, index: number, seq: number, attrs: ifla.LinkAttrs = {}, flags = Flags.REQUEST | Flags.ACK): Buffer {
+  return Buffer.concat(formatMessage({ type, flags, seq, port: 0, data: linkPayload({ index }, attrs) }));
 }
 
 /** netlinkAck: the kernel's answer to requests sent from a pool thread, and refused arguments. */
 async function netlinkAck(a: Args): Promise<unknown> {
-  const RTM_DELLINK = 17, RTM_GETLINK = 18;
   const index = a.index as number;
-  // IFLA_GROUP (27) = 4242 on no link: the group delete finds nothing.
-  const group = Buffer.from([8, 0, 27, 0, 0x92, 0x10, 0, 0]);
   return {
     getLo: await native.netlinkAck(linkRequest(RTM_GETLINK, 1, 7)),
     delMissing: await native.netlinkAck(linkRequest(RTM_DELLINK, 0x7ffffff0, 8)),
-    delEmptyGroup: await native.netlinkAck(linkRequest(RTM_DELLINK, 0, 9, group)),
+    // A group no link is in: the group delete finds nothing.
+    delEmptyGroup: await native.netlinkAck(linkRequest(RTM_DELLINK, 0, 9, { group: 4242 })),
     delTap: await native.netlinkAck(linkRequest(RTM_DELLINK, index, 10)),
     badLength: errInfo(() => native.netlinkAck(Buffer.alloc(16))),
     notBuffer: errInfo(() => native.netlinkAck('x' as unknown as Buffer)),
     // Unanswered on success (no NLM_F_ACK) or ended by NLMSG_DONE (a dump): refused before sending.
-    noAck: errInfo(() => native.netlinkAck(linkRequest(RTM_DELLINK, index, 11, undefined, 0x1))),
-    dump: errInfo(() => native.netlinkAck(linkRequest(RTM_GETLINK, 0, 12, undefined, 0x1 | 0x4 | 0x300))),
+    noAck: errInfo(() => native.netlinkAck(linkRequest(RTM_DELLINK, index, 11, {}, Flags.REQUEST))),
+    dump: errInfo(() => native.netlinkAck(linkRequest(RTM_GETLINK, 0, 12, {}, Flags.REQUEST | Flags.ACK | FlagsGet.DUMP))),
   };
 }
 

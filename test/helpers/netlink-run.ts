@@ -28,6 +28,8 @@ import type { ChildOp, ChildResult } from './netlink-child';
 export const REPO = ROOT;
 export const TS_NODE_IMPORT = join(REPO, 'node_modules', '@isaacs', 'ts-node-temp-fork-for-pr-2009', 'import.mjs');
 export const CHILD = join(REPO, 'test', 'helpers', 'netlink-child.ts');
+/** The built native addon (npm install builds it). */
+export const ADDON = join(REPO, 'native-bindings', 'build', 'Release', 'l2tpd_native.node');
 
 let tsconfigDir: string | undefined;
 

@@ -9,9 +9,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createNetns, deleteNetns, netnsUnavailable, uniqueName, vethBetween } from '../helpers/netns';
-import { REPO, childEnv } from '../helpers/netlink-run';
+import { ADDON, REPO, childEnv } from '../helpers/netlink-run';
 
-const ADDON = join(REPO, 'native-bindings', 'build', 'Release', 'l2tpd_native.node');
 const CHILD = join(REPO, 'test', 'helpers', 'native-child.ts');
 const REGISTER = join(REPO, 'node_modules', '@isaacs', 'ts-node-temp-fork-for-pr-2009', 'register');
 

@@ -8,7 +8,7 @@
 import t, { type Test } from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createNetns, deleteNetns, hasCommand, ipLink, netnsUnavailable, uniqueName } from '../helpers/netns';
-import { childEnv, childLoaderUnavailable, runChild, tsNodeArgs, CHILD, REPO, type ChildRun } from '../helpers/netlink-run';
+import { childEnv, childLoaderUnavailable, runChild, tsNodeArgs, ADDON, CHILD, type ChildRun } from '../helpers/netlink-run';
 import type { ChildOp, ChildResult } from '../helpers/netlink-child';
 import { decodeLinkMessage, semantic, straceSendBuffers, straceSends } from '../helpers/netlink-wire';
 import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -485,7 +485,7 @@ t.test('in a namespace', { skip: nsSkip }, async (t) => {
   });
 
   // The group delete goes out from a pool thread through the addon; without it, from this one.
-  const addonBuilt = existsSync(join(REPO, 'native-bindings', 'build', 'Release', 'l2tpd_native.node'));
+  const addonBuilt = existsSync(ADDON);
   t.test('deleteLinks on the wire: N×SETLINK group, one DELLINK {ifindex 0, IFLA_GROUP}', {
     skip: !hasCommand('strace') ? 'strace not installed' : !addonBuilt ? 'native addon not built (npm install builds it)' : false,
   }, async (tt) => {
