@@ -151,6 +151,15 @@ class TunnelState {
 }
 
 class SessionState {
+  /**
+   * What the hot path reads of the spec, copied here: with a thousand busy sessions every frame
+   * is for another one, and each further object it reads is one more cache miss.
+   */
+  readonly slot: number;
+  readonly tapFd: number;
+  readonly tapOffload: boolean;
+  /** seq recv or both: unnumbered frames are dropped. */
+  readonly recvSeq: boolean;
   readonly tpl: TxTemplate;
   readonly rx: RxContext;
   /** The sublayer carries numbers at all (l2spec_type default). */
@@ -178,6 +187,10 @@ class SessionState {
   constructor(readonly spec: SessionSpec, readonly tunnel: TunnelState,
     onReadable: (s: SessionState, ready: number) => void, monoClock: Float64Array) {
     this.onReadable = (_fd, _events, ready): void => onReadable(this, ready);
+    this.slot = spec.slot;
+    this.tapFd = spec.tapFd;
+    this.tapOffload = spec.tapOffload;
+    this.recvSeq = spec.seqRecv;
     this.tpl = spec.tx;
     this.rx = spec.rx;
     this.numbered = spec.tx.l2ssOffset >= 0;
@@ -190,10 +203,6 @@ class SessionState {
       recvSeq: spec.seqRecv, reorderTimeoutMs: spec.reorderTimeoutMs,
       capacity: spec.reorderTimeoutMs > 0 ? REORDER_CAPACITY : 1, clock: monoClock,
     });
-  }
-
-  get slot(): number {
-    return this.spec.slot;
   }
 }
 
@@ -225,7 +234,8 @@ export class Forwarder implements ControlHost {
   private readonly slots: SlotAllocator;
   private readonly sockets = new Map<number, SocketState>();
   private readonly tunnels = new Map<number, TunnelState>();
-  private readonly sessionsBySlot = new Map<number, SessionState>();
+  /** Sessions by slot (null: free). An array, not a Map: the delivery path looks one up per frame. */
+  private readonly sessionAt: Array<SessionState | null> = new Array<SessionState | null>(MAX_SESSIONS).fill(null);
   private readonly dec = new DecodeResult();
 
   // Receive batch: BATCH slots owned by the receive path (swapped out when a frame is held).
@@ -350,26 +360,26 @@ export class Forwarder implements ControlHost {
   addSession(spec: SessionSpec): void {
     const tunnel = this.tunnels.get(spec.tunnelSlot);
     if (!tunnel) throw new Error(`no tunnel in slot ${spec.tunnelSlot}`);
-    if (this.sessionsBySlot.has(spec.slot)) throw new Error(`session slot ${spec.slot} already in use`);
+    if (this.sessionAt[spec.slot] !== null) throw new Error(`session slot ${spec.slot} already in use`);
     const sock = tunnel.socket;
     if (sock.sessions.has(sessionIdKey(spec.sessionId))) throw new Error(`session ${spec.sessionId} already on this socket`);
     const s = new SessionState(spec, tunnel, (ss, ready) => this.onTapReadable(ss, ready), this.monoClock);
     sock.sessions.set(sessionIdKey(spec.sessionId), s);
     sock.tapSessions.push(s);
     tunnel.sessions.add(s);
-    this.sessionsBySlot.set(spec.slot, s);
+    this.sessionAt[spec.slot] = s;
     if (!sock.blocked) this.io.pollStart(spec.tapFd, POLL_READABLE, s.onReadable);
   }
 
   delSession(slot: number): void {
-    const s = this.sessionsBySlot.get(slot);
+    const s = this.sessionAt[slot];
     if (!s) return;
-    this.io.pollStop(s.spec.tapFd);
+    this.io.pollStop(s.tapFd);
     const sock = s.tunnel.socket;
     sock.sessions.delete(sessionIdKey(s.spec.sessionId));
     sock.tapSessions.splice(sock.tapSessions.indexOf(s), 1);
     s.tunnel.sessions.delete(s);
-    this.sessionsBySlot.delete(slot);
+    this.sessionAt[slot] = null;
     // Frames held for reordering go back to the pool; queued transmits still go out.
     s.seq.reset();
     for (let t = s.seq.takeDeliverable(); t >= 0; t = s.seq.takeDeliverable()) this.slots.give(t);
@@ -380,7 +390,7 @@ export class Forwarder implements ControlHost {
 
   /** Stop polling everything (worker shutdown). The control plane closes the fds. */
   stop(): void {
-    for (const s of this.sessionsBySlot.values()) this.io.pollStop(s.spec.tapFd);
+    for (const s of this.sessionAt) if (s !== null) this.io.pollStop(s.tapFd);
     for (const sock of this.sockets.values()) this.io.pollStop(sock.fd);
     this.io.pollEnd(null);
     if (this.reorderTimer) clearTimeout(this.reorderTimer);
@@ -455,7 +465,7 @@ export class Forwarder implements ControlHost {
       if (room < want) want = room;
       // A super-frame needs its segments' slots at once: wait for them rather than drop it.
       if (want < least) return;
-      const n = io.readBatch(s.spec.tapFd, this.tOffsets, FRAME_CAPACITY, want, this.tLengths, s.spec.tapOffload);
+      const n = io.readBatch(s.tapFd, this.tOffsets, FRAME_CAPACITY, want, this.tLengths, s.tapOffload);
       if (n < 0) {
         sc[row + S.TxErrors]++;
         return;
@@ -638,7 +648,7 @@ export class Forwarder implements ControlHost {
   private block(sock: SocketState): void {
     sock.blocked = true;
     const taps = sock.tapSessions;
-    for (let i = 0; i < taps.length; i++) this.io.pollPause(taps[i].spec.tapFd);
+    for (let i = 0; i < taps.length; i++) this.io.pollPause(taps[i].tapFd);
     this.io.pollStart(sock.fd, POLL_READABLE | POLL_WRITABLE, sock.onEvent);
   }
 
@@ -646,7 +656,7 @@ export class Forwarder implements ControlHost {
     sock.blocked = false;
     this.io.pollStart(sock.fd, POLL_READABLE, sock.onEvent);
     const taps = sock.tapSessions;
-    for (let i = 0; i < taps.length; i++) this.io.pollStart(taps[i].spec.tapFd, POLL_READABLE, taps[i].onReadable);
+    for (let i = 0; i < taps.length; i++) this.io.pollStart(taps[i].tapFd, POLL_READABLE, taps[i].onReadable);
   }
 
   // ---------------------------------------------------------------- decapsulation: socket -> tap
@@ -734,14 +744,14 @@ export class Forwarder implements ControlHost {
       this.nextSampleMs[s.slot] = this.clock[WALL] + SAMPLE_INTERVAL_MS;
       this.diag.sample(s.slot, this.bytes, dec.pos, start + len);
     }
-    if (dec.hasSeq === 0 && s.seq.recvSeq) this.diag.unsequenced(s.slot);
+    if (dec.hasSeq === 0 && s.recvSeq) this.diag.unsequenced(s.slot);
     if (s.mirror) this.followPeerSequencing(s, dec.hasSeq);
     if (dec.frameLength > s.maxFrame) {
       this.countSessionDrop(s.slot, DropReason.Oversize);
       return;
     }
     const l2tpBytes = start + len - dec.l2tpStart;
-    if (dec.hasSeq || s.seq.recvSeq) {
+    if (dec.hasSeq || s.recvSeq) {
       this.sequence(s, i, l2tpBytes);
       return;
     }
@@ -774,7 +784,7 @@ export class Forwarder implements ControlHost {
     const at = s.txRow + TX.Numbering;
     const on = tx[at] !== 0;
     const numbered = hasSeq !== 0;
-    if (numbered === on || (!numbered && s.seq.recvSeq)) return;
+    if (numbered === on || (!numbered && s.recvSeq)) return;
     tx[at] = numbered ? 1 : 0;
     tx[s.txRow + TX.Switches] = (tx[s.txRow + TX.Switches] + 1) | 0;
   }
@@ -822,7 +832,7 @@ export class Forwarder implements ControlHost {
         w++;
       }
       // Deliveries are queued and written within one event, so their session is still there.
-      this.writeSession(this.sessionsBySlot.get(slot)!, first, w);
+      this.writeSession(this.sessionAt[slot]!, first, w);
     }
     for (let k = 0; k < n; k++) if (this.dRelease[k] >= 0) this.slots.give(this.dRelease[k]);
     this.dCount = 0;
@@ -831,7 +841,7 @@ export class Forwarder implements ControlHost {
   /** Write one session's frames (write order first..end-1) to its tap and count what it took. */
   private writeSession(s: SessionState, first: number, end: number): void {
     // writeBatch marks the frames the tap refuses (lengths < 0) and stops at EAGAIN.
-    const processed = this.io.writeBatch(s.spec.tapFd, this.wOffsets, this.wLengths, first, end - first, s.spec.tapOffload);
+    const processed = this.io.writeBatch(s.tapFd, this.wOffsets, this.wLengths, first, end - first, s.tapOffload);
     let ok = 0;
     let bytes = 0;
     for (let k = first; k < first + processed; k++) {
