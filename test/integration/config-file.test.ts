@@ -3,7 +3,9 @@
  * vanished file is refused and the running state kept; removing everything takes an explicit
  * empty config. At start-up, a missing file still means "start empty", and temp files a killed
  * writer left next to the config are removed. Signals that arrive while the config is being
- * applied wait for it: one reload after it, however many SIGHUPs; a SIGTERM stops cleanly.
+ * applied wait for it: one reload after it, however many SIGHUPs; a SIGTERM stops cleanly. An
+ * add the file cannot take, or whose session cannot start, leaves the file and the running state
+ * as they were.
  */
 import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
@@ -57,6 +59,36 @@ t.test('an empty or vanished file on reload is refused; an explicit empty config
   t.same(JSON.parse(all.stdout), { added: 0, removed: 3, changed: 0 }, 'removing the tunnel and both sessions');
   t.same(running(), [], 'nothing runs');
   t.notOk(ipLink(a.ns, 'pwkeep') || ipLink(a.ns, 'brkeep'), 'the tap and bridge l2tpd made are gone');
+});
+
+t.test('an add the config file cannot take, or whose entry cannot start, changes nothing', { skip }, async (t) => {
+  const { sites, a } = await siteWithTunnel(t);
+  sites.ok(a, ['add', 'session', 'name', 'pwkeep', 'tunnel_id', '1', 'session_id', '1', 'peer_session_id', '1']);
+  const before = readFileSync(a.config, 'utf8');
+  const sessions = () => sites.json<Array<{ interface: string }>>(a, ['show', 'session']).map((s) => s.interface);
+
+  // A write that fails (its temp path taken by a directory) takes the started session back.
+  const tmp = `${a.config}.tmp-${a.proc!.pid}`;
+  mkdirSync(tmp);
+  const unwritten = sites.cli(a, ['add', 'session', 'name', 'pwnofile', 'tunnel_id', '1', 'session_id', '2', 'peer_session_id', '2', 'bridge', 'brnofile']);
+  rmSync(tmp, { recursive: true });
+  t.equal(unwritten.status, 1, 'refused');
+  t.match(unwritten.stderr, /EISDIR/, 'saying why');
+  t.same(sessions(), ['pwkeep'], 'the session is not running');
+  t.notOk(ipLink(a.ns, 'pwnofile') || ipLink(a.ns, 'brnofile'), 'its tap and bridge are gone');
+  t.equal(readFileSync(a.config, 'utf8'), before, 'the file unchanged');
+
+  // A session that cannot start (its name is an interface l2tpd did not make) leaves the file as it was.
+  const taken = sites.cli(a, ['add', 'session', 'name', 'ul0', 'tunnel_id', '1', 'session_id', '3', 'peer_session_id', '3']);
+  t.equal(taken.status, 1, 'refused');
+  t.match(taken.stderr, 'interface ul0 already exists and was not created by l2tpd', 'saying why');
+  t.same(sessions(), ['pwkeep'], 'nothing more runs');
+  t.equal(readFileSync(a.config, 'utf8'), before, 'the file as it was');
+  t.same(readdirSync(path.dirname(a.config)).filter((n) => n.includes('.tmp-')), [], 'no temp file left');
+
+  // And the next add works.
+  sites.ok(a, ['add', 'session', 'name', 'pwnext', 'tunnel_id', '1', 'session_id', '4', 'peer_session_id', '4']);
+  t.match(sites.configFile(a), { sessions: [{ name: 'pwkeep' }, { name: 'pwnext' }] }, 'the file holds what runs');
 });
 
 t.test('start-up removes the temp files a killed writer left', { skip }, async (t) => {
