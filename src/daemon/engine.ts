@@ -26,7 +26,7 @@ import { compileSession, interfaceNames } from '../control/session-words.js';
 import {
   knownLinks, LinkWatch, SessionInterfaces, type KnownLinks, type PortOverMtu, type SessionLinks,
 } from './interfaces.js';
-import type { MetricSession, MetricsSource } from '../metrics/index.js';
+import type { MetricsSource } from '../metrics/index.js';
 import { Liveness } from './liveness.js';
 import { TxSequencing, type TxSession } from './tx-sequencing.js';
 
@@ -418,23 +418,18 @@ export class DaemonEngine implements Engine, MetricsSource {
   get tunnelCounters(): Float64Array { return this.dataplane.tunnelCounters; }
   readonly hostRow = HOST_ROW;
 
-  /**
-   * The running sessions, each read as the scrape reaches it: a scrape of ten thousand takes
-   * turns of the event loop, and a session stopped meanwhile is left out rather than shown with
-   * the counters of whatever took its slot. Sessions started meanwhile wait for the next scrape.
-   */
-  *metricSessions(): Generator<MetricSession, void, undefined> {
-    for (const key of [...this.sessions.keys()]) {
-      const s = this.sessions.get(key);
-      if (s === undefined) continue;
+  metricSessions(): ReturnType<MetricsSource['metricSessions']> {
+    const out = [];
+    for (const s of this.sessions.values()) {
+      const key = sessionKey(s.cfg.tunnel_id, s.cfg.session_id);
       const live = this.liveness.session(key);
-      const diagnostics = this.liveness.sessionDiagnostics(key);
-      yield {
+      out.push({
         tunnel_id: s.cfg.tunnel_id, session_id: s.cfg.session_id, interface: s.links.ifname, slot: s.slot,
         up: live?.state === 'up' ? 1 : 0, transitions: live?.transitions ?? 0,
-        mismatches: diagnostics.length === 0 ? NO_MISMATCHES : [...new Set(diagnostics.map((d) => d.kind))],
-      };
+        mismatches: [...new Set(this.liveness.sessionDiagnostics(key).map((d) => d.kind))],
+      });
     }
+    return out;
   }
 
   metricTunnels(): ReturnType<MetricsSource['metricTunnels']> {
@@ -801,9 +796,6 @@ function liveFields(live: { state: string; reason: string; since: number } | und
   if (live) return { state: live.state, reason: live.reason, since: new Date(live.since).toISOString() };
   return { state: 'down', ...(failure ? { since: new Date(failure.since).toISOString() } : {}) };
 }
-
-/** What a session without mismatches shows: one array for all of them. */
-const NO_MISMATCHES: readonly string[] = Object.freeze([]);
 
 /** Session views listSessions builds between two turns of the event loop (about 4 ms of work). */
 const VIEW_STEP = 200;

@@ -22,16 +22,9 @@ export interface MetricLiveness {
   mismatches: readonly string[];
 }
 
-/** A running session as a scrape shows it: its labels, its counter row's slot and its liveness. */
-export type MetricSession = { tunnel_id: number; session_id: number; interface: string; slot: number } & MetricLiveness;
-
 export interface MetricsSource {
-  /**
-   * Running sessions with their counter rows. A scrape reads them over several turns of the event
-   * loop, its counters as it reaches each: each session must still own its slot when it is
-   * yielded (an engine yields each as it is then, skipping those stopped meanwhile).
-   */
-  metricSessions(): Iterable<MetricSession>;
+  /** Running sessions with their counter rows. */
+  metricSessions(): Array<{ tunnel_id: number; session_id: number; interface: string; slot: number } & MetricLiveness>;
   /** Running tunnels with their counter rows; rtt_ms when Hello measured one. */
   metricTunnels(): Array<{ tunnel_id: number; slot: number; rtt_ms?: number } & MetricLiveness>;
   sessionCounters: Float64Array;
@@ -40,60 +33,31 @@ export interface MetricsSource {
   hostRow: number;
 }
 
-type Sample = { labels: Record<string, string | number>; value: number; sharedLabels: typeof NO_SHARED_LABELS };
+type Sample = { labels: Record<string, string | number>; value: number };
+type MetricSession = ReturnType<MetricsSource['metricSessions']>[number];
 type MetricTunnel = ReturnType<MetricsSource['metricTunnels']>[number];
 
 /**
  * The running tunnels and sessions, read from the source once per scrape and shared by every
- * family: the tunnels when the scrape begins, the sessions as the session families read them
- * (SessionFamilies.render, which runs first). Outside a scrape (e.g. registry.getMetricsAsJSON())
- * each read goes to the source.
+ * family. Outside a scrape (e.g. registry.getMetricsAsJSON()) each read goes to the source.
  */
 class ScrapeSnapshot {
-  private current: TunnelSnapshot & { sessions?: MetricSession[] } | undefined;
+  private current: { tunnels: MetricTunnel[]; sessions: MetricSession[] } | undefined;
   constructor(private readonly src: MetricsSource) {}
 
-  /** `fn` is given where to keep the sessions it read. */
-  async during<R>(fn: (keepSessions: (sessions: MetricSession[]) => void) => Promise<R>): Promise<R> {
-    const snap: TunnelSnapshot & { sessions?: MetricSession[] } = this.takeTunnels();
+  async during<R>(fn: () => Promise<R>): Promise<R> {
+    const snap = { tunnels: this.src.metricTunnels(), sessions: this.src.metricSessions() };
     this.current = snap;
     try {
-      return await fn((sessions) => { snap.sessions = sessions; });
+      return await fn();
     } finally {
       if (this.current === snap) this.current = undefined;
     }
   }
 
-  /**
-   * The tunnels with their counter rows (the host row last) as they are now: the families that
-   * show them are written over several turns of the event loop, meanwhile a tunnel's slot can be
-   * taken by another.
-   */
-  private takeTunnels(): TunnelSnapshot {
-    const tunnels = this.src.metricTunnels();
-    const rows = new Float64Array((tunnels.length + 1) * TUNNEL_ROW_WIDTH);
-    const copy = (slot: number, i: number) => rows.set(this.src.tunnelCounters.subarray(slot * TUNNEL_ROW_WIDTH, (slot + 1) * TUNNEL_ROW_WIDTH), i * TUNNEL_ROW_WIDTH);
-    tunnels.forEach((t, i) => copy(t.slot, i));
-    copy(this.src.hostRow, tunnels.length);
-    return { tunnels, rows };
-  }
-
-  /** The tunnels and their counter rows (row i: tunnels[i]; the last: the host's), of this scrape or, outside one, as they are now. */
-  tunnels(): TunnelSnapshot { return this.current ?? this.takeTunnels(); }
-  /** The sessions this scrape read, or, outside one, the source's. */
-  sessions(): MetricSession[] { return this.current?.sessions ?? [...this.src.metricSessions()]; }
+  tunnels(): MetricTunnel[] { return this.current?.tunnels ?? this.src.metricTunnels(); }
+  sessions(): MetricSession[] { return this.current?.sessions ?? this.src.metricSessions(); }
 }
-
-interface TunnelSnapshot { tunnels: MetricTunnel[]; rows: Float64Array }
-
-/**
- * The shared labels of every sample. prom-client caches the text of a sample's shared labels in a
- * WeakMap by object: a sample without them gets a new `{}` and a new entry, some 6000 per scrape
- * at 250 tunnels. In a daemon profile under load, one scrape spent 48 ms on that cache at a time.
- */
-const NO_SHARED_LABELS = Object.freeze({});
-
-const sample = (labels: Sample['labels'], value: number): Sample => ({ labels, value, sharedLabels: NO_SHARED_LABELS });
 
 function family(name: string, help: string, type: 'counter' | 'gauge', values: () => Sample[]): client.Metric {
   return {
@@ -110,11 +74,10 @@ const DROP_REASONS = TUNNEL_COUNTERS.map((c, field) => ({ reason: c.reason, fiel
 
 /**
  * A scrape renders for about this long (ms) before it lets other work run: long enough that a
- * scrape of ten thousand sessions (reading them, copying unchanged lines, prom-client's families)
- * takes four or five turns of a busy event loop, each of which waits for the other work of that
- * turn; short enough that the API is not held up. Looked at every RENDER_CHECK lines.
+ * scrape of unchanged lines, mostly copies, takes few turns of a busy event loop, short enough
+ * that the API is not held up. Looked at every RENDER_CHECK lines.
  */
-const RENDER_SLICE_MS = 12;
+const RENDER_SLICE_MS = 8;
 const RENDER_CHECK = 512;
 
 const escapeLabel = (v: string) => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
@@ -138,10 +101,10 @@ interface FamilyText {
  */
 class SessionFamilies {
   private readonly labelCache: Array<{ tid: number; sid: number; ifname: string; text: string; bytes: Buffer } | undefined> = [];
-  /** What the last scrape to finish wrote: where each session's lines are (by label text, unique per session) and each family's text. */
-  private last: { at: Map<string, number>; families: FamilyText[] } = { at: new Map(), families: [] };
+  /** What the last scrape to finish wrote: its sessions (by label text, unique per session) and each family's text. */
+  private last: { labels: string[]; families: FamilyText[] } = { labels: [], families: [] };
   private readonly pool = new BlockPool();
-  constructor(private readonly src: MetricsSource) {}
+  constructor(private readonly src: MetricsSource, private readonly snapshot: ScrapeSnapshot) {}
 
   /** A session's label set, as text and as the bytes a line is made of. */
   private labels(s: MetricSession): { text: string; bytes: Buffer } {
@@ -158,40 +121,24 @@ class SessionFamilies {
    * RENDER_SLICE_MS with a turn of the event loop between them, so that a scrape of ten thousand
    * sessions does not hold up the API.
    */
-  async render(): Promise<{ bytes: ScrapeBytes; sessions: MetricSession[] }> {
+  async render(): Promise<ScrapeBytes> {
+    const sessions = this.snapshot.sessions();
+    const labelSets = sessions.map((s) => this.labels(s));
+    const labels = labelSets.map((l) => l.text);
+    const n = sessions.length;
+    // The counter rows as they are now: between the steps a deleted session's slot can be taken
+    // by another, whose counters must not appear under the first one's labels.
+    const ctr = new Float64Array(n * SESSION_ROW_WIDTH);
+    sessions.forEach((s, i) => ctr.set(this.src.sessionCounters.subarray(s.slot * SESSION_ROW_WIDTH, (s.slot + 1) * SESSION_ROW_WIDTH), i * SESSION_ROW_WIDTH));
+    // Where each session was in the last scrape (-1: new); that scrape's texts, even if another finishes meanwhile.
     const last = this.last;
     for (const f of last.families) this.pool.hold(f.block);
+    const lastAt = new Map<string, number>();
+    last.labels.forEach((l, i) => lastAt.set(l, i));
+    const before = Int32Array.from(labels, (l) => lastAt.get(l) ?? -1);
+    const families: FamilyText[] = [];
     let rendered = 0;
     let sliceStart = performance.now();
-    /** Whether this slice has run its RENDER_SLICE_MS: then the caller lets the event loop turn. */
-    const sliceOver = (): boolean => ++rendered % RENDER_CHECK === 0 && performance.now() - sliceStart >= RENDER_SLICE_MS;
-    const nextSlice = async (): Promise<void> => { await nextTurn(); sliceStart = performance.now(); };
-    // Each session with its counter row as it is when read: a session is read while it owns its
-    // slot, so no value of the slot's next user appears under its labels.
-    const sessions: MetricSession[] = [];
-    const labelSets: Array<{ text: string; bytes: Buffer }> = [];
-    /** Where each session is in this scrape, and (-1: new) where it was in the last. */
-    const at = new Map<string, number>();
-    const before: number[] = [];
-    let ctr = new Float64Array(Math.max(last.at.size, 64) * SESSION_ROW_WIDTH);
-    const rows = this.src.sessionCounters;
-    for (const s of this.src.metricSessions()) {
-      const i = sessions.length;
-      if ((i + 1) * SESSION_ROW_WIDTH > ctr.length) {
-        const bigger = new Float64Array(ctr.length * 2);
-        bigger.set(ctr);
-        ctr = bigger;
-      }
-      for (let k = 0, from = s.slot * SESSION_ROW_WIDTH, to = i * SESSION_ROW_WIDTH; k < SESSION_ROW_WIDTH; k++) ctr[to + k] = rows[from + k];
-      const l = this.labels(s);
-      sessions.push(s);
-      labelSets.push(l);
-      before.push(last.at.get(l.text) ?? -1);
-      at.set(l.text, i);
-      if (sliceOver()) await nextSlice();
-    }
-    const n = sessions.length;
-    const families: FamilyText[] = [];
     const family = async (head: string, metric: string, value: (i: number) => number): Promise<void> => {
       const prev = last.families[families.length];
       const name = Buffer.from(metric);
@@ -222,7 +169,10 @@ class SessionFamilies {
           out.line(name, labelSets[i].bytes, v);
           ends[i] = out.length;
         }
-        if (sliceOver()) await nextSlice();
+        if (++rendered % RENDER_CHECK === 0 && performance.now() - sliceStart >= RENDER_SLICE_MS) {
+          await nextTurn();
+          sliceStart = performance.now();
+        }
       }
       flush();
       families.push({ block: out.block, ends, headLength, values });
@@ -243,7 +193,7 @@ class SessionFamilies {
     const mismatch = new GrowingBuffer(this.pool, 4096);
     mismatch.write(help('l2tp_session_mismatch', 'gauge', 'A configuration mismatch with the peer that the diagnostics see now (show session -s says which).'));
     for (let i = 0; i < n; i++) {
-      for (const kind of sessions[i].mismatches) mismatch.write(`l2tp_session_mismatch${labelSets[i].text.slice(0, -1)},kind="${kind}"} 1\n`);
+      for (const kind of sessions[i].mismatches) mismatch.write(`l2tp_session_mismatch${labels[i].slice(0, -1)},kind="${kind}"} 1\n`);
     }
     // A block taken from the pool is the caller's until `done`; the texts kept as `last` are held
     // once more, and go back to the pool when no scrape copies from them or sends them.
@@ -252,12 +202,12 @@ class SessionFamilies {
     if (this.last === last) {
       for (const f of last.families) this.pool.drop(f.block);
       for (const f of families) this.pool.hold(f.block);
-      this.last = { at, families };
+      this.last = { labels, families };
     }
     const blocks = [...families.map((f) => f.block), mismatch.block];
     const chunks = [...families.map((f) => f.block.bytes.subarray(0, textLength(f))), mismatch.block.bytes.subarray(0, mismatch.length)];
     let held = true;
-    return { bytes: { chunks, done: () => { if (held) { held = false; for (const b of blocks) this.pool.drop(b); } } }, sessions };
+    return { chunks, done: () => { if (held) { held = false; for (const b of blocks) this.pool.drop(b); } } };
   }
 }
 
@@ -370,38 +320,11 @@ export class L2tpRegistry extends client.Registry {
 
   /** A scrape's text as bytes in chunks, as the endpoint sends it; call `done` when they are sent. */
   async scrape(): Promise<ScrapeBytes> {
-    return this.snapshot.during(async (keepSessions) => {
-      // The session families first: the other families (l2tp_sessions) count the sessions they read.
-      const { bytes, sessions } = await this.sessionFamilies.render();
-      keepSessions(sessions);
-      let rest: string;
-      try {
-        rest = await this.familiesInTurns();
-      } catch (err) {
-        bytes.done();
-        throw err;
-      }
-      return { chunks: [...bytes.chunks, Buffer.from(rest)], done: bytes.done };
+    return this.snapshot.during(async () => {
+      const rest = await super.metrics();
+      const families = await this.sessionFamilies.render();
+      return { chunks: [...families.chunks, Buffer.from(rest)], done: families.done };
     });
-  }
-
-  /**
-   * prom-client's families (the tunnels', the process'): the text super.metrics() gives, one
-   * family at a time with a turn of the event loop once RENDER_SLICE_MS have passed. At once,
-   * with 250 tunnels, they held the event loop for 50–80 ms when the heap was large.
-   */
-  private async familiesInTurns(): Promise<string> {
-    const { getMetricsAsString } = this as unknown as { getMetricsAsString(m: unknown): Promise<string> };
-    const texts: string[] = [];
-    let sliceStart = performance.now();
-    for (const m of this.getMetricsAsArray()) {
-      texts.push(await getMetricsAsString.call(this, m));
-      if (performance.now() - sliceStart >= RENDER_SLICE_MS) {
-        await nextTurn();
-        sliceStart = performance.now();
-      }
-    }
-    return `${texts.join('\n\n')}\n`;
   }
 
   override async metrics(): Promise<string> {
@@ -416,40 +339,39 @@ export class L2tpRegistry extends client.Registry {
 
 export function createRegistry(src: MetricsSource, version: string): L2tpRegistry {
   const snapshot = new ScrapeSnapshot(src);
-  const reg = new L2tpRegistry(snapshot, new SessionFamilies(src));
+  const reg = new L2tpRegistry(snapshot, new SessionFamilies(src, snapshot));
   client.collectDefaultMetrics({ register: reg });
   replaceOpenFdsGauge(reg);
   for (const { c, field } of TUNNEL_FAMILIES) {
-    reg.registerMetric(family(c.metric, c.help, 'counter', () => {
-      const { tunnels, rows } = snapshot.tunnels();
-      return tunnels.map((t, i) => sample({ tunnel_id: t.tunnel_id }, rows[i * TUNNEL_ROW_WIDTH + field]));
-    }));
+    reg.registerMetric(family(c.metric, c.help, 'counter', () => snapshot.tunnels().map((t) => ({
+      labels: { tunnel_id: t.tunnel_id }, value: src.tunnelCounters[t.slot * TUNNEL_ROW_WIDTH + field],
+    }))));
   }
   reg.registerMetric(family(TUNNEL_DROPS_FAMILY.metric, TUNNEL_DROPS_FAMILY.help, 'counter', () => {
-    const { tunnels, rows } = snapshot.tunnels();
+    const rows = [...snapshot.tunnels().map((t) => ({ id: String(t.tunnel_id), slot: t.slot })), { id: '', slot: src.hostRow }];
     const out: Sample[] = [];
-    // The host's row (no tunnel_id) after the tunnels'.
-    for (let i = 0; i <= tunnels.length; i++) {
-      const id = i < tunnels.length ? String(tunnels[i].tunnel_id) : '';
-      for (const { reason, field } of DROP_REASONS) out.push(sample({ tunnel_id: id, reason }, rows[i * TUNNEL_ROW_WIDTH + field]));
+    for (const r of rows) {
+      for (const { reason, field } of DROP_REASONS) {
+        out.push({ labels: { tunnel_id: r.id, reason }, value: src.tunnelCounters[r.slot * TUNNEL_ROW_WIDTH + field] });
+      }
     }
     return out;
   }));
   reg.registerMetric(family('l2tp_tunnel_up', 'Whether the tunnel works: 1 up, 0 down (with hello_interval: the peer answers Hello).',
-    'gauge', () => snapshot.tunnels().tunnels.map((t) => sample({ tunnel_id: t.tunnel_id }, t.up))));
+    'gauge', () => snapshot.tunnels().map((t) => ({ labels: { tunnel_id: t.tunnel_id }, value: t.up }))));
   reg.registerMetric(family('l2tp_tunnel_transitions_total', 'Changes between up and down since the tunnel started.',
-    'counter', () => snapshot.tunnels().tunnels.map((t) => sample({ tunnel_id: t.tunnel_id }, t.transitions))));
+    'counter', () => snapshot.tunnels().map((t) => ({ labels: { tunnel_id: t.tunnel_id }, value: t.transitions }))));
   reg.registerMetric(family('l2tp_tunnel_hello_rtt_seconds', 'Round-trip time of the last Hello answered at its first transmission.',
-    'gauge', () => snapshot.tunnels().tunnels.filter((t) => t.rtt_ms !== undefined)
-      .map((t) => sample({ tunnel_id: t.tunnel_id }, t.rtt_ms! / 1000))));
+    'gauge', () => snapshot.tunnels().filter((t) => t.rtt_ms !== undefined)
+      .map((t) => ({ labels: { tunnel_id: t.tunnel_id }, value: t.rtt_ms! / 1000 }))));
   reg.registerMetric(family('l2tp_tunnel_mismatches', 'Kinds of configuration mismatch with the peer the diagnostics see now (show tunnel -s says which).',
-    'gauge', () => snapshot.tunnels().tunnels.map((t) => sample({ tunnel_id: t.tunnel_id }, t.mismatches.length))));
+    'gauge', () => snapshot.tunnels().map((t) => ({ labels: { tunnel_id: t.tunnel_id }, value: t.mismatches.length }))));
   reg.registerMetric(family('l2tp_tunnel_mismatch', 'A configuration mismatch with the peer that the diagnostics see now (show tunnel -s says which).',
-    'gauge', () => snapshot.tunnels().tunnels.flatMap((t) => t.mismatches.map((kind) => sample({ tunnel_id: t.tunnel_id, kind }, 1)))));
-  reg.registerMetric(family('l2tp_tunnels', 'Tunnels running.', 'gauge', () => [sample({}, snapshot.tunnels().tunnels.length)]));
-  reg.registerMetric(family('l2tp_sessions', 'Sessions running.', 'gauge', () => [sample({}, snapshot.sessions().length)]));
+    'gauge', () => snapshot.tunnels().flatMap((t) => t.mismatches.map((kind) => ({ labels: { tunnel_id: t.tunnel_id, kind }, value: 1 })))));
+  reg.registerMetric(family('l2tp_tunnels', 'Tunnels running.', 'gauge', () => [{ labels: {}, value: snapshot.tunnels().length }]));
+  reg.registerMetric(family('l2tp_sessions', 'Sessions running.', 'gauge', () => [{ labels: {}, value: snapshot.sessions().length }]));
   reg.registerMetric(family('l2tpd_build_info', 'l2tpd version and runtime.', 'gauge',
-    () => [sample({ version, node: process.version }, 1)]));
+    () => [{ labels: { version, node: process.version }, value: 1 }]));
   return reg;
 }
 
