@@ -426,7 +426,7 @@ export class DaemonEngine implements Engine, MetricsSource {
       out.push({
         tunnel_id: s.cfg.tunnel_id, session_id: s.cfg.session_id, interface: s.links.ifname, slot: s.slot,
         up: live?.state === 'up' ? 1 : 0, transitions: live?.transitions ?? 0,
-        mismatches: [...new Set(this.liveness.sessionDiagnostics(key).map((d) => d.kind))],
+        mismatches: kindsOf(this.liveness.sessionDiagnostics(key)),
       });
     }
     return out;
@@ -440,7 +440,7 @@ export class DaemonEngine implements Engine, MetricsSource {
       return {
         tunnel_id: id, slot: t.slot, up: live?.state === 'up' ? 1 : 0, transitions: live?.transitions ?? 0,
         ...(rtt !== undefined ? { rtt_ms: rtt } : {}),
-        mismatches: [...new Set(this.liveness.tunnelDiagnostics(id).map((d) => d.kind))],
+        mismatches: kindsOf(this.liveness.tunnelDiagnostics(id)),
       };
     });
   }
@@ -796,6 +796,11 @@ function liveFields(live: { state: string; reason: string; since: number } | und
   if (live) return { state: live.state, reason: live.reason, since: new Date(live.since).toISOString() };
   return { state: 'down', ...(failure ? { since: new Date(failure.since).toISOString() } : {}) };
 }
+
+/** The kinds of mismatch among `diagnostics`, each once; most sessions have none, and share one empty list. */
+const NO_MISMATCHES: readonly string[] = Object.freeze([]);
+const kindsOf = (diagnostics: readonly { kind: string }[]): readonly string[] =>
+  (diagnostics.length === 0 ? NO_MISMATCHES : [...new Set(diagnostics.map((d) => d.kind))]);
 
 /** Session views listSessions builds between two turns of the event loop (about 4 ms of work). */
 const VIEW_STEP = 200;
