@@ -424,6 +424,10 @@ async function controlPhases(d, S, T, spt, tunnels, sessions, res, save) {
     quiet[name] = summary(ms);
   }
   res.quiet_reads = quiet;
+  // The other readers while `show session -s` of every session is answered, five times in a row.
+  res.reads_during_show_all = (await withReads(d, async () => {
+    for (let i = 0; i < 5; i++) await d.api('GET', '/v1/sessions?stats=1');
+  })).reads;
   const unchanged = [];
   const uc0 = d.cpuTicks();
   for (let i = 0; i < 3; i++) {
@@ -579,6 +583,8 @@ function markdown(result) {
     row('quiet: status / show tunnel / show session (one tunnel) / /metrics, median ms', (r) =>
       ['status', 'show_tunnel', 'show_session_tunnel', 'metrics'].map((k) => f(r.quiet_reads[k].median)).join(' / '));
     row('quiet: show session (all), median ms', (r) => f(r.quiet_reads.show_session_all.median));
+    row('… status / /metrics while `show session -s` of all runs: max / p99', (r) => (r.reads_during_show_all
+      ? `${reads({ reads: r.reads_during_show_all }, 'status')}; ${reads({ reads: r.reads_during_show_all }, 'metrics')}` : '–'));
     row('RSS per session (KiB)', (r) => f(r.memory.rss_bytes_per_session / 1024, 1));
     row('main-thread heap per session (KiB)', (r) => f(r.memory.heap_bytes_per_session / 1024, 1));
     row('RSS with all sessions (MiB)', (r) => f(r.memory.rss_kb / 1024, 0));
