@@ -9,6 +9,16 @@ import type { ForwarderIo, PollCallback } from '../../src/native/index.js';
 
 export type { PollCallback };
 
+/** A recvBatch source entry (ForwarderIo.recvBatch): an IPv4 address, as a big-endian number, and a port. */
+export function ipv4Source(address: number, port: number): Uint32Array {
+  return Uint32Array.of((4 << 16) | port, address >>> 0, 0, 0, 0);
+}
+
+/** 192.0.2.2, the peer of the forwarder's tests, as an IPv4 source address. */
+export const PEER_V4 = ((192 << 24) | (2 << 8) | 2) >>> 0;
+/** Datagrams from PEER_V4 port 1701. */
+export const PEER_SOURCE = ipv4Source(PEER_V4, 1701);
+
 export class FakeIo implements ForwarderIo {
   /** The pool, as attached by the forwarder. */
   bytes: Uint8Array<ArrayBufferLike> = new Uint8Array(0);

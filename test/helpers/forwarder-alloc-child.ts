@@ -13,7 +13,7 @@ import {
   SESSION_COUNTER_BYTES, SESSION_ROW_WIDTH, SessionCounter as S, TUNNEL_COUNTER_BYTES,
 } from '../../src/dataplane/counters.js';
 import { POLL_READABLE, POLL_WRITABLE, SOURCE_STRIDE } from '../../src/native/index.js';
-import { FakeIo } from './fake-io.js';
+import { FakeIo, PEER_SOURCE, PEER_V4, ipv4Source } from './fake-io.js';
 import { EncapKind, MessageType, UDP_WIRE, buildTxTemplate, nextSeq, writeControl, writeHeader } from '../../src/protocol/index.js';
 import { TUNNEL_ROW_WIDTH, TunnelCounter as T } from '../../src/dataplane/counters.js';
 
@@ -21,7 +21,8 @@ const SOCK_FD = 10;
 const TAP_A = 20;
 const TAP_B = 21;
 const FRAME = 60;
-const PEER_V4 = (192 << 24) | (0 << 16) | (2 << 8) | 2;
+/** The peer's address from another port: a foreign source. */
+const OTHER_PORT_SOURCE = ipv4Source(PEER_V4, 1702);
 
 /** The addon's forwarder side, with traffic: each call does what the syscall would, on the pool, without allocating. */
 class SimulatedAddon extends FakeIo {
@@ -50,9 +51,7 @@ class SimulatedAddon extends FakeIo {
   override recvBatch(_fd: number, offsets: Uint32Array, _cap: number, count: number, lengths: Int32Array, sources: Uint32Array): number {
     for (let i = 0; i < count; i++) {
       const b = i * SOURCE_STRIDE;
-      sources[b] = (4 << 16) | 1701;
-      sources[b + 1] = PEER_V4 >>> 0;
-      sources[b + 2] = 0; sources[b + 3] = 0; sources[b + 4] = 0;
+      sources.set(PEER_SOURCE, b);
       if ((i & 31) === 31) {
         lengths[i] = this.oddDatagram(offsets[i], sources, b);
         continue;
@@ -86,7 +85,7 @@ class SimulatedAddon extends FakeIo {
       writeHeader(this.bytes, at + tpl.length, tpl, -1);
       this.bytes.fill(0x5a, at + tpl.length, at + tpl.length + FRAME);
       if (v === 1) this.bytes[at + 8] ^= 0xff;
-      if (v === 2) sources[b] = (4 << 16) | 1702;
+      if (v === 2) sources.set(OTHER_PORT_SOURCE, b);
       return tpl.length + FRAME;
     }
     const n = writeControl(this.bytes, at, at + 64, false, v === 4 ? 101 : 100, this.odd & 0xffff, 0, MessageType.Hello);

@@ -10,7 +10,7 @@ import {
   SESSION_COUNTER_BYTES, SESSION_ROW_WIDTH, SessionCounter as S, TUNNEL_COUNTER_BYTES,
 } from '../../src/dataplane/counters.js';
 import { POLL_READABLE, POLL_WRITABLE, SOURCE_STRIDE } from '../../src/native/index.js';
-import { FakeIo } from '../helpers/fake-io.js';
+import { FakeIo, PEER_SOURCE } from '../helpers/fake-io.js';
 import { EncapKind, IP_WIRE, UDP_WIRE, buildTxTemplate, writeHeader, type WireEncap } from '../../src/protocol/index.js';
 import { sessionSpec } from '../helpers/session-spec.js';
 import { allocateStatusBuffers } from '../../src/dataplane/status.js';
@@ -47,8 +47,8 @@ class RecordingAddon extends FakeIo {
   readonly refuse = new Set<number>();
 
   /** How recvBatch builds them: UDP from 192.0.2.2:1701 with the default sublayer, unless changed. */
-  rxEncap: { encap: 'udp' | 'ip'; l2spec: 'none' | 'default'; source: number[] } =
-    { encap: 'udp', l2spec: 'default', source: [(4 << 16) | 1701, ((192 << 24) | (2 << 8) | 2) >>> 0, 0, 0, 0] };
+  rxEncap: { encap: 'udp' | 'ip'; l2spec: 'none' | 'default'; source: ArrayLike<number> } =
+    { encap: 'udp', l2spec: 'default', source: PEER_SOURCE };
   override recvBatch(_fd: number, offsets: Uint32Array, _cap: number, count: number, lengths: Int32Array, sources: Uint32Array): number {
     const n = Math.min(count, this.datagrams.length);
     const { encap, l2spec, source } = this.rxEncap;
